@@ -1,0 +1,211 @@
+/**
+ * What a dataset offers a client — columns, filters, formats and limits — and the validation of a
+ * create request against it. Pure: sources/ implement the reading, this decides what may be asked.
+ */
+import { AppError, type ErrorDetail, invalidRequest } from "./errors.js";
+import { COMPRESSIONS, type Compression, type ExportRequest, FORMATS, type Format } from "./export.js";
+import { isValidTimeZone, parseInstant } from "./time.js";
+
+export type ColumnType = "string" | "integer" | "number" | "boolean" | "timestamp" | "json";
+
+export interface ColumnSpec {
+  name: string;
+  type: ColumnType;
+  description?: string;
+}
+
+export interface FilterSpec {
+  name: string;
+  type: "string";
+  description?: string;
+}
+
+export interface DatasetLimits {
+  /** Longest time range one export may cover. */
+  maxRangeDays: number;
+  /** An export that would produce more rows fails with too_many_rows. */
+  maxRows: number;
+}
+
+export interface DatasetDescriptor {
+  name: string;
+  description: string;
+  columns: ColumnSpec[];
+  filters: FilterSpec[];
+  formats: Format[];
+  limits: DatasetLimits;
+}
+
+/** The create body as the HTTP schema admits it (shapes checked, meaning not yet). */
+export interface CreateExportInput {
+  dataset: string;
+  from: string;
+  to: string;
+  filters?: Record<string, string | string[]>;
+  columns?: string[];
+  format?: Format;
+  compression?: Compression;
+  csv?: { delimiter?: string; header?: boolean; bom?: boolean };
+  timezone?: string;
+  part_max_rows?: number;
+}
+
+export const DEFAULT_PART_MAX_ROWS = 1_000_000;
+export const MAX_FILTER_VALUES = 1000;
+const CSV_DELIMITERS = [",", ";", "\t", "|"];
+
+/**
+ * Turns a create body into an ExportRequest, or throws invalid_request / invalid_date_range listing
+ * every problem at once. `now` resolves `"to": "now"` and caps ranges that reach into the future.
+ */
+export function normalizeCreateRequest(
+  input: CreateExportInput,
+  datasets: ReadonlyMap<string, DatasetDescriptor>,
+  now: number,
+): ExportRequest {
+  const details: ErrorDetail[] = [];
+  const dataset = datasets.get(input.dataset);
+  if (!dataset) {
+    throw invalidRequest([
+      {
+        field: "dataset",
+        code: "unknown_dataset",
+        message: `Unknown dataset "${input.dataset}". GET /v1/datasets lists the ones this key may export.`,
+      },
+    ]);
+  }
+
+  const timezone = input.timezone ?? "UTC";
+  if (!isValidTimeZone(timezone)) {
+    details.push({
+      field: "timezone",
+      code: "invalid",
+      message: `"${timezone}" is not an IANA time zone name.`,
+    });
+  }
+  const zone = details.length ? "UTC" : timezone;
+
+  const from = parseInstant(input.from, zone);
+  if (from === null) {
+    details.push({
+      field: "from",
+      code: "invalid_date",
+      message: "Expected an ISO 8601 date-time with offset (2026-11-01T00:00:00Z) or a date (2026-11-01).",
+    });
+  }
+  const to = input.to === "now" ? now : parseInstant(input.to, zone);
+  if (to === null) {
+    details.push({
+      field: "to",
+      code: "invalid_date",
+      message: 'Expected "now", an ISO 8601 date-time with offset or a date.',
+    });
+  }
+  if (from !== null && to !== null && from >= to) {
+    details.push({ field: "from", code: "invalid_date_range", message: "`from` must be before `to`." });
+  }
+
+  const columnNames = new Set(dataset.columns.map((c) => c.name));
+  const columns = input.columns ?? dataset.columns.map((c) => c.name);
+  if (columns.length === 0) {
+    details.push({
+      field: "columns",
+      code: "invalid",
+      message: "Choose at least one column, or leave `columns` out.",
+    });
+  }
+  const seen = new Set<string>();
+  columns.forEach((name, i) => {
+    if (!columnNames.has(name)) {
+      details.push({
+        field: `columns[${i}]`,
+        code: "unknown_column",
+        message: `Unknown column "${name}". Columns of ${dataset.name}: ${[...columnNames].join(", ")}.`,
+      });
+    } else if (seen.has(name)) {
+      details.push({
+        field: `columns[${i}]`,
+        code: "duplicate_column",
+        message: `Column "${name}" is listed twice.`,
+      });
+    }
+    seen.add(name);
+  });
+
+  const filterNames = new Set(dataset.filters.map((f) => f.name));
+  const filters: Record<string, string[]> = {};
+  for (const [name, value] of Object.entries(input.filters ?? {})) {
+    if (!filterNames.has(name)) {
+      details.push({
+        field: `filters.${name}`,
+        code: "unknown_filter",
+        message: `Unknown filter "${name}". Filters of ${dataset.name}: ${[...filterNames].join(", ") || "none"}.`,
+      });
+      continue;
+    }
+    const values = Array.isArray(value) ? value : [value];
+    if (values.length === 0 || values.length > MAX_FILTER_VALUES) {
+      details.push({
+        field: `filters.${name}`,
+        code: "invalid",
+        message: `Give between 1 and ${MAX_FILTER_VALUES} values.`,
+      });
+      continue;
+    }
+    filters[name] = [...new Set(values)];
+  }
+
+  const format = input.format ?? "csv";
+  if (!FORMATS.includes(format) || !dataset.formats.includes(format)) {
+    details.push({
+      field: "format",
+      code: "unsupported_format",
+      message: `${dataset.name} exports as ${dataset.formats.join(" or ")}.`,
+    });
+  }
+  const compression = input.compression ?? "gzip";
+  if (!COMPRESSIONS.includes(compression)) {
+    details.push({ field: "compression", code: "invalid", message: `Use ${COMPRESSIONS.join(" or ")}.` });
+  }
+
+  const delimiter = input.csv?.delimiter ?? ",";
+  if (!CSV_DELIMITERS.includes(delimiter)) {
+    details.push({
+      field: "csv.delimiter",
+      code: "invalid",
+      message: `Use one of ${CSV_DELIMITERS.map((d) => JSON.stringify(d)).join(", ")}.`,
+    });
+  }
+
+  if (details.length) throw invalidRequest(details);
+
+  // Both are non-null here: a null would have added a detail above.
+  const range = { from: from as number, to: to as number };
+  const maxRangeMs = dataset.limits.maxRangeDays * 86_400_000;
+  if (range.to - range.from > maxRangeMs) {
+    throw new AppError(
+      "invalid_date_range",
+      `${dataset.name} exports at most ${dataset.limits.maxRangeDays} days at once.`,
+      [
+        {
+          field: "to",
+          code: "range_too_long",
+          message: `The range covers ${((range.to - range.from) / 86_400_000).toFixed(1)} days; the limit is ${dataset.limits.maxRangeDays}.`,
+        },
+      ],
+    );
+  }
+
+  return {
+    dataset: dataset.name,
+    from: range.from,
+    to: range.to,
+    filters,
+    columns,
+    format,
+    compression,
+    csv: { delimiter, header: input.csv?.header ?? true, bom: input.csv?.bom ?? false },
+    timezone,
+    partMaxRows: input.part_max_rows ?? DEFAULT_PART_MAX_ROWS,
+  };
+}

@@ -1,0 +1,144 @@
+/**
+ * The one catalogue of error codes. Every error that leaves exportd — as an HTTP error envelope or as
+ * the `error` of a failed export — uses a code declared here. docs/errors.md is generated from this
+ * table (`npm run docs:errors`) and a test keeps the two equal.
+ */
+
+export interface ErrorSpec {
+  /** HTTP status for request errors; null for codes that only appear on a failed export. */
+  readonly status: number | null;
+  /** Whether repeating the same request (or export) later can succeed. */
+  readonly retryable: boolean;
+  /** When the code is used, written for the client developer. */
+  readonly when: string;
+}
+
+export const ERROR_CATALOGUE = {
+  invalid_request: {
+    status: 400,
+    retryable: false,
+    when: "The request is malformed: bad JSON, unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`. `details` lists each bad field.",
+  },
+  invalid_date_range: {
+    status: 400,
+    retryable: false,
+    when: "The time range is longer than the dataset allows. `details` names the limit.",
+  },
+  unauthorized: {
+    status: 401,
+    retryable: false,
+    when: "The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key.",
+  },
+  insufficient_scope: {
+    status: 403,
+    retryable: false,
+    when: "The key is valid but lacks the scope this route needs; the message names the scope.",
+  },
+  invalid_signature: {
+    status: 403,
+    retryable: false,
+    when: "A signed download link was altered or is malformed. Ask the API for a fresh link.",
+  },
+  link_expired: {
+    status: 403,
+    retryable: false,
+    when: "A signed download link is past its expiry. Ask the API for a fresh link (`GET /v1/exports/{id}/download`).",
+  },
+  not_found: {
+    status: 404,
+    retryable: false,
+    when: "No such route, or no such export for this tenant (another tenant's export is also not found).",
+  },
+  not_cancellable: {
+    status: 409,
+    retryable: false,
+    when: "The export already reached a final status and can no longer be canceled.",
+  },
+  export_not_ready: {
+    status: 409,
+    retryable: true,
+    when: "A download was asked for an export that has not succeeded (yet); `details` carries the current status.",
+  },
+  export_expired: {
+    status: 410,
+    retryable: false,
+    when: "The export's files were deleted by the retention policy. Create a new export.",
+  },
+  payload_too_large: {
+    status: 413,
+    retryable: false,
+    when: "The request body is larger than the server accepts.",
+  },
+  unsupported_media_type: {
+    status: 415,
+    retryable: false,
+    when: "The request body is not `application/json`.",
+  },
+  internal_error: {
+    status: 500,
+    retryable: true,
+    when: "An unexpected failure inside exportd. The request id in the envelope finds it in the logs.",
+  },
+  service_unavailable: {
+    status: 503,
+    retryable: true,
+    when: "A dependency (metadata store or object store) is not reachable right now.",
+  },
+  too_many_rows: {
+    status: null,
+    retryable: false,
+    when: "The export would pass the dataset's row limit. Narrow the range or the filters; it will never succeed as is.",
+  },
+  source_error: {
+    status: null,
+    retryable: true,
+    when: "Reading the dataset failed and retries ran out.",
+  },
+  storage_error: {
+    status: null,
+    retryable: true,
+    when: "Writing the export's files failed and retries ran out.",
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+/** One entry of an error's `details`: which field is wrong and why. */
+export interface ErrorDetail {
+  field: string;
+  code: string;
+  message: string;
+}
+
+/** An error a client can act on. Anything else reaching the HTTP layer becomes `internal_error`. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly details: ErrorDetail[];
+  /** Extra response headers (Retry-After and the like). */
+  readonly headers: Record<string, string>;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    details: ErrorDetail[] = [],
+    headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = "AppError";
+    this.code = code;
+    this.details = details;
+    this.headers = headers;
+  }
+
+  get status(): number {
+    return ERROR_CATALOGUE[this.code].status ?? 500;
+  }
+
+  get retryable(): boolean {
+    return ERROR_CATALOGUE[this.code].retryable;
+  }
+}
+
+export function invalidRequest(details: ErrorDetail[], message = "The request is not valid."): AppError {
+  return new AppError("invalid_request", message, details);
+}

@@ -1,0 +1,135 @@
+/**
+ * The export and its lifecycle. This module owns the state machine: every other module asks
+ * `assertTransition` / `fromStatesFor` instead of comparing statuses itself.
+ *
+ *   queued → running → succeeded → expired
+ *   queued | running → failed | canceled
+ *   running → queued            (a retryable failure waiting for its next attempt, or a released lease)
+ */
+import type { ErrorCode } from "./errors.js";
+
+export const EXPORT_STATUSES = ["queued", "running", "succeeded", "failed", "canceled", "expired"] as const;
+export type ExportStatus = (typeof EXPORT_STATUSES)[number];
+
+const TRANSITIONS: Record<ExportStatus, readonly ExportStatus[]> = {
+  queued: ["running", "canceled", "failed"],
+  running: ["queued", "succeeded", "failed", "canceled"],
+  succeeded: ["expired"],
+  failed: [],
+  canceled: [],
+  expired: [],
+};
+
+export class TransitionError extends Error {
+  constructor(
+    readonly from: ExportStatus,
+    readonly to: ExportStatus,
+  ) {
+    super(`An export cannot go from ${from} to ${to}.`);
+    this.name = "TransitionError";
+  }
+}
+
+export function canTransition(from: ExportStatus, to: ExportStatus): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+export function assertTransition(from: ExportStatus, to: ExportStatus): void {
+  if (!canTransition(from, to)) throw new TransitionError(from, to);
+}
+
+/** The statuses from which `to` may be reached; stores put this in the WHERE of their conditional updates. */
+export function fromStatesFor(to: ExportStatus): ExportStatus[] {
+  return EXPORT_STATUSES.filter((from) => canTransition(from, to));
+}
+
+/** Final: no more work will happen (succeeded may still expire, but that is housekeeping). */
+export function isFinal(status: ExportStatus): boolean {
+  return status !== "queued" && status !== "running";
+}
+
+export function isCancellable(status: ExportStatus): boolean {
+  return canTransition(status, "canceled");
+}
+
+export const FORMATS = ["csv", "jsonl"] as const;
+export type Format = (typeof FORMATS)[number];
+export const COMPRESSIONS = ["gzip", "none"] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+
+export interface CsvOptions {
+  delimiter: string;
+  header: boolean;
+  bom: boolean;
+}
+
+/** A create request after validation: what the worker runs. Times are epoch milliseconds. */
+export interface ExportRequest {
+  dataset: string;
+  from: number;
+  to: number;
+  filters: Record<string, string[]>;
+  columns: string[];
+  format: Format;
+  compression: Compression;
+  csv: CsvOptions;
+  timezone: string;
+  partMaxRows: number;
+}
+
+export interface ExportError {
+  code: ErrorCode;
+  message: string;
+  retryable: boolean;
+}
+
+export interface ExportPart {
+  index: number;
+  objectKey: string;
+  rows: number;
+  bytes: number;
+  sha256: string;
+}
+
+export interface ExportProgress {
+  /** 0–100, only moves forward. */
+  percent: number;
+  rows: number;
+  parts: number;
+}
+
+export interface ExportRecord {
+  id: string;
+  tenantId: string;
+  dataset: string;
+  status: ExportStatus;
+  request: ExportRequest;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  /** When the files are deleted (succeeded exports only). */
+  expiresAt: number | null;
+  progress: ExportProgress;
+  estimatedRows: number | null;
+  error: ExportError | null;
+  parts: ExportPart[];
+  attempts: number;
+  /** Source position after the last published part: where a resumed run continues. */
+  cursor: string | null;
+  /** Earliest time a queued export may be claimed (back-off after a retryable failure). */
+  runAfter: number;
+}
+
+/** Progress never moves backwards, whatever a resumed run reports. */
+export function advanceProgress(current: ExportProgress, next: ExportProgress): ExportProgress {
+  return {
+    percent: Math.max(current.percent, Math.min(100, next.percent)),
+    rows: Math.max(current.rows, next.rows),
+    parts: Math.max(current.parts, next.parts),
+  };
+}
+
+/** Exponential back-off before attempt `attempt + 1`, capped. */
+export function retryDelayMs(attempt: number, baseMs: number, capMs = 5 * 60_000): number {
+  return Math.min(capMs, baseMs * 2 ** Math.max(0, attempt - 1));
+}

@@ -1,0 +1,38 @@
+/** Names of stored objects and of the files a client downloads. */
+import type { ExportRequest } from "./export.js";
+import { localDate } from "./time.js";
+
+const EXTENSIONS = { csv: "csv", jsonl: "jsonl" } as const;
+
+export function partFileSuffix(request: ExportRequest): string {
+  return `${EXTENSIONS[request.format]}${request.compression === "gzip" ? ".gz" : ""}`;
+}
+
+function partNumber(index: number): string {
+  return String(index).padStart(3, "0");
+}
+
+/**
+ * Where a part lives in the object store. Tenant first, so one prefix holds a tenant's files. The
+ * attempt is part of the key: a worker that lost its lease can never overwrite the new owner's part.
+ */
+export function partObjectKey(
+  tenantId: string,
+  exportId: string,
+  index: number,
+  attempt: number,
+  request: ExportRequest,
+): string {
+  return `${exportPrefix(tenantId, exportId)}part-${partNumber(index)}.a${attempt}.${partFileSuffix(request)}`;
+}
+
+export function exportPrefix(tenantId: string, exportId: string): string {
+  return `exports/${tenantId}/${exportId}/`;
+}
+
+/** The download name, e.g. events_2026-11-01_2026-11-23.part-000.csv.gz: from and to as dates in the request's zone. */
+export function partDownloadName(request: ExportRequest, index: number): string {
+  const from = localDate(request.from, request.timezone);
+  const to = localDate(request.to, request.timezone);
+  return `${request.dataset}_${from}_${to}.part-${partNumber(index)}.${partFileSuffix(request)}`;
+}

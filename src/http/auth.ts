@@ -1,0 +1,71 @@
+/**
+ * Bearer-key authentication and per-route scopes. A route declares `config: { scope }`; routes
+ * without one (health, docs, signed files) are public. The caller's tenant lands on `request.auth`
+ * and every handler scopes its queries with it.
+ */
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { keyMatches, keyPrefix } from "../domain/api-keys.js";
+import { AppError } from "../domain/errors.js";
+import type { Scope } from "../domain/scopes.js";
+import type { MetadataStore } from "../store/types.js";
+
+export interface AuthContext {
+  tenantId: string;
+  keyId: string;
+  scopes: readonly Scope[];
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    auth: AuthContext | null;
+  }
+  interface FastifyContextConfig {
+    /** The scope a key needs for this route; absent → no authentication. */
+    scope?: Scope;
+  }
+}
+
+/** last_used_at is written at most this often per key, so reads stay reads. */
+const TOUCH_EVERY_MS = 60_000;
+
+function unauthorized(message: string): AppError {
+  return new AppError("unauthorized", message, [], { "www-authenticate": 'Bearer realm="exportd"' });
+}
+
+export function installAuth(app: FastifyInstance, store: MetadataStore, clock: () => number): void {
+  const lastTouched = new Map<string, number>();
+  app.decorateRequest("auth", null);
+  app.addHook("onRequest", async (request: FastifyRequest) => {
+    const scope = request.routeOptions.config.scope;
+    if (!scope) return;
+    const header = request.headers.authorization;
+    const match = header ? /^Bearer[ ]+(\S+)\s*$/i.exec(header) : null;
+    if (!match) throw unauthorized("Send an API key as `Authorization: Bearer <key>`.");
+    const key = match[1] as string;
+    const prefix = keyPrefix(key);
+    const record = prefix ? await store.findApiKeyByPrefix(prefix) : null;
+    if (!record || !keyMatches(key, record.hash) || record.revokedAt !== null) {
+      throw unauthorized("The API key is not valid.");
+    }
+    if (!record.scopes.includes(scope)) {
+      throw new AppError(
+        "insufficient_scope",
+        `This route needs the "${scope}" scope, which the key lacks.`,
+        [{ field: "authorization", code: "missing_scope", message: scope }],
+      );
+    }
+    request.auth = { tenantId: record.tenantId, keyId: record.id, scopes: record.scopes };
+    request.log = request.log.child({ tenant_id: record.tenantId, key_prefix: record.prefix });
+    const now = clock();
+    if (now - (lastTouched.get(record.id) ?? 0) >= TOUCH_EVERY_MS) {
+      lastTouched.set(record.id, now);
+      await store.touchApiKey(record.id, now);
+    }
+  });
+}
+
+/** The authenticated caller; only for routes that declare a scope. */
+export function callerOf(request: FastifyRequest): AuthContext {
+  if (!request.auth) throw new Error("route has no scope but reads the caller");
+  return request.auth;
+}

@@ -1,0 +1,121 @@
+/**
+ * Every error leaves through one envelope:
+ *   {"error": {"code", "message", "request_id", "details": [{field, code, message}]}}
+ * AppErrors carry their code; Fastify's own errors (bad JSON, validation, body too large) are mapped
+ * here; anything else is logged and answered as internal_error without its message.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { AppError, type ErrorDetail, invalidRequest } from "../domain/errors.js";
+
+export interface ErrorEnvelope {
+  error: { code: string; message: string; request_id: string; details: ErrorDetail[] };
+}
+
+interface AjvError {
+  instancePath: string;
+  keyword: string;
+  params: Record<string, unknown>;
+  message?: string;
+}
+
+/** "/filters/type/0" → "filters.type[0]" */
+function fieldPath(prefix: string, instancePath: string): string {
+  const parts = instancePath.split("/").filter(Boolean);
+  let out = prefix === "body" ? "" : prefix;
+  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out ? `.${p}` : p;
+  return out || prefix;
+}
+
+function join(base: string, name: string): string {
+  return base && base !== "body" ? `${base}.${name}` : name;
+}
+
+export function validationDetails(context: string, errors: AjvError[]): ErrorDetail[] {
+  const details: ErrorDetail[] = [];
+  const seen = new Set<string>();
+  for (const e of errors) {
+    const base = fieldPath(context, e.instancePath);
+    let detail: ErrorDetail;
+    switch (e.keyword) {
+      case "additionalProperties": {
+        const name = String(e.params.additionalProperty);
+        detail = { field: join(base, name), code: "unknown_field", message: `Unknown field "${name}".` };
+        break;
+      }
+      case "required": {
+        const name = String(e.params.missingProperty);
+        detail = { field: join(base, name), code: "required", message: `"${name}" is required.` };
+        break;
+      }
+      case "type":
+        detail = { field: base, code: "invalid_type", message: `Expected ${String(e.params.type)}.` };
+        break;
+      case "enum":
+      case "const":
+        detail = { field: base, code: "invalid_value", message: e.message ?? "Not an allowed value." };
+        break;
+      case "anyOf":
+        continue; // The branches' own errors say more.
+      default:
+        detail = { field: base, code: "invalid", message: e.message ?? "Invalid value." };
+    }
+    const id = `${detail.field}|${detail.code}`;
+    if (!seen.has(id)) details.push(detail);
+    seen.add(id);
+  }
+  return details;
+}
+
+function toAppError(err: FastifyError): AppError {
+  if (err instanceof AppError) return err;
+  if (err.validation) {
+    const details = validationDetails(err.validationContext ?? "body", err.validation as AjvError[]);
+    return invalidRequest(details);
+  }
+  switch (err.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new AppError("payload_too_large", "The request body is too large.");
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return new AppError("unsupported_media_type", "Send the body as application/json.");
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return invalidRequest([
+        { field: "body", code: "required", message: "The body is empty; send a JSON object." },
+      ]);
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+      return invalidRequest([
+        { field: "body", code: "invalid_json", message: "The body is not valid JSON." },
+      ]);
+  }
+  if (err instanceof SyntaxError || err.statusCode === 400) {
+    return invalidRequest([{ field: "body", code: "invalid_json", message: "The body is not valid JSON." }]);
+  }
+  if (err.statusCode === 413) return new AppError("payload_too_large", "The request body is too large.");
+  if (err.statusCode === 415)
+    return new AppError("unsupported_media_type", "Send the body as application/json.");
+  return new AppError(
+    "internal_error",
+    "Something went wrong on our side. The request id finds it in the logs.",
+  );
+}
+
+export function sendError(reply: FastifyReply, request: FastifyRequest, err: AppError): FastifyReply {
+  const body: ErrorEnvelope = {
+    error: { code: err.code, message: err.message, request_id: String(request.id), details: err.details },
+  };
+  return reply.code(err.status).headers(err.headers).header("cache-control", "no-store").send(body);
+}
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((raw: FastifyError, request, reply) => {
+    const err = toAppError(raw);
+    if (err.code === "internal_error") request.log.error({ err: raw }, "unhandled error");
+    return sendError(reply, request, err);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(
+      reply,
+      request,
+      new AppError("not_found", `No route ${request.method} ${request.url.split("?")[0]}.`),
+    ),
+  );
+}

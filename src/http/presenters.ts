@@ -1,0 +1,79 @@
+/** Responses are built here, one function per resource — never from a raw store record. */
+import type { DatasetDescriptor } from "../domain/dataset.js";
+import { type ExportRecord, isCancellable } from "../domain/export.js";
+import { partDownloadName } from "../domain/naming.js";
+import type { ObjectStore } from "../storage/types.js";
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+export interface LinkOptions {
+  storage: ObjectStore;
+  ttlSeconds: number;
+  now: number;
+}
+
+/** Parts are listed while running and after success; links are signed only for a succeeded export. */
+export function presentExport(record: ExportRecord, links: LinkOptions | null) {
+  const showParts =
+    record.status === "running" || record.status === "succeeded" || record.status === "expired";
+  const signed = record.status === "succeeded" && links !== null;
+  const { request } = record;
+  return {
+    id: record.id,
+    object: "export" as const,
+    dataset: record.dataset,
+    status: record.status,
+    cancellable: isCancellable(record.status),
+    created_at: iso(record.createdAt) as string,
+    started_at: iso(record.startedAt),
+    finished_at: iso(record.finishedAt),
+    expires_at: iso(record.expiresAt),
+    request: {
+      from: iso(request.from) as string,
+      to: iso(request.to) as string,
+      filters: request.filters,
+      columns: request.columns,
+      format: request.format,
+      compression: request.compression,
+      csv: request.csv,
+      timezone: request.timezone,
+      part_max_rows: request.partMaxRows,
+    },
+    progress: {
+      percent: record.status === "succeeded" || record.status === "expired" ? 100 : record.progress.percent,
+      rows: record.progress.rows,
+      parts: record.progress.parts,
+      estimated_rows: record.estimatedRows,
+    },
+    attempts: record.attempts,
+    error: record.error && record.status === "failed" ? record.error : null,
+    parts: showParts
+      ? record.parts.map((part) => {
+          const filename = partDownloadName(request, part.index);
+          const link = signed
+            ? links.storage.signedLink(part.objectKey, filename, links.ttlSeconds, links.now)
+            : null;
+          return {
+            index: part.index,
+            rows: part.rows,
+            bytes: part.bytes,
+            sha256: part.sha256,
+            filename,
+            url: link?.url ?? null,
+            url_expires_at: link ? iso(link.expiresAt) : null,
+          };
+        })
+      : [],
+  };
+}
+
+export function presentDataset(d: DatasetDescriptor) {
+  return {
+    name: d.name,
+    description: d.description,
+    columns: d.columns.map((c) => ({ name: c.name, type: c.type, description: c.description ?? "" })),
+    filters: d.filters.map((f) => ({ name: f.name, type: f.type, description: f.description ?? "" })),
+    formats: d.formats,
+    limits: { max_range_days: d.limits.maxRangeDays, max_rows: d.limits.maxRows },
+  };
+}

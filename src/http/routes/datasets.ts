@@ -1,0 +1,20 @@
+/** GET /v1/datasets: what the caller may export — columns, filters, formats and limits. */
+import type { FastifyInstance } from "fastify";
+import type { HttpDeps } from "../deps.js";
+import { presentDataset } from "../presenters.js";
+import { DatasetListSchema, errorResponses } from "../schemas.js";
+
+export function datasetRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  app.get(
+    "/v1/datasets",
+    {
+      config: { scope: "datasets:read" },
+      schema: {
+        tags: ["datasets"],
+        summary: "List datasets",
+        response: { 200: DatasetListSchema, ...errorResponses(401, 403) },
+      },
+    },
+    async () => ({ data: deps.datasets.list().map((d) => presentDataset(d.descriptor)) }),
+  );
+}

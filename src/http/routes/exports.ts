@@ -1,0 +1,234 @@
+/** /v1/exports: create, list, status, cancel and download. Every query is scoped to the caller's tenant. */
+
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { FastifyInstance } from "fastify";
+import { normalizeCreateRequest } from "../../domain/dataset.js";
+import { AppError, invalidRequest } from "../../domain/errors.js";
+import type { ExportRecord } from "../../domain/export.js";
+import { isUuid, newId } from "../../domain/ids.js";
+import { partDownloadName } from "../../domain/naming.js";
+import { callerOf } from "../auth.js";
+import type { HttpDeps } from "../deps.js";
+import { presentExport } from "../presenters.js";
+import {
+  CreateExportBody,
+  DownloadLinkSchema,
+  DownloadQuery,
+  ExportIdParams,
+  ExportListSchema,
+  ExportSchema,
+  errorResponses,
+  ListExportsQuery,
+} from "../schemas.js";
+
+const TAGS = ["exports"];
+
+function encodeCursor(id: string): string {
+  return Buffer.from(id).toString("base64url");
+}
+
+function decodeCursor(cursor: string): string {
+  const id = Buffer.from(cursor, "base64url").toString();
+  if (!isUuid(id))
+    throw invalidRequest([{ field: "cursor", code: "invalid", message: "Not a cursor from this API." }]);
+  return id;
+}
+
+export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  const { store, datasets, config, clock } = deps;
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  const links = () => ({ storage: deps.storage, ttlSeconds: config.linkTtlSeconds, now: clock() });
+
+  const findExport = async (tenantId: string, id: string): Promise<ExportRecord> => {
+    const record = isUuid(id) ? await store.getExport(tenantId, id) : null;
+    if (!record) throw new AppError("not_found", "No export with this id.");
+    return record;
+  };
+
+  api.post(
+    "/v1/exports",
+    {
+      config: { scope: "exports:write" },
+      schema: {
+        tags: TAGS,
+        summary: "Create an export",
+        description: "Queues an export and answers 202 with its status and a Location header to poll.",
+        body: CreateExportBody,
+        response: { 202: ExportSchema, ...errorResponses(400, 401, 403) },
+      },
+    },
+    async (request, reply) => {
+      const caller = callerOf(request);
+      const now = clock();
+      const exportRequest = normalizeCreateRequest(request.body, datasets.descriptors, now);
+      const dataset = datasets.get(exportRequest.dataset);
+      const record: ExportRecord = {
+        id: newId(),
+        tenantId: caller.tenantId,
+        dataset: exportRequest.dataset,
+        status: "queued",
+        request: exportRequest,
+        createdAt: now,
+        startedAt: null,
+        finishedAt: null,
+        expiresAt: null,
+        progress: { percent: 0, rows: 0, parts: 0 },
+        estimatedRows: dataset ? await dataset.estimateRows(caller.tenantId, exportRequest, now) : null,
+        error: null,
+        parts: [],
+        attempts: 0,
+        cursor: null,
+        runAfter: now,
+      };
+      await store.insertExport(record);
+      request.log.info({ export_id: record.id, dataset: record.dataset }, "export queued");
+      deps.onExportQueued();
+      return reply.code(202).header("location", `/v1/exports/${record.id}`).send(presentExport(record, null));
+    },
+  );
+
+  api.get(
+    "/v1/exports",
+    {
+      config: { scope: "exports:read" },
+      schema: {
+        tags: TAGS,
+        summary: "List exports",
+        description: "Newest first. Pass `next_cursor` as `cursor` for the next page.",
+        querystring: ListExportsQuery,
+        response: { 200: ExportListSchema, ...errorResponses(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const caller = callerOf(request);
+      const limit = request.query.limit ?? 20;
+      const rows = await store.listExports(caller.tenantId, {
+        status: request.query.status,
+        dataset: request.query.dataset,
+        before: request.query.cursor ? decodeCursor(request.query.cursor) : undefined,
+        limit: limit + 1,
+      });
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return {
+        data: page.map((r) => presentExport(r, links())),
+        next_cursor: rows.length > limit && last ? encodeCursor(last.id) : null,
+      };
+    },
+  );
+
+  api.get(
+    "/v1/exports/:id",
+    {
+      config: { scope: "exports:read" },
+      schema: {
+        tags: TAGS,
+        summary: "Get an export",
+        description: "Status, honest progress, and the parts with fresh signed links once succeeded.",
+        params: ExportIdParams,
+        response: { 200: ExportSchema, ...errorResponses(401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const record = await findExport(callerOf(request).tenantId, request.params.id);
+      return reply.header("cache-control", "no-store").send(presentExport(record, links()));
+    },
+  );
+
+  api.post(
+    "/v1/exports/:id/cancel",
+    {
+      config: { scope: "exports:write" },
+      schema: {
+        tags: TAGS,
+        summary: "Cancel an export",
+        description: "Stops a queued or running export and deletes its files. 409 once the export is final.",
+        params: ExportIdParams,
+        response: { 200: ExportSchema, ...errorResponses(401, 403, 404, 409) },
+      },
+    },
+    async (request) => {
+      const caller = callerOf(request);
+      const result = isUuid(request.params.id)
+        ? await store.cancelExport(caller.tenantId, request.params.id, clock())
+        : null;
+      if (!result) throw new AppError("not_found", "No export with this id.");
+      if (!result.canceled) {
+        throw new AppError(
+          "not_cancellable",
+          `The export is ${result.record.status} and can no longer be canceled.`,
+          [
+            {
+              field: "status",
+              code: result.record.status,
+              message: `Current status: ${result.record.status}.`,
+            },
+          ],
+        );
+      }
+      request.log.info({ export_id: result.record.id }, "export canceled");
+      return presentExport(result.record, null);
+    },
+  );
+
+  api.get(
+    "/v1/exports/:id/download",
+    {
+      config: { scope: "exports:download" },
+      schema: {
+        tags: TAGS,
+        summary: "Download a part",
+        description:
+          "302 to a fresh signed link (valid 20 minutes by default). `part` is needed when the export has several parts. `redirect=false` answers the link as JSON instead.",
+        params: ExportIdParams,
+        querystring: DownloadQuery,
+        response: { 200: DownloadLinkSchema, ...errorResponses(400, 401, 403, 404, 409, 410) },
+      },
+    },
+    async (request, reply) => {
+      const record = await findExport(callerOf(request).tenantId, request.params.id);
+      if (record.status === "expired") {
+        throw new AppError("export_expired", "The export's files were deleted by the retention policy.");
+      }
+      if (record.status !== "succeeded") {
+        throw new AppError(
+          "export_not_ready",
+          `The export is ${record.status}; files are ready once it succeeded.`,
+          [{ field: "status", code: record.status, message: `Current status: ${record.status}.` }],
+        );
+      }
+      const { part: index, redirect } = request.query;
+      if (index === undefined && record.parts.length > 1) {
+        throw invalidRequest([
+          {
+            field: "part",
+            code: "required",
+            message: `The export has ${record.parts.length} parts; choose one.`,
+          },
+        ]);
+      }
+      const part = record.parts[index ?? 0];
+      if (!part) {
+        throw invalidRequest([
+          {
+            field: "part",
+            code: "out_of_range",
+            message: `Parts are numbered 0 to ${record.parts.length - 1}.`,
+          },
+        ]);
+      }
+      const filename = partDownloadName(record.request, part.index);
+      const link = deps.storage.signedLink(part.objectKey, filename, config.linkTtlSeconds, clock());
+      reply.header("cache-control", "no-store");
+      if (redirect === false) {
+        return {
+          part: part.index,
+          filename,
+          url: link.url,
+          expires_at: new Date(link.expiresAt).toISOString(),
+        };
+      }
+      return reply.redirect(link.url, 302);
+    },
+  );
+}

@@ -1,0 +1,73 @@
+/**
+ * GET /files/<key>?expires&filename&signature — downloads from the local object store. No
+ * Authorization: the HMAC signature (checked in constant time, before the disk is touched) and the
+ * expiry are the authorization. Range, ETag and conditional requests come from @fastify/send.
+ */
+import send from "@fastify/send";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { FastifyInstance } from "fastify";
+import { AppError } from "../../domain/errors.js";
+import { isSafeKey } from "../../storage/local.js";
+import type { LinkSigner } from "../../storage/signing.js";
+import type { HttpDeps } from "../deps.js";
+import { errorResponses, FileParams, FileQuery } from "../schemas.js";
+
+/** RFC 6266: a plain ASCII fallback plus the exact UTF-8 name. */
+function contentDisposition(filename: string): string {
+  const fallback = filename.replace(/[^\x20-\x7e]|["\\]/g, "_");
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
+}
+
+export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSigner, root: string): void {
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  api.get(
+    "/files/*",
+    {
+      schema: {
+        tags: ["files"],
+        summary: "Download through a signed link",
+        description:
+          "Links come from the export status or the download route. Supports Range and If-None-Match.",
+        params: FileParams,
+        querystring: FileQuery,
+        response: errorResponses(403, 404, 416),
+      },
+    },
+    async (request, reply) => {
+      const key = request.params["*"];
+      const { expires, filename, signature } = request.query;
+      const expiresAt = expires && /^\d{1,12}$/.test(expires) ? Number(expires) : null;
+      if (!isSafeKey(key) || expiresAt === null || filename === undefined || signature === undefined) {
+        throw new AppError("invalid_signature", "This link is not a valid download link.");
+      }
+      const verdict = signer.verify({ key, expires: expiresAt, filename }, signature, deps.clock());
+      if (verdict === "invalid_signature")
+        throw new AppError("invalid_signature", "The link's signature does not match.");
+      if (verdict === "link_expired") {
+        throw new AppError("link_expired", "The link has expired. Ask the API for a fresh one.");
+      }
+
+      const result = await send(request.raw, `/${key}`, {
+        root,
+        dotfiles: "deny",
+        index: false,
+        cacheControl: false,
+        etag: true,
+        lastModified: true,
+        acceptRanges: true,
+      });
+      if (result.type === "error") {
+        if (result.statusCode === 404) throw new AppError("not_found", "The file no longer exists.");
+        // 412, 416 and the like: send's own status and headers, an empty body.
+        return reply.code(result.statusCode).headers(result.headers).send();
+      }
+      if (result.type === "directory") throw new AppError("not_found", "The file no longer exists.");
+      return reply
+        .code(result.statusCode)
+        .headers(result.headers)
+        .header("content-disposition", contentDisposition(filename))
+        .header("cache-control", "private, no-cache")
+        .send(result.stream);
+    },
+  );
+}

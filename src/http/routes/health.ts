@@ -1,0 +1,30 @@
+/** /healthz (the process answers) and /readyz (its metadata store and object store answer too). */
+import type { FastifyInstance } from "fastify";
+import type { HttpDeps } from "../deps.js";
+
+export function healthRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  app.get("/healthz", { schema: { tags: ["health"], summary: "Liveness" } }, async () => ({ status: "ok" }));
+
+  app.get(
+    "/readyz",
+    { schema: { tags: ["health"], summary: "Readiness: database and storage" } },
+    async (_req, reply) => {
+      const check = async (probe: () => Promise<void>) => {
+        try {
+          await probe();
+          return "ok";
+        } catch {
+          return "unavailable";
+        }
+      };
+      const [database, storage] = await Promise.all([
+        check(() => deps.store.ping()),
+        check(() => deps.storage.ping()),
+      ]);
+      const ready = database === "ok" && storage === "ok";
+      return reply
+        .code(ready ? 200 : 503)
+        .send({ status: ready ? "ready" : "unavailable", checks: { database, storage } });
+    },
+  );
+}

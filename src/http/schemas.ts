@@ -1,0 +1,193 @@
+/** Request and response schemas of the HTTP API. The OpenAPI document is generated from these. */
+import { Type } from "typebox";
+import { COMPRESSIONS, EXPORT_STATUSES, FORMATS } from "../domain/export.js";
+
+const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()]);
+const Timestamp = Type.String({ format: "date-time" });
+const NullableTimestamp = Nullable(Timestamp);
+
+export const ErrorDetailSchema = Type.Object({
+  field: Type.String(),
+  code: Type.String(),
+  message: Type.String(),
+});
+
+export const ErrorEnvelopeSchema = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String({ description: "Stable lowercase code; see docs/errors.md." }),
+      message: Type.String(),
+      request_id: Type.String(),
+      details: Type.Array(ErrorDetailSchema),
+    }),
+  },
+  { $id: "Error" },
+);
+
+const ErrorRef = Type.Ref("Error");
+
+export const CreateExportBody = Type.Object(
+  {
+    dataset: Type.String({
+      minLength: 1,
+      maxLength: 100,
+      description: "A dataset name from GET /v1/datasets.",
+    }),
+    from: Type.String({ maxLength: 40, description: "Start, inclusive: ISO 8601 with offset, or a date." }),
+    to: Type.String({
+      maxLength: 40,
+      description: 'End, exclusive: ISO 8601 with offset, a date, or "now".',
+    }),
+    filters: Type.Optional(
+      Type.Record(
+        Type.String({ maxLength: 100 }),
+        Type.Union([
+          Type.String({ maxLength: 500 }),
+          Type.Array(Type.String({ maxLength: 500 }), { minItems: 1, maxItems: 1000 }),
+        ]),
+        { description: "Filter name → one value or a list of values." },
+      ),
+    ),
+    columns: Type.Optional(
+      Type.Array(Type.String({ maxLength: 100 }), {
+        minItems: 1,
+        maxItems: 200,
+        description: "Columns to export, in this order. Default: every column.",
+      }),
+    ),
+    format: Type.Optional(Type.Enum(FORMATS, { default: "csv" })),
+    compression: Type.Optional(Type.Enum(COMPRESSIONS, { default: "gzip" })),
+    csv: Type.Optional(
+      Type.Object(
+        {
+          delimiter: Type.Optional(Type.String({ minLength: 1, maxLength: 1 })),
+          header: Type.Optional(Type.Boolean()),
+          bom: Type.Optional(Type.Boolean()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    timezone: Type.Optional(
+      Type.String({ maxLength: 64, description: "IANA zone for timestamps. Default UTC." }),
+    ),
+    part_max_rows: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 10_000_000,
+        description: "Rows per part at most. Default 1,000,000.",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const PartSchema = Type.Object({
+  index: Type.Integer(),
+  rows: Type.Integer(),
+  bytes: Type.Integer(),
+  sha256: Type.String(),
+  filename: Type.String(),
+  url: Nullable(Type.String({ description: "Signed download link; null unless the export succeeded." })),
+  url_expires_at: NullableTimestamp,
+});
+
+export const ExportSchema = Type.Object(
+  {
+    id: Type.String({ format: "uuid" }),
+    object: Type.Literal("export"),
+    dataset: Type.String(),
+    status: Type.Enum(EXPORT_STATUSES),
+    cancellable: Type.Boolean(),
+    created_at: Timestamp,
+    started_at: NullableTimestamp,
+    finished_at: NullableTimestamp,
+    expires_at: NullableTimestamp,
+    request: Type.Object({
+      from: Timestamp,
+      to: Timestamp,
+      filters: Type.Record(Type.String(), Type.Array(Type.String())),
+      columns: Type.Array(Type.String()),
+      format: Type.String(),
+      compression: Type.String(),
+      csv: Type.Object({ delimiter: Type.String(), header: Type.Boolean(), bom: Type.Boolean() }),
+      timezone: Type.String(),
+      part_max_rows: Type.Integer(),
+    }),
+    progress: Type.Object({
+      percent: Type.Number({ description: "Share of the time range covered, 0–100; never moves backwards." }),
+      rows: Type.Integer(),
+      parts: Type.Integer(),
+      estimated_rows: Type.Union([Type.Integer(), Type.Null()]),
+    }),
+    attempts: Type.Integer(),
+    error: Type.Union([
+      Type.Object({ code: Type.String(), message: Type.String(), retryable: Type.Boolean() }),
+      Type.Null(),
+    ]),
+    parts: Type.Array(PartSchema),
+  },
+  { $id: "Export" },
+);
+
+export const ExportIdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+
+export const ListExportsQuery = Type.Object(
+  {
+    status: Type.Optional(Type.Enum(EXPORT_STATUSES)),
+    dataset: Type.Optional(Type.String({ maxLength: 100 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
+    cursor: Type.Optional(
+      Type.String({ maxLength: 200, description: "`next_cursor` of the previous page." }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const ExportListSchema = Type.Object({
+  data: Type.Array(Type.Ref("Export")),
+  next_cursor: Nullable(Type.String()),
+});
+
+export const DownloadQuery = Type.Object(
+  {
+    part: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
+    redirect: Type.Optional(Type.Boolean({ default: true })),
+  },
+  { additionalProperties: false },
+);
+
+export const DownloadLinkSchema = Type.Object({
+  part: Type.Integer(),
+  filename: Type.String(),
+  url: Type.String(),
+  expires_at: Timestamp,
+});
+
+export const DatasetListSchema = Type.Object({
+  data: Type.Array(
+    Type.Object({
+      name: Type.String(),
+      description: Type.String(),
+      columns: Type.Array(
+        Type.Object({ name: Type.String(), type: Type.String(), description: Type.String() }),
+      ),
+      filters: Type.Array(
+        Type.Object({ name: Type.String(), type: Type.String(), description: Type.String() }),
+      ),
+      formats: Type.Array(Type.String()),
+      limits: Type.Object({ max_range_days: Type.Number(), max_rows: Type.Integer() }),
+    }),
+  ),
+});
+
+export const FileParams = Type.Object({ "*": Type.String() });
+export const FileQuery = Type.Object({
+  expires: Type.Optional(Type.String({ maxLength: 20 })),
+  filename: Type.Optional(Type.String({ maxLength: 300 })),
+  signature: Type.Optional(Type.String({ maxLength: 100 })),
+});
+
+/** Standard error responses for the OpenAPI document. */
+export function errorResponses(...statuses: number[]): Record<number, typeof ErrorRef> {
+  return Object.fromEntries(statuses.map((s) => [s, ErrorRef]));
+}

@@ -1,0 +1,78 @@
+/**
+ * Row encoders, one per format, in a registry. An encoder turns a whole batch of rows into one
+ * string: writing large chunks into the compressor, not one per row, is what keeps exports fast.
+ */
+import type { ColumnSpec } from "../domain/dataset.js";
+import type { CsvOptions, Format } from "../domain/export.js";
+import type { Cell } from "../sources/types.js";
+
+export interface Encoder {
+  readonly contentType: string;
+  /** What every part starts with (BOM, header row). */
+  prelude(): string;
+  encode(rows: Cell[][], start: number, end: number): string;
+}
+
+export interface EncoderOptions {
+  columns: ColumnSpec[];
+  csv: CsvOptions;
+}
+
+function csvEncoder({ columns, csv }: EncoderOptions): Encoder {
+  const delimiter = csv.delimiter;
+  const newline = "\r\n";
+  // RFC 4180: a field holding the delimiter, a quote, CR or LF is quoted, and quotes inside are doubled.
+  const needsQuotes = new RegExp(`["\\r\\n${delimiter === "\t" ? "\\t" : `\\${delimiter}`}]`);
+  const field = (value: Cell): string => {
+    if (value === null) return "";
+    if (typeof value !== "string") return String(value);
+    return needsQuotes.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
+  };
+  const width = columns.length;
+  return {
+    contentType: "text/csv; charset=utf-8",
+    prelude() {
+      const bom = csv.bom ? "\uFEFF" : "";
+      return csv.header ? bom + columns.map((c) => field(c.name)).join(delimiter) + newline : bom;
+    },
+    encode(rows, start, end) {
+      let out = "";
+      for (let r = start; r < end; r++) {
+        const row = rows[r] as Cell[];
+        let line = field(row[0] ?? null);
+        for (let c = 1; c < width; c++) line += delimiter + field(row[c] ?? null);
+        out += line + newline;
+      }
+      return out;
+    },
+  };
+}
+
+function jsonlEncoder({ columns }: EncoderOptions): Encoder {
+  // Keys are encoded once; JSON columns already hold JSON text and are inserted as values.
+  const keys = columns.map((c, i) => `${i === 0 ? "{" : ","}${JSON.stringify(c.name)}:`);
+  const isJson = columns.map((c) => c.type === "json");
+  const width = columns.length;
+  return {
+    contentType: "application/x-ndjson",
+    prelude: () => "",
+    encode(rows, start, end) {
+      let out = "";
+      for (let r = start; r < end; r++) {
+        const row = rows[r] as Cell[];
+        let line = "";
+        for (let c = 0; c < width; c++) {
+          const value = row[c] ?? null;
+          line += keys[c] + (isJson[c] && typeof value === "string" ? value : JSON.stringify(value));
+        }
+        out += `${line}}\n`;
+      }
+      return out;
+    },
+  };
+}
+
+export const ENCODERS: Record<Format, (options: EncoderOptions) => Encoder> = {
+  csv: csvEncoder,
+  jsonl: jsonlEncoder,
+};

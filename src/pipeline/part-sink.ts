@@ -1,0 +1,68 @@
+/**
+ * One part on its way to the object store: text → compressor → (sha256, byte count) → upload.
+ * Writes wait for the compressor to drain (backpressure); finish() publishes the part only after the
+ * whole stream succeeded, abort() drops it. A failing stream fails the part loudly, never a short file.
+ */
+import { createHash } from "node:crypto";
+import { once } from "node:events";
+import { Transform, type Transform as TransformType } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { ObjectStore, ObjectUpload } from "../storage/types.js";
+
+export interface FinishedPart {
+  bytes: number;
+  sha256: string;
+}
+
+export class PartSink {
+  private bytes = 0;
+  private readonly hash = createHash("sha256");
+  private readonly done: Promise<void>;
+  private failure: unknown = null;
+
+  private constructor(
+    private readonly compressor: TransformType,
+    private readonly upload: ObjectUpload,
+  ) {
+    const tap = new Transform({
+      transform: (chunk: Buffer, _encoding, callback) => {
+        this.hash.update(chunk);
+        this.bytes += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    this.done = pipeline(compressor, tap, upload.stream);
+    // Remember a failure now; it is rethrown by the next write or by finish.
+    this.done.catch((err: unknown) => {
+      this.failure = err ?? new Error("part stream failed");
+    });
+  }
+
+  static async open(store: ObjectStore, key: string, contentType: string, compressor: TransformType) {
+    const upload = await store.upload(key, contentType);
+    return new PartSink(compressor, upload);
+  }
+
+  async write(text: string): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (text.length === 0) return;
+    if (!this.compressor.write(text)) {
+      await Promise.race([once(this.compressor, "drain"), this.done]);
+      if (this.failure) throw this.failure;
+    }
+  }
+
+  async finish(): Promise<FinishedPart> {
+    if (this.failure) throw this.failure;
+    this.compressor.end();
+    await this.done;
+    await this.upload.commit();
+    return { bytes: this.bytes, sha256: this.hash.digest("hex") };
+  }
+
+  async abort(): Promise<void> {
+    this.compressor.destroy();
+    await this.done.catch(() => undefined);
+    await this.upload.abort();
+  }
+}

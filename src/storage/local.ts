@@ -1,0 +1,96 @@
+/**
+ * Local-filesystem object store. An upload writes `<key>.upload-<random>` beside its final name,
+ * fsyncs it and renames it into place: a crash leaves only a temporary file, never a short object.
+ * Links point at exportd's own /files route, signed with LinkSigner.
+ */
+import { randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import fs from "node:fs/promises";
+import path from "node:path";
+import type { LinkSigner } from "./signing.js";
+import type { ObjectStore, ObjectUpload, SignedLink } from "./types.js";
+
+const UPLOAD_MARK = ".upload-";
+/** Keys are relative paths of plain segments: no empty, dot-leading or escaping segment can reach the disk. */
+const SAFE_KEY = /^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*\/)*[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+
+export function isSafeKey(key: string): boolean {
+  return key.length <= 512 && SAFE_KEY.test(key) && !key.includes(UPLOAD_MARK);
+}
+
+export class LocalObjectStore implements ObjectStore {
+  constructor(
+    readonly root: string,
+    private readonly signer: LinkSigner,
+    private readonly publicUrl: string,
+  ) {}
+
+  /** Absolute path of a key; throws on a key that could leave the root. */
+  pathOf(key: string): string {
+    if (!isSafeKey(key)) throw new Error(`Unsafe object key: ${JSON.stringify(key)}`);
+    return path.join(this.root, key);
+  }
+
+  async upload(key: string, _contentType: string): Promise<ObjectUpload> {
+    const finalPath = this.pathOf(key);
+    const tempPath = `${finalPath}${UPLOAD_MARK}${randomBytes(6).toString("hex")}`;
+    await fs.mkdir(path.dirname(finalPath), { recursive: true });
+    const stream = createWriteStream(tempPath, { highWaterMark: 256 * 1024 });
+    return {
+      stream,
+      async commit() {
+        const handle = await fs.open(tempPath, "r+");
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        await fs.rename(tempPath, finalPath);
+      },
+      async abort() {
+        stream.destroy();
+        await fs.rm(tempPath, { force: true });
+      },
+    };
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const dir = this.pathOf(prefix.replace(/\/+$/, ""));
+    let names: string[];
+    try {
+      names = await fs.readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw err;
+    }
+    return names.filter((n) => !n.includes(UPLOAD_MARK)).map((n) => `${prefix.replace(/\/+$/, "")}/${n}`);
+  }
+
+  async dropIncompleteUploads(prefix: string): Promise<void> {
+    const dir = this.pathOf(prefix.replace(/\/+$/, ""));
+    const names = await fs.readdir(dir).catch(() => [] as string[]);
+    await Promise.all(
+      names.filter((n) => n.includes(UPLOAD_MARK)).map((n) => fs.rm(path.join(dir, n), { force: true })),
+    );
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    await fs.rm(this.pathOf(prefix.replace(/\/+$/, "")), { recursive: true, force: true });
+  }
+
+  async delete(key: string): Promise<void> {
+    await fs.rm(this.pathOf(key), { force: true });
+  }
+
+  signedLink(key: string, filename: string, ttlSeconds: number, now: number): SignedLink {
+    const expires = Math.floor(now / 1000) + ttlSeconds;
+    const signature = this.signer.sign({ key, expires, filename });
+    const query = new URLSearchParams({ expires: String(expires), filename, signature });
+    return { url: `${this.publicUrl}/files/${key}?${query.toString()}`, expiresAt: expires * 1000 };
+  }
+
+  async ping(): Promise<void> {
+    await fs.mkdir(this.root, { recursive: true });
+    await fs.access(this.root, fs.constants.W_OK);
+  }
+}

@@ -1,0 +1,60 @@
+/** Versioned schema of the SQLite metadata store. Append a migration; never edit an applied one. */
+export const SQLITE_MIGRATIONS: readonly { version: number; sql: string }[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE tenants (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        prefix TEXT NOT NULL UNIQUE,
+        hash TEXT NOT NULL,
+        last4 TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at INTEGER
+      );
+      CREATE TABLE exports (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        dataset TEXT NOT NULL,
+        status TEXT NOT NULL,
+        request TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER,
+        expires_at INTEGER,
+        progress_percent REAL NOT NULL DEFAULT 0,
+        progress_rows INTEGER NOT NULL DEFAULT 0,
+        progress_parts INTEGER NOT NULL DEFAULT 0,
+        estimated_rows INTEGER,
+        error_code TEXT,
+        error_message TEXT,
+        error_retryable INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        cursor TEXT,
+        run_after INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_expires_at INTEGER,
+        purged_at INTEGER
+      );
+      CREATE INDEX exports_by_tenant ON exports (tenant_id, id);
+      CREATE INDEX exports_by_claim ON exports (status, run_after);
+      CREATE INDEX exports_by_created ON exports (created_at);
+      CREATE TABLE export_parts (
+        export_id TEXT NOT NULL REFERENCES exports(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        object_key TEXT NOT NULL,
+        rows INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        PRIMARY KEY (export_id, idx)
+      );
+    `,
+  },
+];

@@ -1,0 +1,15 @@
+/** Deleting an export's files, shared by the worker (cancel, failure) and the retention sweeper. */
+import type { ExportRecord } from "../domain/export.js";
+import { exportPrefix } from "../domain/naming.js";
+import type { ObjectStore } from "../storage/types.js";
+import type { MetadataStore } from "../store/types.js";
+
+export async function purgeExportFiles(
+  store: MetadataStore,
+  storage: ObjectStore,
+  record: Pick<ExportRecord, "id" | "tenantId">,
+  now: number,
+): Promise<void> {
+  await storage.deletePrefix(exportPrefix(record.tenantId, record.id));
+  await store.markPurged(record.id, now);
+}

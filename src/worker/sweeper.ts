@@ -1,0 +1,67 @@
+/**
+ * Retention: deletes the files of succeeded exports past their expiry (they become `expired`) and of
+ * failed or canceled ones, then forgets exports entirely once their metadata is older than the
+ * forget horizon (180 days by default).
+ */
+import type { Logger } from "pino";
+import type { ObjectStore } from "../storage/types.js";
+import type { MetadataStore } from "../store/types.js";
+import { purgeExportFiles } from "./purge.js";
+
+export interface SweeperDeps {
+  store: MetadataStore;
+  storage: ObjectStore;
+  forgetAfterDays: number;
+  intervalMs: number;
+  logger: Logger;
+  clock?: () => number;
+}
+
+const BATCH = 100;
+
+export class RetentionSweeper {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private readonly clock: () => number;
+
+  constructor(private readonly deps: SweeperDeps) {
+    this.clock = deps.clock ?? Date.now;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.sweepOnce(), this.deps.intervalMs);
+    this.timer.unref();
+    void this.sweepOnce();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  /** One pass; concurrent calls share the pass in progress. */
+  sweepOnce(): Promise<void> {
+    this.running ??= this.sweep()
+      .catch((err: unknown) => this.deps.logger.error({ err }, "retention sweep failed"))
+      .finally(() => {
+        this.running = null;
+      });
+    return this.running;
+  }
+
+  private async sweep(): Promise<void> {
+    const { store, storage } = this.deps;
+    for (;;) {
+      const now = this.clock();
+      const due = await store.listExportsToPurge(now, BATCH);
+      for (const record of due) await purgeExportFiles(store, storage, record, now);
+      if (due.length > 0) this.deps.logger.info({ count: due.length }, "export files deleted by retention");
+      if (due.length < BATCH) break;
+    }
+    const horizon = this.clock() - this.deps.forgetAfterDays * 86_400_000;
+    let forgotten = 0;
+    for (let n = BATCH; n === BATCH; forgotten += n) n = await store.forgetExports(horizon, BATCH);
+    if (forgotten > 0) this.deps.logger.info({ count: forgotten }, "old exports forgotten");
+  }
+}

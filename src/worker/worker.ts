@@ -1,0 +1,257 @@
+/**
+ * The export worker: claims exports with a lease, runs the pipeline, keeps the lease alive with a
+ * heartbeat and finishes the export. The heartbeat is also how a cancel arrives: once the export is
+ * no longer running under this worker's lease, the run is aborted within one heartbeat.
+ *
+ * A claimed export resumes after its last published part. A run ends in exactly one of:
+ * succeeded; failed (user error, or retries used up); back in the queue with back-off (retryable
+ * error, or shutdown); abandoned (canceled or taken over — the new owner or the cancel owns it now).
+ */
+import { randomBytes } from "node:crypto";
+import os from "node:os";
+import type { Logger } from "pino";
+import type { Config } from "../config/index.js";
+import { ERROR_CATALOGUE, type ErrorCode } from "../domain/errors.js";
+import { advanceProgress, type ExportError, type ExportRecord, retryDelayMs } from "../domain/export.js";
+import { exportPrefix } from "../domain/naming.js";
+import { ExportFailure, type PipelineProgress, runExport } from "../pipeline/run-export.js";
+import type { DatasetRegistry } from "../sources/registry.js";
+import type { ObjectStore } from "../storage/types.js";
+import type { Lease, MetadataStore } from "../store/types.js";
+import { purgeExportFiles } from "./purge.js";
+
+export interface WorkerDeps {
+  store: MetadataStore;
+  storage: ObjectStore;
+  datasets: DatasetRegistry;
+  config: Pick<Config, "worker" | "gzipLevel" | "retentionDays">;
+  logger: Logger;
+  clock?: () => number;
+}
+
+/** Why a run was aborted from outside the pipeline. */
+class RunAborted extends Error {
+  constructor(readonly reason: "lost" | "shutdown") {
+    super(
+      reason === "lost"
+        ? "the export is no longer running under this worker's lease"
+        : "worker shutting down",
+    );
+  }
+}
+
+const PROGRESS_EVERY_MS = 500;
+
+export class ExportWorker {
+  /** Identifies this worker in leases; the host and pid make a stuck lease easy to trace. */
+  readonly owner = `${os.hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+  private readonly runs = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  private stopping = false;
+  private loopDone: Promise<void> | null = null;
+  private wakeUp: (() => void) | null = null;
+  private readonly clock: () => number;
+
+  constructor(private readonly deps: WorkerDeps) {
+    this.clock = deps.clock ?? Date.now;
+  }
+
+  start(): void {
+    this.loopDone ??= this.loop();
+  }
+
+  /** Ask for an immediate claim (a new export was queued in this process). */
+  wake(): void {
+    this.wakeUp?.();
+  }
+
+  get activeRuns(): number {
+    return this.runs.size;
+  }
+
+  /** Stops claiming, aborts running exports and hands them back to the queue. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake();
+    for (const run of this.runs.values()) run.controller.abort(new RunAborted("shutdown"));
+    await Promise.all([...this.runs.values()].map((r) => r.done));
+    await this.loopDone;
+  }
+
+  private lease(): Lease {
+    return { owner: this.owner, now: this.clock(), leaseMs: this.deps.config.worker.leaseMs };
+  }
+
+  private async loop(): Promise<void> {
+    const { concurrency, pollMs } = this.deps.config.worker;
+    while (!this.stopping) {
+      let claimed = false;
+      try {
+        while (!this.stopping && this.runs.size < concurrency) {
+          const record = await this.deps.store.claimExport(this.lease());
+          if (!record) break;
+          claimed = true;
+          this.startRun(record);
+        }
+      } catch (err) {
+        this.deps.logger.error({ err }, "claiming an export failed");
+      }
+      if (this.stopping) break;
+      // Sleep until woken (new export, a slot freed) or the poll interval passes.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, claimed && this.runs.size < concurrency ? 0 : pollMs);
+        this.wakeUp = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeUp = null;
+    }
+  }
+
+  private startRun(record: ExportRecord): void {
+    const controller = new AbortController();
+    const done = this.run(record, controller)
+      .catch((err: unknown) => this.deps.logger.error({ err, export_id: record.id }, "export run crashed"))
+      .finally(() => {
+        this.runs.delete(record.id);
+        this.wake();
+      });
+    this.runs.set(record.id, { controller, done });
+  }
+
+  private async run(record: ExportRecord, controller: AbortController): Promise<void> {
+    const { store, storage, datasets, config } = this.deps;
+    const log = this.deps.logger.child({
+      export_id: record.id,
+      tenant_id: record.tenantId,
+      attempt: record.attempts,
+    });
+    const { signal } = controller;
+    const heartbeat = setInterval(() => {
+      store.heartbeat(record.id, this.lease()).then(
+        (check) => {
+          if (check === "lost") controller.abort(new RunAborted("lost"));
+        },
+        (err: unknown) => log.warn({ err }, "heartbeat failed"),
+      );
+    }, config.worker.heartbeatMs);
+
+    try {
+      if (record.attempts > config.worker.maxAttempts) {
+        await this.fail(record, record.error ?? this.systemError("internal_error"), log);
+        return;
+      }
+      const dataset = datasets.get(record.dataset);
+      if (!dataset) throw new Error(`dataset ${record.dataset} is not configured on this worker`);
+      log.info({ resume_part: record.parts.length }, "export started");
+
+      // A previous attempt may have died mid-part: drop its unpublished files before resuming.
+      const prefix = exportPrefix(record.tenantId, record.id);
+      await storage.dropIncompleteUploads(prefix);
+      const published = new Set(record.parts.map((p) => p.objectKey));
+      for (const key of await storage.list(prefix)) if (!published.has(key)) await storage.delete(key);
+
+      let progress = record.progress;
+      let lastProgressAt = 0;
+      const toProgress = (p: PipelineProgress) =>
+        advanceProgress(progress, {
+          percent: Math.floor(p.position * 10_000) / 100,
+          rows: p.rows,
+          parts: p.parts,
+        });
+      const estimatedRows = await dataset.estimateRows(record.tenantId, record.request, this.clock());
+
+      await runExport({
+        dataset,
+        storage,
+        tenantId: record.tenantId,
+        exportId: record.id,
+        attempt: record.attempts,
+        request: record.request,
+        gzipLevel: config.gzipLevel,
+        startPart: record.parts.length,
+        startRows: record.parts.reduce((sum, p) => sum + p.rows, 0),
+        after: record.cursor,
+        signal,
+        now: this.clock(),
+        onPart: async (part, cursor, p) => {
+          progress = toProgress(p);
+          if ((await store.recordPart(record.id, this.lease(), part, cursor, progress)) === "lost") {
+            // Nobody else writes this key (it carries our attempt), so deleting it is safe.
+            await storage.delete(part.objectKey);
+            throw new RunAborted("lost");
+          }
+          log.debug({ part: part.index, rows: part.rows, bytes: part.bytes }, "part published");
+        },
+        onProgress: async (p) => {
+          const now = this.clock();
+          if (now - lastProgressAt < PROGRESS_EVERY_MS) return;
+          lastProgressAt = now;
+          progress = toProgress(p);
+          const check = await store.updateProgress(record.id, this.lease(), progress, estimatedRows);
+          if (check === "lost") throw new RunAborted("lost");
+        },
+      });
+
+      signal.throwIfAborted();
+      const expiresAt = this.clock() + config.retentionDays * 86_400_000;
+      if ((await store.completeExport(record.id, this.lease(), expiresAt)) === "lost") {
+        throw new RunAborted("lost");
+      }
+      log.info("export succeeded");
+    } catch (caught) {
+      const err = signal.aborted && !(caught instanceof ExportFailure) ? signal.reason : caught;
+      await this.handleFailure(record, err, log);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  /** A failure on our side: the client gets the code, the details stay in the log. */
+  private systemError(code: ErrorCode): ExportError {
+    return {
+      code,
+      message: "The export stopped on an internal error; creating it again may succeed.",
+      retryable: ERROR_CATALOGUE[code].retryable,
+    };
+  }
+
+  private async handleFailure(record: ExportRecord, err: unknown, log: Logger): Promise<void> {
+    const { store, config } = this.deps;
+    if (err instanceof RunAborted && err.reason === "shutdown") {
+      await store.requeueExport(record.id, this.lease(), this.clock(), null);
+      log.info("export handed back to the queue (shutdown)");
+      return;
+    }
+    if (err instanceof RunAborted) {
+      // Canceled, or another worker took the lease over. Only a cancel means the files must go.
+      const current = await store.getExport(record.tenantId, record.id);
+      if (current?.status === "canceled") {
+        await purgeExportFiles(store, this.deps.storage, record, this.clock());
+        log.info("export canceled; its files are deleted");
+      } else {
+        log.warn("lease lost; another worker continues this export");
+      }
+      return;
+    }
+    if (err instanceof ExportFailure) {
+      await this.fail(record, { code: err.code, message: err.message, retryable: false }, log);
+      return;
+    }
+    const error = this.systemError("internal_error");
+    log.error({ err }, "export attempt failed");
+    if (record.attempts < config.worker.maxAttempts) {
+      const runAfter = this.clock() + retryDelayMs(record.attempts, config.worker.retryBaseMs);
+      await store.requeueExport(record.id, this.lease(), runAfter, error);
+    } else {
+      await this.fail(record, error, log);
+    }
+  }
+
+  private async fail(record: ExportRecord, error: ExportError, log: Logger): Promise<void> {
+    if ((await this.deps.store.failExport(record.id, this.lease(), error)) === "ok") {
+      await purgeExportFiles(this.deps.store, this.deps.storage, record, this.clock());
+      log.warn({ code: error.code }, "export failed");
+    }
+  }
+}
