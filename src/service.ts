@@ -41,6 +41,7 @@ export interface Service {
   store: MetadataStore;
   app: FastifyInstance | null;
   worker: ExportWorker | null;
+  sweeper: RetentionSweeper | null;
   /** Stops taking work, hands running exports back, closes connections. */
   close(): Promise<void>;
 }
@@ -103,6 +104,7 @@ export async function createService(
     store,
     app,
     worker,
+    sweeper,
     async close() {
       await app?.close();
       await worker?.stop();

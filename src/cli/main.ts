@@ -5,9 +5,8 @@
  */
 import { parseArgs } from "node:util";
 import { pino } from "pino";
+import { issueApiKey } from "../admin.js";
 import { type Config, ConfigError, loadConfig, type Role } from "../config/index.js";
-import { generateKey } from "../domain/api-keys.js";
-import { newId } from "../domain/ids.js";
 import { isScope, SCOPES, type Scope } from "../domain/scopes.js";
 import { createService, openStore } from "../service.js";
 
@@ -83,24 +82,12 @@ async function keys(config: Config, args: string[]): Promise<void> {
     if (action === "create") {
       if (!values.tenant) throw new UsageError("keys create needs --tenant NAME.");
       const scopes = parseScopes(values.scopes);
-      const tenant = await store.ensureTenant(values.tenant, now);
-      const key = generateKey();
-      await store.insertApiKey({
-        id: newId(),
-        tenantId: tenant.id,
-        prefix: key.prefix,
-        hash: key.hash,
-        last4: key.last4,
-        scopes,
-        createdAt: now,
-        lastUsedAt: null,
-        revokedAt: null,
-      });
+      const issued = await issueApiKey(store, values.tenant, scopes, now);
       process.stderr.write(
-        `Created a key for tenant "${tenant.name}" (prefix ${key.prefix}, scopes ${scopes.join(",")}).\n` +
+        `Created a key for tenant "${issued.tenant.name}" (prefix ${issued.prefix}, scopes ${scopes.join(",")}).\n` +
           "Keep it now: only its hash is stored.\n",
       );
-      process.stdout.write(`${key.key}\n`);
+      process.stdout.write(`${issued.key}\n`);
       return;
     }
     if (action === "list") {

@@ -18,16 +18,16 @@ interface AjvError {
   message?: string;
 }
 
-/** "/filters/type/0" → "filters.type[0]" */
-function fieldPath(prefix: string, instancePath: string): string {
-  const parts = instancePath.split("/").filter(Boolean);
-  let out = prefix === "body" ? "" : prefix;
-  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out ? `.${p}` : p;
-  return out || prefix;
+/** "/filters/type/0" → "filters.type[0]"; a problem with the whole body or query names the context. */
+function fieldPath(context: string, instancePath: string): string {
+  let out = "";
+  for (const p of instancePath.split("/").filter(Boolean))
+    out += /^\d+$/.test(p) ? `[${p}]` : out ? `.${p}` : p;
+  return out || context;
 }
 
-function join(base: string, name: string): string {
-  return base && base !== "body" ? `${base}.${name}` : name;
+function join(base: string, context: string, name: string): string {
+  return base === context ? name : `${base}.${name}`;
 }
 
 export function validationDetails(context: string, errors: AjvError[]): ErrorDetail[] {
@@ -39,12 +39,16 @@ export function validationDetails(context: string, errors: AjvError[]): ErrorDet
     switch (e.keyword) {
       case "additionalProperties": {
         const name = String(e.params.additionalProperty);
-        detail = { field: join(base, name), code: "unknown_field", message: `Unknown field "${name}".` };
+        detail = {
+          field: join(base, context, name),
+          code: "unknown_field",
+          message: `Unknown field "${name}".`,
+        };
         break;
       }
       case "required": {
         const name = String(e.params.missingProperty);
-        detail = { field: join(base, name), code: "required", message: `"${name}" is required.` };
+        detail = { field: join(base, context, name), code: "required", message: `"${name}" is required.` };
         break;
       }
       case "type":

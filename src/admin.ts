@@ -1,0 +1,35 @@
+/** Administrative operations shared by the CLI and the tests: issuing API keys. */
+import { generateKey } from "./domain/api-keys.js";
+import { newId } from "./domain/ids.js";
+import type { Scope } from "./domain/scopes.js";
+import type { MetadataStore, Tenant } from "./store/types.js";
+
+export interface IssuedKey {
+  /** The key itself: shown once, stored only as a hash. */
+  key: string;
+  prefix: string;
+  tenant: Tenant;
+}
+
+/** Creates the tenant if needed and a new key for it. */
+export async function issueApiKey(
+  store: MetadataStore,
+  tenantName: string,
+  scopes: Scope[],
+  now: number,
+): Promise<IssuedKey> {
+  const tenant = await store.ensureTenant(tenantName, now);
+  const generated = generateKey();
+  await store.insertApiKey({
+    id: newId(),
+    tenantId: tenant.id,
+    prefix: generated.prefix,
+    hash: generated.hash,
+    last4: generated.last4,
+    scopes,
+    createdAt: now,
+    lastUsedAt: null,
+    revokedAt: null,
+  });
+  return { key: generated.key, prefix: generated.prefix, tenant };
+}
