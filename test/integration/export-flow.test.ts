@@ -1,0 +1,311 @@
+/**
+ * Exports run by the in-process worker on a real SQLite file and local storage, downloaded through
+ * the signed-link route: parts, formats, filters, time zones, retention and forgetting.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { gunzipSync } from "node:zlib";
+import { parse } from "csv-parse/sync";
+import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+interface ExportView {
+  id: string;
+  status: string;
+  progress: { percent: number; rows: number; parts: number; estimated_rows: number | null };
+  parts: {
+    index: number;
+    rows: number;
+    bytes: number;
+    sha256: string;
+    filename: string;
+    url: string | null;
+  }[];
+  error: { code: string; retryable: boolean } | null;
+  expires_at: string | null;
+}
+
+function harness(svc: TestService, key: string) {
+  const headers = { authorization: `Bearer ${key}` };
+  return {
+    async create(body: Record<string, unknown>): Promise<ExportView> {
+      const res = await svc.app!.inject({ method: "POST", url: "/v1/exports", headers, payload: body });
+      assert.equal(res.statusCode, 202, res.body);
+      return res.json();
+    },
+    async get(id: string): Promise<ExportView> {
+      return (await svc.app!.inject({ method: "GET", url: `/v1/exports/${id}`, headers })).json();
+    },
+    async finished(id: string): Promise<ExportView> {
+      return waitFor(
+        () => this.get(id),
+        (e) => !["queued", "running"].includes(e.status),
+      );
+    },
+    /** Follows the part's signed link through /files, without the API key. */
+    async fetchPart(url: string, extraHeaders: Record<string, string> = {}) {
+      const u = new URL(url);
+      return svc.app!.inject({ method: "GET", url: u.pathname + u.search, headers: extraHeaders });
+    },
+    download(id: string, query = "") {
+      return svc.app!.inject({ method: "GET", url: `/v1/exports/${id}/download${query}`, headers });
+    },
+  };
+}
+
+describe("export flow", () => {
+  let svc: TestService;
+  let h: ReturnType<typeof harness>;
+  const to = pastMidnight();
+
+  before(async () => {
+    svc = await startTestService();
+    h = harness(svc, await svc.key("acme"));
+  });
+  after(() => svc.dispose());
+
+  test("csv.gz in several parts: each part whole, with header, sha256 and row count as stated", async () => {
+    const created = await h.create({
+      dataset: "events",
+      from: new Date(to - 6 * HOUR).toISOString(),
+      to: new Date(to).toISOString(),
+      part_max_rows: 3000,
+    });
+    const done = await h.finished(created.id);
+    assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+    // One event per 2-second slot: 6 hours hold 10,800 rows → 3000, 3000, 3000, 1800.
+    assert.deepEqual(
+      done.parts.map((p) => p.rows),
+      [3000, 3000, 3000, 1800],
+    );
+    assert.equal(done.progress.rows, 10_800);
+    assert.equal(done.progress.percent, 100);
+    assert.equal(done.progress.estimated_rows, 10_800);
+    const ids = new Set<string>();
+    let lastTime = "";
+    for (const part of done.parts) {
+      assert.match(part.filename, /^events_\d{4}-\d{2}-\d{2}_\d{4}-\d{2}-\d{2}\.part-00\d\.csv\.gz$/);
+      const res = await h.fetchPart(part.url!);
+      assert.equal(res.statusCode, 200);
+      const bytes = res.rawPayload;
+      assert.equal(bytes.length, part.bytes);
+      assert.equal(createHash("sha256").update(bytes).digest("hex"), part.sha256);
+      assert.ok(String(res.headers["content-disposition"]).includes(part.filename));
+      const records = parse(gunzipSync(bytes), { columns: true }) as Record<string, string>[];
+      assert.equal(records.length, part.rows);
+      for (const r of records) {
+        assert.deepEqual(Object.keys(r), ["id", "occurred_at", "type", "user_id", "properties"]);
+        JSON.parse(r.properties as string);
+        assert.ok(r.occurred_at! >= lastTime, "ordered by time across parts");
+        lastTime = r.occurred_at!;
+        ids.add(r.id!);
+      }
+    }
+    assert.equal(ids.size, 10_800, "no row twice, none lost at part boundaries");
+  });
+
+  test("download route: part required when several, out of range → 400, redirect=false → JSON link", async () => {
+    const created = await h.create({
+      dataset: "events",
+      from: new Date(to - HOUR).toISOString(),
+      to: new Date(to).toISOString(),
+      part_max_rows: 1000,
+    });
+    const done = await h.finished(created.id);
+    assert.equal(done.parts.length, 2);
+    const missing = await h.download(done.id);
+    assert.equal(missing.statusCode, 400);
+    assert.equal(missing.json().error.details[0].field, "part");
+    assert.equal((await h.download(done.id, "?part=2")).statusCode, 400);
+    const redirect = await h.download(done.id, "?part=1");
+    assert.equal(redirect.statusCode, 302);
+    assert.equal(redirect.headers["cache-control"], "no-store");
+    const link = (await h.download(done.id, "?part=1&redirect=false")).json();
+    assert.equal(link.part, 1);
+    assert.equal(link.filename, done.parts[1]!.filename);
+    const ttl = Date.parse(link.expires_at) - Date.now();
+    assert.ok(ttl > 19 * 60_000 && ttl <= 20 * 60_000, `20-minute link, got ${ttl} ms`);
+    const file = await h.fetchPart(link.url);
+    assert.equal(createHash("sha256").update(file.rawPayload).digest("hex"), done.parts[1]!.sha256);
+  });
+
+  test("jsonl, uncompressed, filtered and with chosen columns: every line is JSON with just those columns", async () => {
+    const created = await h.create({
+      dataset: "events",
+      from: new Date(to - DAY).toISOString(),
+      to: new Date(to).toISOString(),
+      format: "jsonl",
+      compression: "none",
+      columns: ["occurred_at", "type", "properties"],
+      filters: { type: ["purchase", "signup"] },
+    });
+    const done = await h.finished(created.id);
+    assert.equal(done.status, "succeeded");
+    const body = (await h.fetchPart(done.parts[0]!.url!)).body;
+    const lines = body.trimEnd().split("\n");
+    assert.equal(lines.length, done.parts[0]!.rows);
+    assert.ok(
+      lines.length > 1000 && lines.length < 43_200 * 0.2,
+      `about 15% of a day's events, got ${lines.length}`,
+    );
+    for (const line of lines) {
+      const row = JSON.parse(line);
+      assert.deepEqual(Object.keys(row), ["occurred_at", "type", "properties"]);
+      assert.ok(row.type === "purchase" || row.type === "signup");
+      assert.equal(typeof row.properties, "object", "JSON columns are embedded as JSON");
+    }
+  });
+
+  test("timestamps carry the request's time zone offset; a date means midnight there", async () => {
+    const created = await h.create({
+      dataset: "events",
+      from: "2026-03-08",
+      to: "2026-03-09",
+      timezone: "America/New_York",
+      format: "jsonl",
+      columns: ["occurred_at"],
+    });
+    const view = await h.get(created.id);
+    assert.equal((view as unknown as { request: { from: string } }).request.from, "2026-03-08T05:00:00.000Z");
+    const done = await h.finished(created.id);
+    const lines = gunzipSync((await h.fetchPart(done.parts[0]!.url!)).rawPayload)
+      .toString()
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l).occurred_at as string);
+    // The DST change at 02:00 local: -05:00 before, -04:00 after, and instants still in order.
+    assert.match(lines[0]!, /^2026-03-08T00:00:0\d\.\d{3}-05:00$/);
+    assert.match(lines[lines.length - 1]!, /^2026-03-08T23:59:5\d\.\d{3}-04:00$/);
+    const instants = lines.map((l) => Date.parse(l));
+    for (let i = 1; i < instants.length; i++) assert.ok(instants[i]! > instants[i - 1]!);
+    assert.equal(lines.length, 23 * 1800, "a 23-hour day");
+  });
+
+  test("an empty result still yields one part: a CSV with just the header", async () => {
+    const created = await h.create({
+      dataset: "events",
+      from: new Date(to - HOUR).toISOString(),
+      to: new Date(to).toISOString(),
+      filters: { user_id: "user_999999" },
+      compression: "none",
+      csv: { delimiter: ";", bom: true },
+    });
+    const done = await h.finished(created.id);
+    assert.equal(done.status, "succeeded");
+    assert.equal(done.parts.length, 1);
+    assert.equal(done.parts[0]!.rows, 0);
+    const body = (await h.fetchPart(done.parts[0]!.url!)).rawPayload.toString("utf8");
+    assert.equal(body, "\uFEFFid;occurred_at;type;user_id;properties\r\n");
+  });
+
+  test("Range requests and conditional GETs on a part", async () => {
+    const created = await h.create({
+      dataset: "events",
+      from: new Date(to - HOUR).toISOString(),
+      to: new Date(to).toISOString(),
+    });
+    const done = await h.finished(created.id);
+    const url = done.parts[0]!.url!;
+    const whole = (await h.fetchPart(url)).rawPayload;
+    const cut = Math.floor(whole.length / 3);
+    const first = await h.fetchPart(url, { range: `bytes=0-${cut - 1}` });
+    const rest = await h.fetchPart(url, { range: `bytes=${cut}-` });
+    assert.equal(first.statusCode, 206);
+    assert.equal(first.headers["content-range"], `bytes 0-${cut - 1}/${whole.length}`);
+    assert.equal(rest.statusCode, 206);
+    assert.ok(Buffer.concat([first.rawPayload, rest.rawPayload]).equals(whole));
+    const etag = String((await h.fetchPart(url)).headers.etag);
+    assert.equal((await h.fetchPart(url, { "if-none-match": etag })).statusCode, 304);
+    assert.equal((await h.fetchPart(url, { range: `bytes=${whole.length + 10}-` })).statusCode, 416);
+  });
+
+  test("tampered links → 403 invalid_signature; the file route never needs the API key", async () => {
+    const created = await h.create({
+      dataset: "events",
+      from: new Date(to - HOUR).toISOString(),
+      to: new Date(to).toISOString(),
+    });
+    const url = new URL((await h.finished(created.id)).parts[0]!.url!);
+    const variants: string[] = [];
+    const sig = url.searchParams.get("signature")!;
+    const withParam = (name: string, value: string) => {
+      const u = new URL(url);
+      u.searchParams.set(name, value);
+      return u.toString();
+    };
+    variants.push(withParam("signature", (sig[0] === "A" ? "B" : "A") + sig.slice(1)));
+    variants.push(withParam("expires", String(Number(url.searchParams.get("expires")) + 3600)));
+    variants.push(withParam("filename", "other.csv.gz"));
+    variants.push(url.toString().replace("part-000", "part-001"));
+    variants.push(url.toString().replace("/files/exports/", "/files/exports/../"));
+    const noSig = new URL(url);
+    noSig.searchParams.delete("signature");
+    variants.push(noSig.toString());
+    for (const v of variants) {
+      const res = await h.fetchPart(v);
+      assert.equal(res.statusCode, 403, v);
+      assert.equal(res.json().error.code, "invalid_signature", v);
+    }
+  });
+});
+
+describe("links expire; retention deletes files; metadata is forgotten", () => {
+  let now = Date.now();
+  let svc: TestService;
+  let h: ReturnType<typeof harness>;
+
+  before(async () => {
+    svc = await startTestService(
+      { EXPORTD_RETENTION_DAYS: "7", EXPORTD_SWEEP_INTERVAL_SECONDS: "3600" },
+      () => now,
+    );
+    h = harness(svc, await svc.key("acme"));
+  });
+  after(() => svc.dispose());
+
+  test("expired link → 403 link_expired; after retention → expired, 410, files gone; after 180 days → 404", async () => {
+    const to = pastMidnight();
+    const created = await h.create({
+      dataset: "events",
+      from: new Date(to - HOUR).toISOString(),
+      to: new Date(to).toISOString(),
+    });
+    const done = await h.finished(created.id);
+    assert.equal(done.status, "succeeded");
+    assert.ok(Math.abs(Date.parse(done.expires_at!) - (now + 7 * DAY)) < 5000);
+    const url = done.parts[0]!.url!;
+
+    now += 21 * 60_000;
+    const expired = await h.fetchPart(url);
+    assert.equal(expired.statusCode, 403);
+    assert.equal(expired.json().error.code, "link_expired");
+    // A fresh link from the API works again.
+    assert.equal((await h.fetchPart((await h.get(done.id)).parts[0]!.url!)).statusCode, 200);
+
+    now += 7 * DAY;
+    await svc.sweeper!.sweepOnce();
+    const after7 = await h.get(done.id);
+    assert.equal(after7.status, "expired");
+    assert.equal(after7.parts[0]!.url, null, "no link to a deleted file");
+    assert.equal(after7.parts[0]!.sha256, done.parts[0]!.sha256, "the metadata stays");
+    const gone = await h.download(done.id);
+    assert.equal(gone.statusCode, 410);
+    assert.equal(gone.json().error.code, "export_expired");
+    const dir = path.join(svc.dataDir, "objects", path.dirname(new URL(url).pathname.replace("/files/", "")));
+    assert.equal(fs.existsSync(dir), false, "files deleted");
+
+    now += 180 * DAY;
+    await svc.sweeper!.sweepOnce();
+    const res = await svc.app!.inject({
+      method: "GET",
+      url: `/v1/exports/${done.id}`,
+      headers: { authorization: `Bearer ${await svc.key("acme")}` },
+    });
+    assert.equal(res.statusCode, 404);
+  });
+});
