@@ -1,0 +1,340 @@
+/**
+ * The worker and the store's job rules on a real SQLite file: leases, take-over, retries with
+ * back-off, user errors that never retry, and cancel. Datasets here are small test doubles of the
+ * source (the one fault we cannot cause with the demo data is a source that breaks).
+ */
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { pino } from "pino";
+import { issueApiKey } from "../../src/admin.js";
+import type { DatasetDescriptor } from "../../src/domain/dataset.js";
+import type { ExportRecord, ExportRequest } from "../../src/domain/export.js";
+import { newId } from "../../src/domain/ids.js";
+import { DatasetRegistry } from "../../src/sources/registry.js";
+import type { Cell, Dataset, ReadOptions, RowBatch } from "../../src/sources/types.js";
+import { LocalObjectStore } from "../../src/storage/local.js";
+import { LinkSigner } from "../../src/storage/signing.js";
+import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import { ExportWorker } from "../../src/worker/worker.js";
+import { tempDir, waitFor } from "../helpers/service.js";
+
+const descriptor = (name: string, maxRows = 1_000_000): DatasetDescriptor => ({
+  name,
+  description: "test",
+  columns: [
+    { name: "n", type: "integer" },
+    { name: "label", type: "string" },
+  ],
+  filters: [],
+  formats: ["csv", "jsonl"],
+  limits: { maxRangeDays: 365, maxRows },
+});
+
+/** Counts 0..total-1 in batches; `failReads` first reads throw; `delayMs` slows each batch. */
+class CountingDataset implements Dataset {
+  reads = 0;
+  constructor(
+    readonly descriptor: DatasetDescriptor,
+    private readonly total: number,
+    private failReads = 0,
+    private readonly delayMs = 0,
+  ) {}
+  async estimateRows() {
+    return this.total;
+  }
+  async *read(o: ReadOptions): AsyncIterable<RowBatch> {
+    this.reads++;
+    if (this.failReads > 0) {
+      this.failReads--;
+      throw new Error("source connection reset");
+    }
+    let n = o.after === null ? 0 : Number(o.after) + 1;
+    while (n < this.total) {
+      o.signal.throwIfAborted();
+      if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+      const rows: Cell[][] = [];
+      const start = n;
+      for (; n < Math.min(this.total, start + 100); n++) rows.push([n, `row ${n}`]);
+      yield { rows, cursor: String(n - 1), rowCursor: (i) => String(start + i), position: n / this.total };
+    }
+  }
+}
+
+const request = (dataset: string, partMaxRows = 1000): ExportRequest => ({
+  dataset,
+  from: 0,
+  to: 1,
+  filters: {},
+  columns: ["n", "label"],
+  format: "csv",
+  compression: "none",
+  csv: { delimiter: ",", header: true, bom: false },
+  timezone: "UTC",
+  partMaxRows,
+});
+
+describe("worker", () => {
+  let dir: string;
+  let store: SqliteStore;
+  let storage: LocalObjectStore;
+  let tenantId: string;
+  const logger = pino({ level: "silent" });
+
+  before(async () => {
+    dir = tempDir();
+    store = new SqliteStore(path.join(dir, "meta.sqlite"));
+    store.migrate();
+    storage = new LocalObjectStore(
+      path.join(dir, "objects"),
+      new LinkSigner("x".repeat(32)),
+      "http://localhost",
+    );
+    tenantId = (await issueApiKey(store, "acme", ["exports:read"], Date.now())).tenant.id;
+  });
+  after(async () => {
+    await store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function queue(req: ExportRequest): Promise<string> {
+    const id = newId();
+    const now = Date.now();
+    const record: ExportRecord = {
+      id,
+      tenantId,
+      dataset: req.dataset,
+      status: "queued",
+      request: req,
+      createdAt: now,
+      startedAt: null,
+      finishedAt: null,
+      expiresAt: null,
+      progress: { percent: 0, rows: 0, parts: 0 },
+      estimatedRows: null,
+      error: null,
+      parts: [],
+      attempts: 0,
+      cursor: null,
+      runAfter: now,
+    };
+    await store.insertExport(record);
+    return id;
+  }
+
+  function worker(datasets: Dataset[]) {
+    return new ExportWorker({
+      store,
+      storage,
+      datasets: new DatasetRegistry(datasets),
+      config: {
+        gzipLevel: 1,
+        retentionDays: 7,
+        worker: {
+          concurrency: 2,
+          leaseMs: 1000,
+          heartbeatMs: 100,
+          pollMs: 20,
+          maxAttempts: 3,
+          retryBaseMs: 50,
+        },
+      },
+      logger,
+    });
+  }
+
+  const settled = (id: string) =>
+    waitFor(
+      () => store.getExport(tenantId, id),
+      (e) => e !== null && !["queued", "running"].includes(e.status),
+    ) as Promise<ExportRecord>;
+
+  test("a failing source is retried with back-off and then succeeds", async () => {
+    const ds = new CountingDataset(descriptor("flaky"), 2500, 2);
+    const w = worker([ds]);
+    const id = await queue(request("flaky"));
+    w.start();
+    const done = await settled(id);
+    await w.stop();
+    assert.equal(done.status, "succeeded");
+    assert.equal(done.attempts, 3);
+    assert.equal(ds.reads, 3);
+    assert.deepEqual(
+      done.parts.map((p) => p.rows),
+      [1000, 1000, 500],
+    );
+    assert.equal(done.error, null, "a success clears the last attempt's error");
+  });
+
+  test("retries used up → failed, retryable, files deleted", async () => {
+    const ds = new CountingDataset(descriptor("broken"), 100, 99);
+    const w = worker([ds]);
+    const id = await queue(request("broken"));
+    w.start();
+    const done = await settled(id);
+    await w.stop();
+    assert.equal(done.status, "failed");
+    assert.deepEqual(
+      { code: done.error?.code, retryable: done.error?.retryable },
+      { code: "internal_error", retryable: true },
+    );
+    assert.equal(done.attempts, 3);
+    assert.ok(!(done.error?.message ?? "").includes("connection reset"), "internals stay in the log");
+  });
+
+  test("too many rows → failed at once with too_many_rows, not retried, no truncated result", async () => {
+    const ds = new CountingDataset(descriptor("capped", 1500), 5000);
+    const w = worker([ds]);
+    const id = await queue(request("capped"));
+    w.start();
+    const done = await settled(id);
+    await w.stop();
+    assert.equal(done.status, "failed");
+    assert.equal(done.error?.code, "too_many_rows");
+    assert.equal(done.error?.retryable, false);
+    assert.equal(done.attempts, 1);
+    assert.deepEqual(done.parts, [], "parts of a failed export are gone");
+    assert.deepEqual(await storage.list(`exports/${tenantId}/${id}/`), []);
+  });
+
+  test("cancel while running stops within two seconds and deletes the published parts", async () => {
+    const ds = new CountingDataset(descriptor("slow"), 100_000, 0, 5);
+    const w = worker([ds]);
+    const id = await queue(request("slow", 500));
+    w.start();
+    await waitFor(
+      () => store.getExport(tenantId, id),
+      (e) => (e?.parts.length ?? 0) >= 2,
+    );
+    const canceledAt = Date.now();
+    const result = await store.cancelExport(tenantId, id, canceledAt);
+    assert.equal(result?.canceled, true);
+    await waitFor(
+      async () => (await storage.list(`exports/${tenantId}/${id}/`)).length,
+      (n) => n === 0,
+      2000,
+    );
+    await waitFor(
+      async () => w.activeRuns,
+      (n) => n === 0,
+      2000,
+    );
+    assert.ok(Date.now() - canceledAt < 2000);
+    await w.stop();
+    const after = await store.getExport(tenantId, id);
+    assert.equal(after?.status, "canceled");
+    assert.deepEqual(after?.parts, []);
+    assert.equal(fs.readdirSync(path.join(dir, "objects", "exports", tenantId)).includes(id), false);
+  });
+
+  test("a shutdown hands the export back; another worker resumes after the last published part", async () => {
+    const ds = new CountingDataset(descriptor("resumable"), 4321, 0, 2);
+    const first = worker([ds]);
+    const id = await queue(request("resumable", 1000));
+    first.start();
+    await waitFor(
+      () => store.getExport(tenantId, id),
+      (e) => (e?.parts.length ?? 0) >= 2,
+    );
+    await first.stop();
+    const requeued = await store.getExport(tenantId, id);
+    assert.equal(requeued?.status, "queued");
+    assert.equal(requeued?.attempts, 0, "a shutdown does not count as a failed attempt");
+    // Another worker claims and finishes from the checkpoint.
+    const second = worker([ds]);
+    second.start();
+    const done = await settled(id);
+    await second.stop();
+    assert.equal(done.status, "succeeded");
+    assert.deepEqual(
+      done.parts.map((p) => [p.index, p.rows]),
+      [
+        [0, 1000],
+        [1, 1000],
+        [2, 1000],
+        [3, 1000],
+        [4, 321],
+      ],
+    );
+    const body = done.parts
+      .map((p) => fs.readFileSync(path.join(dir, "objects", p.objectKey), "utf8"))
+      .join("");
+    const numbers = body
+      .split("\r\n")
+      .filter((l) => l && l !== "n,label")
+      .map((l) => Number(l.split(",")[0]));
+    assert.deepEqual(
+      numbers,
+      Array.from({ length: 4321 }, (_, i) => i),
+      "every row once, in order",
+    );
+  });
+});
+
+describe("store leases", () => {
+  let dir: string;
+  let store: SqliteStore;
+  let tenantId: string;
+
+  before(async () => {
+    dir = tempDir();
+    store = new SqliteStore(path.join(dir, "meta.sqlite"));
+    store.migrate();
+    tenantId = (await store.ensureTenant("acme", 0)).id;
+  });
+  after(async () => {
+    await store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("an expired lease passes to another worker, and the old one can no longer write", async () => {
+    const t = 1_000_000;
+    const id = newId();
+    await store.insertExport({
+      id,
+      tenantId,
+      dataset: "events",
+      status: "queued",
+      request: request("events"),
+      createdAt: t,
+      startedAt: null,
+      finishedAt: null,
+      expiresAt: null,
+      progress: { percent: 0, rows: 0, parts: 0 },
+      estimatedRows: null,
+      error: null,
+      parts: [],
+      attempts: 0,
+      cursor: null,
+      runAfter: t,
+    });
+    const a = { owner: "a", now: t, leaseMs: 1000 };
+    assert.equal((await store.claimExport(a))?.id, id);
+    assert.equal(
+      await store.claimExport({ owner: "b", now: t + 500, leaseMs: 1000 }),
+      null,
+      "lease still valid",
+    );
+    assert.equal(await store.heartbeat(id, { ...a, now: t + 900 }), "ok");
+    assert.equal(
+      await store.claimExport({ owner: "b", now: t + 1500, leaseMs: 1000 }),
+      null,
+      "renewed until t+1900",
+    );
+    const b = { owner: "b", now: t + 2000, leaseMs: 1000 };
+    const taken = await store.claimExport(b);
+    assert.equal(taken?.id, id);
+    assert.equal(taken?.attempts, 2);
+    assert.equal(await store.heartbeat(id, { ...a, now: t + 2001 }), "lost");
+    const part = { index: 0, objectKey: "k", rows: 1, bytes: 1, sha256: "x" };
+    assert.equal(await store.recordPart(id, a, part, "0", { percent: 1, rows: 1, parts: 1 }), "lost");
+    assert.equal(await store.completeExport(id, a, t + 10), "lost");
+    assert.equal(await store.recordPart(id, b, part, "0", { percent: 50, rows: 1, parts: 1 }), "ok");
+    // Progress only moves forward.
+    assert.equal(await store.updateProgress(id, b, { percent: 10, rows: 0, parts: 0 }, null), "ok");
+    const view = await store.getExport(tenantId, id);
+    assert.deepEqual(view?.progress, { percent: 50, rows: 1, parts: 1 });
+    assert.equal(await store.getExport("another-tenant", id), null, "scoped to the tenant");
+  });
+});

@@ -1,0 +1,183 @@
+/** Pure rules: the lifecycle, request normalization, time handling, names, keys and signatures. */
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import { describe, test } from "node:test";
+import { ConfigError, loadConfig } from "../../src/config/index.js";
+import { generateKey, hashKey, keyMatches, keyPrefix } from "../../src/domain/api-keys.js";
+import { normalizeCreateRequest } from "../../src/domain/dataset.js";
+import { AppError } from "../../src/domain/errors.js";
+import { renderErrorsDoc } from "../../src/domain/errors-doc.js";
+import {
+  advanceProgress,
+  assertTransition,
+  canTransition,
+  EXPORT_STATUSES,
+  fromStatesFor,
+  isCancellable,
+  isFinal,
+  retryDelayMs,
+  TransitionError,
+} from "../../src/domain/export.js";
+import { partDownloadName, partObjectKey } from "../../src/domain/naming.js";
+import { localDate, parseInstant, TimestampFormatter } from "../../src/domain/time.js";
+import { DEMO_EVENTS_DESCRIPTOR } from "../../src/sources/demo-events.js";
+import { LinkSigner } from "../../src/storage/signing.js";
+
+describe("lifecycle", () => {
+  test("allowed and forbidden transitions", () => {
+    assert.ok(canTransition("queued", "running"));
+    assert.ok(canTransition("running", "succeeded"));
+    assert.ok(canTransition("succeeded", "expired"));
+    assert.ok(canTransition("running", "queued"), "retry or hand-back");
+    for (const final of ["failed", "canceled", "expired"] as const) {
+      for (const to of EXPORT_STATUSES) assert.equal(canTransition(final, to), false, `${final} → ${to}`);
+    }
+    assert.throws(() => assertTransition("succeeded", "canceled"), TransitionError);
+    assert.deepEqual(fromStatesFor("canceled"), ["queued", "running"]);
+    assert.deepEqual(fromStatesFor("expired"), ["succeeded"]);
+  });
+
+  test("final and cancellable", () => {
+    assert.deepEqual(EXPORT_STATUSES.filter(isCancellable), ["queued", "running"]);
+    assert.deepEqual(EXPORT_STATUSES.filter(isFinal), ["succeeded", "failed", "canceled", "expired"]);
+  });
+
+  test("progress never moves backwards and caps at 100", () => {
+    const p = advanceProgress({ percent: 40, rows: 100, parts: 2 }, { percent: 30, rows: 50, parts: 1 });
+    assert.deepEqual(p, { percent: 40, rows: 100, parts: 2 });
+    assert.equal(advanceProgress(p, { percent: 150, rows: 0, parts: 0 }).percent, 100);
+  });
+
+  test("back-off doubles and is capped", () => {
+    assert.deepEqual(
+      [1, 2, 3, 4].map((a) => retryDelayMs(a, 1000)),
+      [1000, 2000, 4000, 8000],
+    );
+    assert.equal(retryDelayMs(30, 1000), 5 * 60_000);
+  });
+});
+
+describe("time", () => {
+  test("instants need an offset; dates are midnight in the zone", () => {
+    assert.equal(parseInstant("2026-11-01T10:00:00Z", "UTC"), Date.UTC(2026, 10, 1, 10));
+    assert.equal(parseInstant("2026-11-01T10:00:00+02:00", "UTC"), Date.UTC(2026, 10, 1, 8));
+    assert.equal(parseInstant("2026-11-01T10:00:00", "UTC"), null);
+    assert.equal(parseInstant("2026-11-01", "Europe/Paris"), Date.UTC(2026, 9, 31, 23));
+    assert.equal(parseInstant("2026-13-01", "UTC"), null);
+    assert.equal(parseInstant("1 Nov 2026", "UTC"), null);
+  });
+
+  test("timestamps carry the zone's offset on both sides of a DST change", () => {
+    const f = new TimestampFormatter("Europe/Berlin");
+    assert.equal(f.format(Date.UTC(2026, 9, 25, 0, 59, 59, 5)), "2026-10-25T02:59:59.005+02:00");
+    assert.equal(f.format(Date.UTC(2026, 9, 25, 1, 0, 0)), "2026-10-25T02:00:00.000+01:00");
+    assert.equal(new TimestampFormatter("UTC").format(0), "1970-01-01T00:00:00.000Z");
+    assert.equal(new TimestampFormatter("Asia/Kolkata").format(0), "1970-01-01T05:30:00.000+05:30");
+    assert.equal(localDate(Date.UTC(2026, 10, 1, 23, 30), "Asia/Tokyo"), "2026-11-02");
+  });
+});
+
+describe("create requests", () => {
+  const datasets = new Map([["events", DEMO_EVENTS_DESCRIPTOR]]);
+  const now = Date.UTC(2026, 10, 23, 12);
+
+  test("defaults, de-duplicated filter values, to=now", () => {
+    const r = normalizeCreateRequest(
+      {
+        dataset: "events",
+        from: "2026-11-20",
+        to: "now",
+        filters: { type: ["click", "click"], user_id: "user_1" },
+      },
+      datasets,
+      now,
+    );
+    assert.equal(r.to, now);
+    assert.equal(r.from, Date.UTC(2026, 10, 20));
+    assert.deepEqual(r.filters, { type: ["click"], user_id: ["user_1"] });
+    assert.equal(r.format, "csv");
+    assert.equal(r.compression, "gzip");
+    assert.equal(r.partMaxRows, 1_000_000);
+    assert.deepEqual(r.csv, { delimiter: ",", header: true, bom: false });
+  });
+
+  test("errors are AppErrors with a code and field details", () => {
+    try {
+      normalizeCreateRequest({ dataset: "events", from: "x", to: "y" }, datasets, now);
+      assert.fail("should throw");
+    } catch (err) {
+      assert.ok(err instanceof AppError);
+      assert.equal(err.code, "invalid_request");
+      assert.equal(err.status, 400);
+      assert.deepEqual(
+        err.details.map((d) => d.field),
+        ["from", "to"],
+      );
+    }
+  });
+});
+
+describe("names", () => {
+  const req = normalizeCreateRequest(
+    { dataset: "events", from: "2026-11-01", to: "2026-11-23" },
+    new Map([["events", DEMO_EVENTS_DESCRIPTOR]]),
+    Date.now(),
+  );
+  test("download names show the dataset, the dates and the part", () => {
+    assert.equal(partDownloadName(req, 0), "events_2026-11-01_2026-11-23.part-000.csv.gz");
+    assert.equal(
+      partDownloadName({ ...req, format: "jsonl", compression: "none" }, 12),
+      "events_2026-11-01_2026-11-23.part-012.jsonl",
+    );
+  });
+  test("object keys are per tenant, export and attempt", () => {
+    assert.equal(partObjectKey("t", "e", 3, 2, req), "exports/t/e/part-003.a2.csv.gz");
+  });
+});
+
+describe("keys and links", () => {
+  test("keys: only the hash is needed to check one; the prefix finds it", () => {
+    const k = generateKey();
+    assert.match(k.key, /^exd_[a-z0-9]{10}_[A-Za-z0-9_-]{32}$/);
+    assert.equal(keyPrefix(k.key), k.prefix);
+    assert.equal(k.hash, hashKey(k.key));
+    assert.ok(!k.hash.includes(k.key));
+    assert.ok(keyMatches(k.key, k.hash));
+    assert.ok(!keyMatches(`${k.key.slice(0, -1)}x`, k.hash));
+    assert.equal(keyPrefix("Bearer nonsense"), null);
+  });
+
+  test("signatures: any change is caught; expiry is checked after the signature", () => {
+    const signer = new LinkSigner("s".repeat(32));
+    const p = { key: "exports/t/e/part-000.a1.csv.gz", expires: 2_000_000_000, filename: "a.csv.gz" };
+    const sig = signer.sign(p);
+    assert.equal(signer.verify(p, sig, Date.now()), "ok");
+    assert.equal(signer.verify({ ...p, key: `${p.key}x` }, sig, Date.now()), "invalid_signature");
+    assert.equal(signer.verify({ ...p, filename: "b.csv.gz" }, sig, Date.now()), "invalid_signature");
+    assert.equal(signer.verify({ ...p, expires: p.expires + 1 }, sig, Date.now()), "invalid_signature");
+    assert.equal(signer.verify(p, sig.slice(1), Date.now()), "invalid_signature");
+    assert.equal(signer.verify(p, sig, p.expires * 1000), "link_expired");
+    assert.equal(new LinkSigner("t".repeat(32)).verify(p, sig, Date.now()), "invalid_signature");
+  });
+});
+
+describe("config and docs", () => {
+  test("bad settings stop the start with the variable's name", () => {
+    assert.throws(
+      () => loadConfig({ PORT: "http" }),
+      (e: Error) => e instanceof ConfigError && /PORT/.test(e.message),
+    );
+    assert.throws(() => loadConfig({ EXPORTD_RETENTION_DAYS: "-1" }), /EXPORTD_RETENTION_DAYS/);
+    assert.throws(() => loadConfig({ EXPORTD_SIGNING_SECRET: "short" }), /EXPORTD_SIGNING_SECRET/);
+    const c = loadConfig({}, "/srv");
+    assert.equal(c.port, 8080);
+    assert.equal(c.dataDir, "/srv/data");
+    assert.equal(c.linkTtlSeconds, 1200);
+    assert.equal(c.retentionDays, 7);
+  });
+
+  test("docs/errors.md is generated from the catalogue (npm run docs:errors)", () => {
+    const onDisk = fs.readFileSync(new URL("../../docs/errors.md", import.meta.url), "utf8");
+    assert.equal(onDisk, renderErrorsDoc());
+  });
+});
