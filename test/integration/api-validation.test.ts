@@ -182,7 +182,7 @@ describe("routes and ids", () => {
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const res = await svc.app!.inject({
+      const res: Awaited<ReturnType<typeof post>> = await svc.app!.inject({
         method: "GET",
         url: `/v1/exports?limit=2&status=queued${cursor ? `&cursor=${cursor}` : ""}`,
         headers: auth(),

@@ -60,7 +60,7 @@ test("csv: header off, BOM on, a slice of rows", () => {
   assert.equal(enc.prelude(), "\uFEFF");
   assert.equal(
     enc.encode(rows, 1, 3),
-    'plain,1000003,"{""text"":""plain"",""i"":1,""nested"":[""plain""]}"\r\n' + enc.encode(rows, 2, 3),
+    `plain,1000003,"{""text"":""plain"",""i"":1,""nested"":[""plain""]}"\r\n${enc.encode(rows, 2, 3)}`,
   );
 });
 
