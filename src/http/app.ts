@@ -2,14 +2,14 @@
  * Builds the Fastify app (no listen): error envelope, request ids, auth, routes, the OpenAPI
  * document generated from the route schemas, and the /docs page. Tests build it and use inject.
  */
-import { randomBytes } from "node:crypto";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
+import { invalidRequest } from "../domain/errors.js";
 import { installAuth } from "./auth.js";
 import type { HttpDeps } from "./deps.js";
-import { installErrorHandling } from "./errors.js";
+import { installErrorHandling, newRequestId, sendError, sendRawError } from "./errors.js";
 import { datasetRoutes } from "./routes/datasets.js";
 import { exportRoutes } from "./routes/exports.js";
 import { fileRoutes } from "./routes/files.js";
@@ -21,15 +21,27 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
     // pino's Logger is a FastifyBaseLogger; the cast keeps the app's type the default one routes expect.
     loggerInstance: logger as FastifyBaseLogger,
     // One log line per request, written below: without query strings, which carry link signatures.
-    disableRequestLogging: true,
-    genReqId: () => `req_${randomBytes(12).toString("base64url")}`,
-    requestIdLogLabel: "request_id",
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "request_id" }),
+    genReqId: newRequestId,
+    frameworkErrors: (_error, request, reply) =>
+      sendError(
+        reply,
+        request,
+        invalidRequest([
+          { field: "url", code: "invalid", message: "The URL is not validly percent-encoded." },
+        ]),
+      ),
     bodyLimit: deps.config.bodyLimitBytes,
     ajv: {
       // Unknown fields are errors, not silently dropped; report every problem at once.
       customOptions: { removeAdditional: false, allErrors: true, coerceTypes: "array", useDefaults: true },
     },
-    routerOptions: { maxParamLength: 600 },
+    routerOptions: {
+      // Long enough for any object key; ids are bounded by their schemas.
+      maxParamLength: 2000,
+      onMaxParamLength: (_path, _req, res) =>
+        sendRawError(res, 400, "invalid_request", "The URL is too long."),
+    },
   });
 
   app.addHook("onRequest", async (request, reply) => {

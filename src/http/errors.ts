@@ -4,8 +4,10 @@
  * AppErrors carry their code; Fastify's own errors (bad JSON, validation, body too large) are mapped
  * here; anything else is logged and answered as internal_error without its message.
  */
+import { randomBytes } from "node:crypto";
+import type { ServerResponse } from "node:http";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { AppError, type ErrorDetail, invalidRequest } from "../domain/errors.js";
+import { AppError, type ErrorCode, type ErrorDetail, invalidRequest } from "../domain/errors.js";
 
 export interface ErrorEnvelope {
   error: { code: string; message: string; request_id: string; details: ErrorDetail[] };
@@ -102,11 +104,28 @@ function toAppError(err: FastifyError): AppError {
   );
 }
 
+export function newRequestId(): string {
+  return `req_${randomBytes(12).toString("base64url")}`;
+}
+
+/** For the few failures the router answers before a request object exists. */
+export function sendRawError(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
+  const requestId = newRequestId();
+  const body: ErrorEnvelope = { error: { code, message, request_id: requestId, details: [] } };
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "x-request-id": requestId });
+  res.end(JSON.stringify(body));
+}
+
 export function sendError(reply: FastifyReply, request: FastifyRequest, err: AppError): FastifyReply {
   const body: ErrorEnvelope = {
     error: { code: err.code, message: err.message, request_id: String(request.id), details: err.details },
   };
-  return reply.code(err.status).headers(err.headers).header("cache-control", "no-store").send(body);
+  return reply
+    .code(err.status)
+    .headers(err.headers)
+    .header("x-request-id", String(request.id))
+    .header("cache-control", "no-store")
+    .send(body);
 }
 
 export function installErrorHandling(app: FastifyInstance): void {
