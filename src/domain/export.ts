@@ -120,6 +120,34 @@ export interface ExportRecord {
   runAfter: number;
 }
 
+/** A freshly created export: queued, due now, nothing done yet. */
+export function newExport(init: {
+  id: string;
+  tenantId: string;
+  request: ExportRequest;
+  now: number;
+  estimatedRows: number | null;
+}): ExportRecord {
+  return {
+    id: init.id,
+    tenantId: init.tenantId,
+    dataset: init.request.dataset,
+    status: "queued",
+    request: init.request,
+    createdAt: init.now,
+    startedAt: null,
+    finishedAt: null,
+    expiresAt: null,
+    progress: { percent: 0, rows: 0, parts: 0 },
+    estimatedRows: init.estimatedRows,
+    error: null,
+    parts: [],
+    attempts: 0,
+    cursor: null,
+    runAfter: init.now,
+  };
+}
+
 /** Progress never moves backwards, whatever a resumed run reports. */
 export function advanceProgress(current: ExportProgress, next: ExportProgress): ExportProgress {
   return {

@@ -71,6 +71,10 @@ export interface MetadataStore {
 
   /** Takes the oldest runnable export: queued and due, or running with an expired lease. */
   claimExport(lease: Lease): Promise<ExportRecord | null>;
+  /** Owners of the leases on running exports. */
+  leaseOwners(): Promise<string[]>;
+  /** Ends the leases of these owners now, so their exports can be claimed at once. */
+  expireLeases(owners: string[], now: number): Promise<number>;
   /** Extends the lease; "lost" when the export was canceled or another worker owns it now. */
   heartbeat(id: string, lease: Lease): Promise<LeaseCheck>;
   /** Publishes a finished part and the source position after it, in one write. */

@@ -42,6 +42,16 @@ class RunAborted extends Error {
 
 const PROGRESS_EVERY_MS = 500;
 
+function processExists(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return true; // not ours to judge: let the lease expire
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 export class ExportWorker {
   /** Identifies this worker in leases; the host and pid make a stuck lease easy to trace. */
   readonly owner = `${os.hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
@@ -56,7 +66,29 @@ export class ExportWorker {
   }
 
   start(): void {
-    this.loopDone ??= this.loop();
+    this.loopDone ??= this.recoverLocalCrashes().then(() => this.loop());
+  }
+
+  /**
+   * A worker on this host that died (kill -9, OOM) leaves its leases behind until they expire.
+   * Its pid tells us at once: when that process no longer exists, end its leases now so the
+   * restarted service resumes its exports without waiting. A pid reused by another process only
+   * means we wait for the lease as usual; a wrong guess is harmless, since part keys carry the
+   * attempt and a worker that lost its lease cannot publish.
+   */
+  private async recoverLocalCrashes(): Promise<void> {
+    try {
+      const host = os.hostname();
+      const dead = (await this.deps.store.leaseOwners()).filter((owner) => {
+        const [ownerHost, pid] = owner.split(":");
+        return ownerHost === host && Number(pid) !== process.pid && !processExists(Number(pid));
+      });
+      const released = await this.deps.store.expireLeases(dead, this.clock());
+      if (released > 0)
+        this.deps.logger.info({ released, owners: dead }, "resuming exports of a crashed worker");
+    } catch (err) {
+      this.deps.logger.warn({ err }, "could not check for crashed workers; their leases will expire");
+    }
   }
 
   /** Ask for an immediate claim (a new export was queued in this process). */

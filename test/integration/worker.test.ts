@@ -4,13 +4,15 @@
  * source (the one fault we cannot cause with the demo data is a source that breaks).
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { pino } from "pino";
 import { issueApiKey } from "../../src/admin.js";
 import type { DatasetDescriptor } from "../../src/domain/dataset.js";
-import type { ExportRecord, ExportRequest } from "../../src/domain/export.js";
+import { type ExportRecord, type ExportRequest, newExport } from "../../src/domain/export.js";
 import { newId } from "../../src/domain/ids.js";
 import { DatasetRegistry } from "../../src/sources/registry.js";
 import type { Cell, Dataset, ReadOptions, RowBatch } from "../../src/sources/types.js";
@@ -101,24 +103,7 @@ describe("worker", () => {
   async function queue(req: ExportRequest): Promise<string> {
     const id = newId();
     const now = Date.now();
-    const record: ExportRecord = {
-      id,
-      tenantId,
-      dataset: req.dataset,
-      status: "queued",
-      request: req,
-      createdAt: now,
-      startedAt: null,
-      finishedAt: null,
-      expiresAt: null,
-      progress: { percent: 0, rows: 0, parts: 0 },
-      estimatedRows: null,
-      error: null,
-      parts: [],
-      attempts: 0,
-      cursor: null,
-      runAfter: now,
-    };
+    const record: ExportRecord = newExport({ id, tenantId, request: req, now, estimatedRows: null });
     await store.insertExport(record);
     return id;
   }
@@ -272,6 +257,59 @@ describe("worker", () => {
   });
 });
 
+test("a lease left by a dead process on this host is taken over at once, not after it expires", async () => {
+  const dir = tempDir();
+  const store = new SqliteStore(path.join(dir, "meta.sqlite"));
+  store.migrate();
+  const storage = new LocalObjectStore(
+    path.join(dir, "objects"),
+    new LinkSigner("x".repeat(32)),
+    "http://localhost",
+  );
+  try {
+    const tenantId = (await store.ensureTenant("acme", 0)).id;
+    const id = newId();
+    const now = Date.now();
+    await store.insertExport(
+      newExport({ id, tenantId, request: request("quick"), now, estimatedRows: null }),
+    );
+    // A process that existed and is gone: its pid is free.
+    const child = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"]);
+    const deadPid = Number(child.stdout.toString());
+    const hourLease = { owner: `${os.hostname()}:${deadPid}:deadbeef`, now, leaseMs: 3_600_000 };
+    assert.equal((await store.claimExport(hourLease))?.id, id);
+    const w = new ExportWorker({
+      store,
+      storage,
+      datasets: new DatasetRegistry([new CountingDataset(descriptor("quick"), 10)]),
+      config: {
+        gzipLevel: 1,
+        retentionDays: 7,
+        worker: {
+          concurrency: 1,
+          leaseMs: 1000,
+          heartbeatMs: 100,
+          pollMs: 20,
+          maxAttempts: 3,
+          retryBaseMs: 50,
+        },
+      },
+      logger: pino({ level: "silent" }),
+    });
+    w.start();
+    const done = await waitFor(
+      () => store.getExport(tenantId, id),
+      (e) => e?.status === "succeeded",
+      5000,
+    );
+    await w.stop();
+    assert.equal(done?.parts[0]?.rows, 10);
+  } finally {
+    await store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 describe("store leases", () => {
   let dir: string;
   let store: SqliteStore;
@@ -291,24 +329,9 @@ describe("store leases", () => {
   test("an expired lease passes to another worker, and the old one can no longer write", async () => {
     const t = 1_000_000;
     const id = newId();
-    await store.insertExport({
-      id,
-      tenantId,
-      dataset: "events",
-      status: "queued",
-      request: request("events"),
-      createdAt: t,
-      startedAt: null,
-      finishedAt: null,
-      expiresAt: null,
-      progress: { percent: 0, rows: 0, parts: 0 },
-      estimatedRows: null,
-      error: null,
-      parts: [],
-      attempts: 0,
-      cursor: null,
-      runAfter: t,
-    });
+    await store.insertExport(
+      newExport({ id, tenantId, request: request("events"), now: t, estimatedRows: null }),
+    );
     const a = { owner: "a", now: t, leaseMs: 1000 };
     assert.equal((await store.claimExport(a))?.id, id);
     assert.equal(

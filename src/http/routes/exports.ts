@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import { normalizeCreateRequest } from "../../domain/dataset.js";
 import { AppError, invalidRequest } from "../../domain/errors.js";
-import type { ExportRecord } from "../../domain/export.js";
+import { type ExportRecord, newExport } from "../../domain/export.js";
 import { isUuid, newId } from "../../domain/ids.js";
 import { partDownloadName } from "../../domain/naming.js";
 import { callerOf } from "../auth.js";
@@ -62,24 +62,13 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       const now = clock();
       const exportRequest = normalizeCreateRequest(request.body, datasets.descriptors, now);
       const dataset = datasets.get(exportRequest.dataset);
-      const record: ExportRecord = {
+      const record = newExport({
         id: newId(),
         tenantId: caller.tenantId,
-        dataset: exportRequest.dataset,
-        status: "queued",
         request: exportRequest,
-        createdAt: now,
-        startedAt: null,
-        finishedAt: null,
-        expiresAt: null,
-        progress: { percent: 0, rows: 0, parts: 0 },
+        now,
         estimatedRows: dataset ? await dataset.estimateRows(caller.tenantId, exportRequest, now) : null,
-        error: null,
-        parts: [],
-        attempts: 0,
-        cursor: null,
-        runAfter: now,
-      };
+      });
       await store.insertExport(record);
       request.log.info({ export_id: record.id, dataset: record.dataset }, "export queued");
       deps.onExportQueued();

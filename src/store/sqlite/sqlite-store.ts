@@ -309,6 +309,25 @@ export class SqliteStore implements MetadataStore {
     return row ? (this.withParts([row])[0] ?? null) : null;
   }
 
+  async leaseOwners(): Promise<string[]> {
+    const rows = this.db
+      .prepare(
+        "SELECT DISTINCT lease_owner AS owner FROM exports WHERE status = 'running' AND lease_owner IS NOT NULL",
+      )
+      .all() as { owner: string }[];
+    return rows.map((r) => r.owner);
+  }
+
+  async expireLeases(owners: string[], now: number): Promise<number> {
+    if (owners.length === 0) return 0;
+    const r = this.db
+      .prepare(
+        `UPDATE exports SET lease_expires_at = ? WHERE status = 'running' AND lease_owner IN (${owners.map(() => "?").join(", ")})`,
+      )
+      .run(now - 1, ...owners);
+    return r.changes;
+  }
+
   /** Runs a worker-side update only while the worker still holds the running export's lease. */
   private leased(sql: string, id: string, lease: Lease, params: Record<string, unknown> = {}): LeaseCheck {
     const r = this.db
