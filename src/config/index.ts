@@ -35,6 +35,8 @@ export interface Config {
   gzipLevel: number;
   bodyLimitBytes: number;
   logLevel: string;
+  /** Maintenance forced on by configuration (the CLI can also switch it on at run time). */
+  maintenance: { enabled: boolean; retryAfterSeconds: number };
 }
 
 export class ConfigError extends Error {
@@ -64,6 +66,14 @@ function num(env: Env, name: string, fallback: number, min: number, max: number)
     throw new ConfigError(`${name} must be a number between ${min} and ${max}, got "${raw}".`);
   }
   return value;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (["1", "true", "yes", "on"].includes(raw.toLowerCase())) return true;
+  if (["0", "false", "no", "off"].includes(raw.toLowerCase())) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}".`);
 }
 
 function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
@@ -119,5 +129,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       ["fatal", "error", "warn", "info", "debug", "trace", "silent"],
       "info",
     ),
+    maintenance: {
+      enabled: bool(env, "EXPORTD_MAINTENANCE", false),
+      retryAfterSeconds: int(env, "EXPORTD_MAINTENANCE_RETRY_AFTER", 300, 1, 86_400),
+    },
   };
 }

@@ -4,6 +4,7 @@
  */
 import { AppError, type ErrorDetail, invalidRequest } from "./errors.js";
 import { COMPRESSIONS, type Compression, type ExportRequest, FORMATS, type Format } from "./export.js";
+import { planAllows } from "./tenant.js";
 import { isValidTimeZone, parseInstant } from "./time.js";
 
 export type ColumnType = "string" | "integer" | "number" | "boolean" | "timestamp" | "json";
@@ -34,6 +35,8 @@ export interface DatasetDescriptor {
   filters: FilterSpec[];
   formats: Format[];
   limits: DatasetLimits;
+  /** Plans that may export this dataset; null: every plan. */
+  plans: string[] | null;
 }
 
 /** The create body as the HTTP schema admits it (shapes checked, meaning not yet). */
@@ -62,9 +65,19 @@ export function normalizeCreateRequest(
   input: CreateExportInput,
   datasets: ReadonlyMap<string, DatasetDescriptor>,
   now: number,
+  plan: string,
 ): ExportRequest {
   const details: ErrorDetail[] = [];
   const dataset = datasets.get(input.dataset);
+  if (dataset && !planAllows(dataset.plans, plan)) {
+    throw new AppError("plan_required", `The dataset "${dataset.name}" is not part of the "${plan}" plan.`, [
+      {
+        field: "dataset",
+        code: "plan_required",
+        message: `Plans with ${dataset.name}: ${dataset.plans?.join(", ")}.`,
+      },
+    ]);
+  }
   if (!dataset) {
     throw invalidRequest([
       {

@@ -34,6 +34,11 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     when: "The key is valid but lacks the scope this route needs; the message names the scope.",
   },
+  plan_required: {
+    status: 403,
+    retryable: false,
+    when: "The dataset is not part of the tenant's plan. The message names the dataset; an upgrade of the plan is needed.",
+  },
   invalid_signature: {
     status: 403,
     retryable: false,
@@ -59,6 +64,11 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     when: "A download was asked for an export that has not succeeded (yet); `details` carries the current status.",
   },
+  idempotency_conflict: {
+    status: 409,
+    retryable: false,
+    when: "The `Idempotency-Key` was already used in the last 24 hours with a different request body. Use a new key for a new request.",
+  },
   export_expired: {
     status: 410,
     retryable: false,
@@ -74,10 +84,25 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     when: "The request body is not `application/json`.",
   },
+  rate_limited: {
+    status: 429,
+    retryable: true,
+    when: "The key sent more requests than its plan allows per minute. Wait for `Retry-After` seconds; the `RateLimit-*` headers show the budget.",
+  },
+  too_many_exports: {
+    status: 429,
+    retryable: true,
+    when: "The tenant already has as many exports waiting in the queue as its plan allows. Retry after some finish (`Retry-After`).",
+  },
   internal_error: {
     status: 500,
     retryable: true,
     when: "An unexpected failure inside exportd. The request id in the envelope finds it in the logs.",
+  },
+  maintenance: {
+    status: 503,
+    retryable: true,
+    when: "exportd is in maintenance: writes (create, cancel) are refused, reads and downloads keep working. Retry after `Retry-After` seconds.",
   },
   service_unavailable: {
     status: 503,
@@ -128,6 +153,11 @@ export class AppError extends Error {
     this.code = code;
     this.details = details;
     this.headers = headers;
+  }
+
+  /** Fastify reads `statusCode` from errors thrown by plugins. */
+  get statusCode(): number {
+    return this.status;
   }
 
   get status(): number {

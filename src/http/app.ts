@@ -2,14 +2,17 @@
  * Builds the Fastify app (no listen): error envelope, request ids, auth, routes, the OpenAPI
  * document generated from the route schemas, and the /docs page. Tests build it and use inject.
  */
+
+import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
-import { invalidRequest } from "../domain/errors.js";
+import { AppError, invalidRequest } from "../domain/errors.js";
 import { installAuth } from "./auth.js";
 import type { HttpDeps } from "./deps.js";
 import { installErrorHandling, newRequestId, sendError, sendRawError } from "./errors.js";
+import { installMaintenance } from "./maintenance.js";
 import { datasetRoutes } from "./routes/datasets.js";
 import { exportRoutes } from "./routes/exports.js";
 import { fileRoutes } from "./routes/files.js";
@@ -62,6 +65,30 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
   // Bodies are JSON only: anything else is 415, not a string that fails validation later.
   app.removeContentTypeParser("text/plain");
   installAuth(app, deps.store, deps.clock);
+  installMaintenance(
+    app,
+    deps.store,
+    deps.config.maintenance.enabled ? { ...deps.config.maintenance, message: "" } : null,
+    deps.clock,
+  );
+  // Per key, after authentication (route-level onRequest hooks run after the app's): the plan or
+  // the tenant sets the budget. Unauthenticated requests are answered by auth before this runs.
+  await app.register(rateLimit, {
+    global: true,
+    hook: "onRequest",
+    timeWindow: 60_000,
+    enableDraftSpec: true,
+    allowList: (request) => request.auth === null,
+    keyGenerator: (request) => request.auth?.keyId ?? request.ip,
+    max: async (request) => request.auth?.limits.requestsPerMinute ?? 1000,
+    errorResponseBuilder: (_request, context) =>
+      new AppError(
+        "rate_limited",
+        `This key may send ${context.max} requests per minute. Retry in ${context.after}.`,
+        [],
+        { "retry-after": String(Math.max(1, Math.ceil(context.ttl / 1000))) },
+      ),
+  });
 
   app.addSchema(ErrorEnvelopeSchema);
   app.addSchema(ExportSchema);

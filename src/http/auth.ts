@@ -7,10 +7,14 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { keyMatches, keyPrefix } from "../domain/api-keys.js";
 import { AppError } from "../domain/errors.js";
 import type { Scope } from "../domain/scopes.js";
+import type { TenantLimits } from "../domain/tenant.js";
 import type { MetadataStore } from "../store/types.js";
 
 export interface AuthContext {
   tenantId: string;
+  tenantName: string;
+  plan: string;
+  limits: TenantLimits;
   keyId: string;
   scopes: readonly Scope[];
 }
@@ -54,7 +58,16 @@ export function installAuth(app: FastifyInstance, store: MetadataStore, clock: (
         [{ field: "authorization", code: "missing_scope", message: scope }],
       );
     }
-    request.auth = { tenantId: record.tenantId, keyId: record.id, scopes: record.scopes };
+    const tenant = await store.getTenant(record.tenantId);
+    if (!tenant) throw unauthorized("The API key is not valid.");
+    request.auth = {
+      tenantId: tenant.id,
+      tenantName: tenant.name,
+      plan: tenant.plan,
+      limits: tenant.limits,
+      keyId: record.id,
+      scopes: record.scopes,
+    };
     request.log = request.log.child({ tenant_id: record.tenantId, key_prefix: record.prefix });
     const now = clock();
     if (now - (lastTouched.get(record.id) ?? 0) >= TOUCH_EVERY_MS) {

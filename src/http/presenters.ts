@@ -13,7 +13,7 @@ export interface LinkOptions {
 }
 
 /** Parts are listed while running and after success; links are signed only for a succeeded export. */
-export function presentExport(record: ExportRecord, links: LinkOptions | null) {
+export function presentExport(record: ExportRecord, links: LinkOptions | null, queuePosition: number | null) {
   const showParts =
     record.status === "running" || record.status === "succeeded" || record.status === "expired";
   const signed = record.status === "succeeded" && links !== null;
@@ -46,6 +46,7 @@ export function presentExport(record: ExportRecord, links: LinkOptions | null) {
       estimated_rows: record.estimatedRows,
     },
     attempts: record.attempts,
+    queue_position: queuePosition,
     error: record.error && record.status === "failed" ? record.error : null,
     parts: showParts
       ? record.parts.map((part) => {
@@ -75,5 +76,6 @@ export function presentDataset(d: DatasetDescriptor) {
     filters: d.filters.map((f) => ({ name: f.name, type: f.type, description: f.description ?? "" })),
     formats: d.formats,
     limits: { max_range_days: d.limits.maxRangeDays, max_rows: d.limits.maxRows },
+    plans: d.plans,
   };
 }

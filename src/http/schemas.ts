@@ -26,6 +26,17 @@ export const ErrorEnvelopeSchema = Type.Object(
 
 const ErrorRef = Type.Ref("Error");
 
+export const CreateExportHeaders = Type.Object({
+  "idempotency-key": Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      pattern: "^[\\x21-\\x7e]+$",
+      description: "Any unique string (a UUID is fine). Kept 24 hours.",
+    }),
+  ),
+});
+
 export const CreateExportBody = Type.Object(
   {
     dataset: Type.String({
@@ -120,6 +131,9 @@ export const ExportSchema = Type.Object(
       estimated_rows: Type.Union([Type.Integer(), Type.Null()]),
     }),
     attempts: Type.Integer(),
+    queue_position: Type.Union([Type.Integer(), Type.Null()], {
+      description: "Place among the tenant's waiting exports (1 = next); null unless queued.",
+    }),
     error: Type.Union([
       Type.Object({ code: Type.String(), message: Type.String(), retryable: Type.Boolean() }),
       Type.Null(),
@@ -176,6 +190,7 @@ export const DatasetListSchema = Type.Object({
       ),
       formats: Type.Array(Type.String()),
       limits: Type.Object({ max_range_days: Type.Number(), max_rows: Type.Integer() }),
+      plans: Type.Union([Type.Array(Type.String()), Type.Null()]),
     }),
   ),
 });

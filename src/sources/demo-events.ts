@@ -59,6 +59,7 @@ export const DEMO_EVENTS_DESCRIPTOR: DatasetDescriptor = {
   ],
   formats: ["csv", "jsonl"],
   limits: { maxRangeDays: 31, maxRows: 5_000_000 },
+  plans: null,
 };
 
 /** murmur3's 32-bit finalizer: a fast, well-spread integer hash. */

@@ -11,12 +11,9 @@ import type {
   ExportStatus,
 } from "../domain/export.js";
 import type { Scope } from "../domain/scopes.js";
+import type { Plan, Tenant, TenantLimits } from "../domain/tenant.js";
 
-export interface Tenant {
-  id: string;
-  name: string;
-  createdAt: number;
-}
+export type { Tenant };
 
 export interface ApiKeyRecord {
   id: string;
@@ -44,6 +41,18 @@ export interface Lease {
   leaseMs: number;
 }
 
+/** Outcome of creating an export under the tenant's queue cap and an optional idempotency key. */
+export type CreateOutcome =
+  | { kind: "created"; record: ExportRecord }
+  | { kind: "replayed"; record: ExportRecord }
+  | { kind: "idempotency_conflict" }
+  | { kind: "queue_full"; queued: number };
+
+export interface CreateExportOptions {
+  maxQueued: number;
+  idempotency: { key: string; requestHash: string } | null;
+}
+
 /** Why a worker-side write was refused: the export is no longer ours to write. */
 export type LeaseCheck = "ok" | "lost";
 
@@ -51,8 +60,20 @@ export interface MetadataStore {
   ping(): Promise<void>;
   close(): Promise<void>;
 
-  ensureTenant(name: string, now: number): Promise<Tenant>;
+  ensureTenant(name: string, now: number, plan?: string): Promise<Tenant>;
   findTenantByName(name: string): Promise<Tenant | null>;
+  getTenant(id: string): Promise<Tenant | null>;
+  listTenants(): Promise<Tenant[]>;
+  /** Changes a tenant's plan and limit overrides (null clears an override). Returns the tenant after. */
+  updateTenant(
+    name: string,
+    change: { plan?: string; overrides?: { [K in keyof TenantLimits]?: number | null } },
+  ): Promise<Tenant | null>;
+  listPlans(): Promise<Plan[]>;
+  getPlan(name: string): Promise<Plan | null>;
+  upsertPlan(plan: Plan, now: number): Promise<void>;
+  getSetting(name: string): Promise<string | null>;
+  setSetting(name: string, value: string | null): Promise<void>;
   insertApiKey(key: ApiKeyRecord): Promise<void>;
   findApiKeyByPrefix(prefix: string): Promise<ApiKeyRecord | null>;
   listApiKeys(tenantId: string): Promise<ApiKeyRecord[]>;
@@ -60,6 +81,15 @@ export interface MetadataStore {
   touchApiKey(id: string, now: number): Promise<void>;
 
   insertExport(record: ExportRecord): Promise<void>;
+  /**
+   * Inserts a queued export unless the tenant's queue is full, atomically with its idempotency key:
+   * concurrent creates with one key make one export.
+   */
+  createExport(record: ExportRecord, options: CreateExportOptions): Promise<CreateOutcome>;
+  /** 1-based place of a queued export among its tenant's queued exports; null when not queued. */
+  queuePosition(tenantId: string, id: string): Promise<number | null>;
+  /** Forgets idempotency keys created before the given time. */
+  forgetIdempotencyKeys(createdBefore: number): Promise<number>;
   getExport(tenantId: string, id: string): Promise<ExportRecord | null>;
   listExports(tenantId: string, query: ListExportsQuery): Promise<ExportRecord[]>;
   /** Cancels a queued or running export. Returns the export after the attempt (null if not found). */
@@ -69,7 +99,10 @@ export interface MetadataStore {
     now: number,
   ): Promise<{ record: ExportRecord; canceled: boolean } | null>;
 
-  /** Takes the oldest runnable export: queued and due, or running with an expired lease. */
+  /**
+   * Takes the oldest runnable export: queued and due (while its tenant runs fewer than its
+   * max_running), or running with an expired lease.
+   */
   claimExport(lease: Lease): Promise<ExportRecord | null>;
   /** Owners of the leases on running exports. */
   leaseOwners(): Promise<string[]>;

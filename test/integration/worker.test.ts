@@ -32,6 +32,7 @@ const descriptor = (name: string, maxRows = 1_000_000): DatasetDescriptor => ({
   filters: [],
   formats: ["csv", "jsonl"],
   limits: { maxRangeDays: 365, maxRows },
+  plans: null,
 });
 
 /** Counts 0..total-1 in batches; `failReads` first reads throw; `delayMs` slows each batch. */

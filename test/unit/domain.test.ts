@@ -91,6 +91,7 @@ describe("create requests", () => {
       },
       datasets,
       now,
+      "default",
     );
     assert.equal(r.to, now);
     assert.equal(r.from, Date.UTC(2026, 10, 20));
@@ -103,7 +104,7 @@ describe("create requests", () => {
 
   test("errors are AppErrors with a code and field details", () => {
     try {
-      normalizeCreateRequest({ dataset: "events", from: "x", to: "y" }, datasets, now);
+      normalizeCreateRequest({ dataset: "events", from: "x", to: "y" }, datasets, now, "default");
       assert.fail("should throw");
     } catch (err) {
       assert.ok(err instanceof AppError);
@@ -122,6 +123,7 @@ describe("names", () => {
     { dataset: "events", from: "2026-11-01", to: "2026-11-23" },
     new Map([["events", DEMO_EVENTS_DESCRIPTOR]]),
     Date.now(),
+    "default",
   );
   test("download names show the dataset, the dates and the part", () => {
     assert.equal(partDownloadName(req, 0), "events_2026-11-01_2026-11-23.part-000.csv.gz");

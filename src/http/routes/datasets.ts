@@ -1,5 +1,7 @@
 /** GET /v1/datasets: what the caller may export — columns, filters, formats and limits. */
 import type { FastifyInstance } from "fastify";
+import { planAllows } from "../../domain/tenant.js";
+import { callerOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 import { presentDataset } from "../presenters.js";
 import { DatasetListSchema, errorResponses } from "../schemas.js";
@@ -15,6 +17,14 @@ export function datasetRoutes(app: FastifyInstance, deps: HttpDeps): void {
         response: { 200: DatasetListSchema, ...errorResponses(401, 403) },
       },
     },
-    async () => ({ data: deps.datasets.list().map((d) => presentDataset(d.descriptor)) }),
+    async (request) => {
+      const { plan } = callerOf(request);
+      return {
+        data: deps.datasets
+          .list()
+          .filter((d) => planAllows(d.descriptor.plans, plan))
+          .map((d) => presentDataset(d.descriptor)),
+      };
+    },
   );
 }

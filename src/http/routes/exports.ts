@@ -1,7 +1,9 @@
 /** /v1/exports: create, list, status, cancel and download. Every query is scoped to the caller's tenant. */
 
+import { createHash } from "node:crypto";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
+import { canonicalJson } from "../../domain/canonical-json.js";
 import { normalizeCreateRequest } from "../../domain/dataset.js";
 import { AppError, invalidRequest } from "../../domain/errors.js";
 import { type ExportRecord, newExport } from "../../domain/export.js";
@@ -12,6 +14,7 @@ import type { HttpDeps } from "../deps.js";
 import { presentExport } from "../presenters.js";
 import {
   CreateExportBody,
+  CreateExportHeaders,
   DownloadLinkSchema,
   DownloadQuery,
   ExportIdParams,
@@ -52,15 +55,17 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       schema: {
         tags: TAGS,
         summary: "Create an export",
-        description: "Queues an export and answers 202 with its status and a Location header to poll.",
+        description:
+          "Queues an export and answers 202 with its status and a Location header to poll. With an `Idempotency-Key` header, repeating the same request within 24 hours returns the same export (`Idempotent-Replayed: true`); the same key with another body is a 409.",
+        headers: CreateExportHeaders,
         body: CreateExportBody,
-        response: { 202: ExportSchema, ...errorResponses(400, 401, 403) },
+        response: { 202: ExportSchema, ...errorResponses(400, 401, 403, 409, 429, 503) },
       },
     },
     async (request, reply) => {
       const caller = callerOf(request);
       const now = clock();
-      const exportRequest = normalizeCreateRequest(request.body, datasets.descriptors, now);
+      const exportRequest = normalizeCreateRequest(request.body, datasets.descriptors, now, caller.plan);
       const dataset = datasets.get(exportRequest.dataset);
       const record = newExport({
         id: newId(),
@@ -69,10 +74,43 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
         now,
         estimatedRows: dataset ? await dataset.estimateRows(caller.tenantId, exportRequest, now) : null,
       });
-      await store.insertExport(record);
-      request.log.info({ export_id: record.id, dataset: record.dataset }, "export queued");
-      deps.onExportQueued();
-      return reply.code(202).header("location", `/v1/exports/${record.id}`).send(presentExport(record, null));
+      const idempotencyKey = request.headers["idempotency-key"];
+      const outcome = await store.createExport(record, {
+        maxQueued: caller.limits.maxQueued,
+        // The body as validated (defaults filled in), canonical: key order and spacing do not matter.
+        idempotency: idempotencyKey
+          ? {
+              key: idempotencyKey,
+              requestHash: createHash("sha256").update(canonicalJson(request.body)).digest("hex"),
+            }
+          : null,
+      });
+      switch (outcome.kind) {
+        case "idempotency_conflict":
+          throw new AppError(
+            "idempotency_conflict",
+            "This Idempotency-Key was used with a different request body in the last 24 hours.",
+            [{ field: "idempotency-key", code: "reused", message: "Use a new key for a new request." }],
+          );
+        case "queue_full":
+          throw new AppError(
+            "too_many_exports",
+            `${outcome.queued} exports are already waiting; the limit is ${caller.limits.maxQueued}.`,
+            [],
+            { "retry-after": "30" },
+          );
+        case "replayed":
+          reply.header("idempotent-replayed", "true");
+          break;
+        case "created":
+          request.log.info({ export_id: record.id, dataset: record.dataset }, "export queued");
+          deps.onExportQueued();
+      }
+      const created = outcome.record;
+      return reply
+        .code(202)
+        .header("location", `/v1/exports/${created.id}`)
+        .send(presentExport(created, null, await store.queuePosition(caller.tenantId, created.id)));
     },
   );
 
@@ -100,7 +138,9 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];
       return {
-        data: page.map((r) => presentExport(r, links())),
+        data: await Promise.all(
+          page.map(async (r) => presentExport(r, links(), await store.queuePosition(caller.tenantId, r.id))),
+        ),
         next_cursor: rows.length > limit && last ? encodeCursor(last.id) : null,
       };
     },
@@ -119,8 +159,10 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
     },
     async (request, reply) => {
-      const record = await findExport(callerOf(request).tenantId, request.params.id);
-      return reply.header("cache-control", "no-store").send(presentExport(record, links()));
+      const caller = callerOf(request);
+      const record = await findExport(caller.tenantId, request.params.id);
+      const position = await store.queuePosition(caller.tenantId, record.id);
+      return reply.header("cache-control", "no-store").send(presentExport(record, links(), position));
     },
   );
 
@@ -156,7 +198,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
         );
       }
       request.log.info({ export_id: result.record.id }, "export canceled");
-      return presentExport(result.record, null);
+      return presentExport(result.record, null, null);
     },
   );
 

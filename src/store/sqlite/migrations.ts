@@ -57,4 +57,36 @@ export const SQLITE_MIGRATIONS: readonly { version: number; sql: string }[] = [
       );
     `,
   },
+  {
+    version: 2,
+    sql: `
+      CREATE TABLE plans (
+        name TEXT PRIMARY KEY,
+        max_running INTEGER NOT NULL,
+        max_queued INTEGER NOT NULL,
+        requests_per_minute INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      INSERT INTO plans (name, max_running, max_queued, requests_per_minute, created_at)
+        VALUES ('default', 2, 20, 600, 0);
+      -- Per-tenant overrides of the plan's limits; NULL means "as the plan says".
+      ALTER TABLE tenants ADD COLUMN plan TEXT NOT NULL DEFAULT 'default';
+      ALTER TABLE tenants ADD COLUMN max_running INTEGER;
+      ALTER TABLE tenants ADD COLUMN max_queued INTEGER;
+      ALTER TABLE tenants ADD COLUMN requests_per_minute INTEGER;
+      CREATE TABLE idempotency_keys (
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        export_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, key)
+      );
+      CREATE INDEX idempotency_keys_by_created ON idempotency_keys (created_at);
+      CREATE TABLE settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+    `,
+  },
 ];

@@ -18,7 +18,22 @@ import {
 } from "../../domain/export.js";
 import { newId } from "../../domain/ids.js";
 import type { Scope } from "../../domain/scopes.js";
-import type { ApiKeyRecord, Lease, LeaseCheck, ListExportsQuery, MetadataStore, Tenant } from "../types.js";
+import {
+  DEFAULT_PLAN,
+  effectiveLimits,
+  type Plan,
+  type Tenant,
+  type TenantLimits,
+} from "../../domain/tenant.js";
+import type {
+  ApiKeyRecord,
+  CreateExportOptions,
+  CreateOutcome,
+  Lease,
+  LeaseCheck,
+  ListExportsQuery,
+  MetadataStore,
+} from "../types.js";
 import { SQLITE_MIGRATIONS } from "./migrations.js";
 
 interface ExportRow {
@@ -62,6 +77,69 @@ interface KeyRow {
   created_at: number;
   last_used_at: number | null;
   revoked_at: number | null;
+}
+
+interface TenantRow {
+  id: string;
+  name: string;
+  created_at: number;
+  plan: string;
+  max_running: number | null;
+  max_queued: number | null;
+  requests_per_minute: number | null;
+  plan_max_running: number | null;
+  plan_max_queued: number | null;
+  plan_requests_per_minute: number | null;
+}
+
+interface PlanRow {
+  name: string;
+  max_running: number;
+  max_queued: number;
+  requests_per_minute: number;
+}
+
+const LIMIT_COLUMNS = [
+  ["maxRunning", "max_running"],
+  ["maxQueued", "max_queued"],
+  ["requestsPerMinute", "requests_per_minute"],
+] as const;
+
+/** Limits of a tenant whose plan row is missing: the most conservative that still works. */
+const FALLBACK_LIMITS: TenantLimits = { maxRunning: 1, maxQueued: 1, requestsPerMinute: 60 };
+
+function toTenant(row: TenantRow): Tenant {
+  const overrides: Partial<TenantLimits> = {};
+  if (row.max_running !== null) overrides.maxRunning = row.max_running;
+  if (row.max_queued !== null) overrides.maxQueued = row.max_queued;
+  if (row.requests_per_minute !== null) overrides.requestsPerMinute = row.requests_per_minute;
+  const plan: TenantLimits =
+    row.plan_max_running === null
+      ? FALLBACK_LIMITS
+      : {
+          maxRunning: row.plan_max_running,
+          maxQueued: row.plan_max_queued ?? FALLBACK_LIMITS.maxQueued,
+          requestsPerMinute: row.plan_requests_per_minute ?? FALLBACK_LIMITS.requestsPerMinute,
+        };
+  return {
+    id: row.id,
+    name: row.name,
+    plan: row.plan,
+    createdAt: row.created_at,
+    limits: effectiveLimits(plan, overrides),
+    overrides,
+  };
+}
+
+function toPlan(row: PlanRow): Plan {
+  return {
+    name: row.name,
+    limits: {
+      maxRunning: row.max_running,
+      maxQueued: row.max_queued,
+      requestsPerMinute: row.requests_per_minute,
+    },
+  };
 }
 
 /** `status IN (...)` for the statuses from which `to` may be reached — the domain decides, not SQL. */
@@ -157,23 +235,95 @@ export class SqliteStore implements MetadataStore {
     if (this.db.open) this.db.close();
   }
 
-  async ensureTenant(name: string, now: number): Promise<Tenant> {
+  async ensureTenant(name: string, now: number, plan = DEFAULT_PLAN): Promise<Tenant> {
     this.db
-      .prepare("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
-      .run(newId(), name, now);
-    const row = this.db.prepare("SELECT id, name, created_at FROM tenants WHERE name = ?").get(name) as {
-      id: string;
-      name: string;
-      created_at: number;
-    };
-    return { id: row.id, name: row.name, createdAt: row.created_at };
+      .prepare(
+        "INSERT INTO tenants (id, name, created_at, plan) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+      )
+      .run(newId(), name, now, plan);
+    return (await this.findTenantByName(name)) as Tenant;
+  }
+
+  private tenantWhere(where: string, ...params: unknown[]): Tenant[] {
+    const rows = this.db
+      .prepare(
+        `SELECT t.id, t.name, t.created_at, t.plan, t.max_running, t.max_queued, t.requests_per_minute,
+                p.max_running AS plan_max_running, p.max_queued AS plan_max_queued,
+                p.requests_per_minute AS plan_requests_per_minute
+         FROM tenants t LEFT JOIN plans p ON p.name = t.plan WHERE ${where} ORDER BY t.name`,
+      )
+      .all(...params) as TenantRow[];
+    return rows.map(toTenant);
   }
 
   async findTenantByName(name: string): Promise<Tenant | null> {
-    const row = this.db.prepare("SELECT id, name, created_at FROM tenants WHERE name = ?").get(name) as
-      | { id: string; name: string; created_at: number }
+    return this.tenantWhere("t.name = ?", name)[0] ?? null;
+  }
+
+  async getTenant(id: string): Promise<Tenant | null> {
+    return this.tenantWhere("t.id = ?", id)[0] ?? null;
+  }
+
+  async listTenants(): Promise<Tenant[]> {
+    return this.tenantWhere("1 = 1");
+  }
+
+  async updateTenant(
+    name: string,
+    change: { plan?: string; overrides?: { [K in keyof TenantLimits]?: number | null } },
+  ): Promise<Tenant | null> {
+    const sets: string[] = [];
+    const params: Record<string, unknown> = { name };
+    if (change.plan !== undefined) {
+      sets.push("plan = @plan");
+      params.plan = change.plan;
+    }
+    for (const [field, column] of LIMIT_COLUMNS) {
+      const value = change.overrides?.[field];
+      if (value !== undefined) {
+        sets.push(`${column} = @${column}`);
+        params[column] = value;
+      }
+    }
+    if (sets.length) this.db.prepare(`UPDATE tenants SET ${sets.join(", ")} WHERE name = @name`).run(params);
+    return this.findTenantByName(name);
+  }
+
+  async listPlans(): Promise<Plan[]> {
+    return (this.db.prepare("SELECT * FROM plans ORDER BY name").all() as PlanRow[]).map(toPlan);
+  }
+
+  async getPlan(name: string): Promise<Plan | null> {
+    const row = this.db.prepare("SELECT * FROM plans WHERE name = ?").get(name) as PlanRow | undefined;
+    return row ? toPlan(row) : null;
+  }
+
+  async upsertPlan(plan: Plan, now: number): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO plans (name, max_running, max_queued, requests_per_minute, created_at)
+         VALUES (@name, @maxRunning, @maxQueued, @requestsPerMinute, @now)
+         ON CONFLICT (name) DO UPDATE SET max_running = excluded.max_running, max_queued = excluded.max_queued,
+           requests_per_minute = excluded.requests_per_minute`,
+      )
+      .run({ name: plan.name, ...plan.limits, now });
+  }
+
+  async getSetting(name: string): Promise<string | null> {
+    const row = this.db.prepare("SELECT value FROM settings WHERE name = ?").get(name) as
+      | { value: string }
       | undefined;
-    return row ? { id: row.id, name: row.name, createdAt: row.created_at } : null;
+    return row?.value ?? null;
+  }
+
+  async setSetting(name: string, value: string | null): Promise<void> {
+    if (value === null) this.db.prepare("DELETE FROM settings WHERE name = ?").run(name);
+    else
+      this.db
+        .prepare(
+          "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .run(name, value);
   }
 
   async insertApiKey(key: ApiKeyRecord): Promise<void> {
@@ -219,6 +369,10 @@ export class SqliteStore implements MetadataStore {
   }
 
   async insertExport(e: ExportRecord): Promise<void> {
+    this.insertExportSync(e);
+  }
+
+  private insertExportSync(e: ExportRecord): void {
     this.db
       .prepare(
         `INSERT INTO exports (id, tenant_id, dataset, status, request, created_at, estimated_rows, run_after)
@@ -234,6 +388,54 @@ export class SqliteStore implements MetadataStore {
         e.estimatedRows,
         e.runAfter,
       );
+  }
+
+  async createExport(record: ExportRecord, options: CreateExportOptions): Promise<CreateOutcome> {
+    // One immediate transaction: the queue count, the idempotency check and the insert cannot
+    // interleave with another create, in this process or another.
+    const tx = this.db.transaction((): CreateOutcome => {
+      const idem = options.idempotency;
+      if (idem) {
+        const seen = this.db
+          .prepare("SELECT request_hash, export_id FROM idempotency_keys WHERE tenant_id = ? AND key = ?")
+          .get(record.tenantId, idem.key) as { request_hash: string; export_id: string } | undefined;
+        if (seen) {
+          if (seen.request_hash !== idem.requestHash) return { kind: "idempotency_conflict" };
+          const row = this.db.prepare("SELECT * FROM exports WHERE id = ?").get(seen.export_id) as ExportRow;
+          return { kind: "replayed", record: this.withParts([row])[0] as ExportRecord };
+        }
+      }
+      const { queued } = this.db
+        .prepare("SELECT count(*) AS queued FROM exports WHERE tenant_id = ? AND status = 'queued'")
+        .get(record.tenantId) as { queued: number };
+      if (queued >= options.maxQueued) return { kind: "queue_full", queued };
+      this.insertExportSync(record);
+      if (idem) {
+        this.db
+          .prepare(
+            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, export_id, created_at) VALUES (?, ?, ?, ?, ?)",
+          )
+          .run(record.tenantId, idem.key, idem.requestHash, record.id, record.createdAt);
+      }
+      return { kind: "created", record };
+    });
+    return tx.immediate();
+  }
+
+  async queuePosition(tenantId: string, id: string): Promise<number | null> {
+    const row = this.db
+      .prepare(
+        `SELECT (SELECT count(*) FROM exports q
+                 WHERE q.tenant_id = e.tenant_id AND q.status = 'queued'
+                   AND (q.run_after < e.run_after OR (q.run_after = e.run_after AND q.id < e.id))) + 1 AS position
+         FROM exports e WHERE e.id = ? AND e.tenant_id = ? AND e.status = 'queued'`,
+      )
+      .get(id, tenantId) as { position: number } | undefined;
+    return row?.position ?? null;
+  }
+
+  async forgetIdempotencyKeys(createdBefore: number): Promise<number> {
+    return this.db.prepare("DELETE FROM idempotency_keys WHERE created_at < ?").run(createdBefore).changes;
   }
 
   private partsOf(ids: string[]): Map<string, ExportPart[]> {
@@ -294,15 +496,21 @@ export class SqliteStore implements MetadataStore {
 
   async claimExport(lease: Lease): Promise<ExportRecord | null> {
     // Queued and due, or running under a lease nobody renewed (its worker died): the oldest first.
+    // A queued export waits while its tenant already runs max_running exports under live leases.
     const row = this.db
       .prepare(
         `UPDATE exports
          SET status = 'running', lease_owner = @owner, lease_expires_at = @until,
              attempts = attempts + 1, started_at = COALESCE(started_at, @now)
          WHERE id = (
-           SELECT id FROM exports
-           WHERE (status = 'queued' AND run_after <= @now) OR (status = 'running' AND lease_expires_at < @now)
-           ORDER BY run_after, id LIMIT 1)
+           SELECT e.id FROM exports e
+           WHERE (e.status = 'running' AND e.lease_expires_at < @now)
+              OR (e.status = 'queued' AND e.run_after <= @now
+                  AND (SELECT count(*) FROM exports r
+                       WHERE r.tenant_id = e.tenant_id AND r.status = 'running' AND r.lease_expires_at >= @now)
+                      < (SELECT COALESCE(t.max_running, p.max_running, 1)
+                         FROM tenants t LEFT JOIN plans p ON p.name = t.plan WHERE t.id = e.tenant_id))
+           ORDER BY e.run_after, e.id LIMIT 1)
          RETURNING *`,
       )
       .get({ owner: lease.owner, now: lease.now, until: lease.now + lease.leaseMs }) as ExportRow | undefined;
