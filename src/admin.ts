@@ -11,6 +11,21 @@ export interface IssuedKey {
   tenant: Tenant;
 }
 
+/** Issues a new key with the same tenant and scopes and revokes the old one at once. */
+export async function rotateApiKey(
+  store: MetadataStore,
+  prefix: string,
+  now: number,
+): Promise<IssuedKey | null> {
+  const old = await store.findApiKeyByPrefix(prefix);
+  if (!old || old.revokedAt !== null) return null;
+  const tenant = await store.getTenant(old.tenantId);
+  if (!tenant) return null;
+  const issued = await issueApiKey(store, tenant.name, old.scopes, now);
+  await store.revokeApiKey(prefix, now);
+  return issued;
+}
+
 /** Creates the tenant if needed and a new key for it. */
 export async function issueApiKey(
   store: MetadataStore,

@@ -1,28 +1,44 @@
 #!/usr/bin/env node
 /**
- * The `exportd` command: `serve` runs the service; `keys` manages API keys; `migrate` applies the
- * schema. Admin commands talk to the metadata store directly and work while the server runs.
+ * The `exportd` command: `serve` runs the service; keys, tenants, plans and maintenance are
+ * administered directly in the metadata store (cli/admin-commands.ts); `migrate` applies the schema.
  */
 import { parseArgs } from "node:util";
 import { pino } from "pino";
-import { issueApiKey } from "../admin.js";
 import { type Config, ConfigError, loadConfig, type Role } from "../config/index.js";
-import { isScope, SCOPES, type Scope } from "../domain/scopes.js";
+import { SCOPES } from "../domain/scopes.js";
 import { createService, openStore } from "../service.js";
+import type { MetadataStore } from "../store/types.js";
+import {
+  keysCommand,
+  maintenanceCommand,
+  plansCommand,
+  tenantsCommand,
+  UsageError,
+} from "./admin-commands.js";
 
 const USAGE = `Usage: exportd <command> [options]
 
 Commands:
-  serve [--role all|api|worker]             Run the service (default role: all)
-  keys create --tenant NAME [--scopes a,b]  Create an API key; the key is the last line of output
-  keys list --tenant NAME                   List a tenant's keys (prefix, last four, scopes, times)
-  keys revoke PREFIX                        Revoke a key by its prefix
-  migrate                                   Apply pending database migrations
+  serve [--role all|api|worker]              Run the service (default role: all)
+  keys create --tenant NAME [--scopes a,b]   Create an API key (and the tenant if new); the key is the last line
+  keys list --tenant NAME                    List a tenant's keys: prefix, last four, scopes, times
+  keys revoke PREFIX                         Revoke a key
+  keys rotate PREFIX                         Replace a key: new key, same scopes; the old one stops at once
+  tenants list                               Tenants with their plan and limits (* = tenant override)
+  tenants create NAME [--plan P] [limits]    Create a tenant
+  tenants set NAME [--plan P] [limits]       Change a tenant's plan or limits (a limit of "plan" clears it)
+  plans list                                 Plans and their limits
+  plans set NAME [limits]                    Create or change a plan
+  maintenance on [--retry-after S] [--message M] | off | status
+                                             Writes answer 503 while on; reads keep working
+  migrate                                    Apply pending database migrations
+
+Limits: --max-running N (exports at once), --max-queued N (waiting exports),
+        --requests-per-minute N (per key).
 
 Scopes: ${SCOPES.join(", ")} (all of them when --scopes is left out).
 Configuration comes from the environment: PORT, EXPORTD_DATA_DIR, … (see docs/configuration.md).`;
-
-class UsageError extends Error {}
 
 async function serve(config: Config, args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { role: { type: "string" } } });
@@ -54,63 +70,17 @@ async function serve(config: Config, args: string[]): Promise<void> {
   process.on("SIGINT", () => shutdown("SIGINT"));
 }
 
-function parseScopes(text: string | undefined): Scope[] {
-  if (text === undefined) return [...SCOPES];
-  const scopes = text
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
-  const unknown = scopes.filter((s) => !isScope(s));
-  if (unknown.length || scopes.length === 0) {
-    throw new UsageError(
-      `Unknown scope(s): ${unknown.join(", ") || "(none given)"}. Scopes: ${SCOPES.join(", ")}.`,
-    );
-  }
-  return scopes as Scope[];
-}
+const ADMIN = {
+  keys: keysCommand,
+  tenants: tenantsCommand,
+  plans: plansCommand,
+  maintenance: (store: MetadataStore, args: string[]) => maintenanceCommand(store, args),
+};
 
-async function keys(config: Config, args: string[]): Promise<void> {
-  const [action, ...rest] = args;
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    options: { tenant: { type: "string" }, scopes: { type: "string" } },
-  });
+async function withStore(config: Config, run: (store: MetadataStore) => Promise<void>): Promise<void> {
   const store = openStore(config);
   try {
-    const now = Date.now();
-    if (action === "create") {
-      if (!values.tenant) throw new UsageError("keys create needs --tenant NAME.");
-      const scopes = parseScopes(values.scopes);
-      const issued = await issueApiKey(store, values.tenant, scopes, now);
-      process.stderr.write(
-        `Created a key for tenant "${issued.tenant.name}" (prefix ${issued.prefix}, scopes ${scopes.join(",")}).\n` +
-          "Keep it now: only its hash is stored.\n",
-      );
-      process.stdout.write(`${issued.key}\n`);
-      return;
-    }
-    if (action === "list") {
-      if (!values.tenant) throw new UsageError("keys list needs --tenant NAME.");
-      const tenant = await store.findTenantByName(values.tenant);
-      if (!tenant) throw new UsageError(`No tenant "${values.tenant}".`);
-      const iso = (ms: number | null) => (ms === null ? "-" : new Date(ms).toISOString());
-      for (const k of await store.listApiKeys(tenant.id)) {
-        process.stdout.write(
-          `${k.prefix}  …${k.last4}  ${k.scopes.join(",")}  created ${iso(k.createdAt)}  last used ${iso(k.lastUsedAt)}  revoked ${iso(k.revokedAt)}\n`,
-        );
-      }
-      return;
-    }
-    if (action === "revoke") {
-      const prefix = positionals[0];
-      if (!prefix) throw new UsageError("keys revoke needs the key's PREFIX.");
-      if (!(await store.revokeApiKey(prefix, now)))
-        throw new UsageError(`No active key with prefix ${prefix}.`);
-      process.stdout.write(`Revoked ${prefix}.\n`);
-      return;
-    }
-    throw new UsageError(`Unknown keys command "${action ?? ""}".`);
+    await run(store);
   } finally {
     await store.close();
   }
@@ -123,7 +93,10 @@ async function main(argv: string[]): Promise<void> {
     case "serve":
       return serve(config, args);
     case "keys":
-      return keys(config, args);
+    case "tenants":
+    case "plans":
+    case "maintenance":
+      return withStore(config, (store) => ADMIN[command](store, args, Date.now()));
     case "migrate": {
       const store = openStore(config);
       await store.close();

@@ -120,6 +120,9 @@ export interface ExportRecord {
   runAfter: number;
 }
 
+/** How long an Idempotency-Key is honoured. */
+export const IDEMPOTENCY_KEY_TTL_MS = 24 * 3_600_000;
+
 /** A freshly created export: queued, due now, nothing done yet. */
 export function newExport(init: {
   id: string;

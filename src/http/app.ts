@@ -62,8 +62,14 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
     );
   });
   installErrorHandling(app);
-  // Bodies are JSON only: anything else is 415, not a string that fails validation later.
+  // Bodies are JSON only: anything else is 415, not a string that fails validation later. An empty
+  // JSON body is no body (POST …/cancel with a Content-Type header); routes that need one say so.
   app.removeContentTypeParser("text/plain");
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) =>
+    body === "" ? done(null, undefined) : parseJson(request, String(body), done),
+  );
   installAuth(app, deps.store, deps.clock);
   installMaintenance(
     app,

@@ -132,7 +132,8 @@ function slotRange(request: ExportRequest, now: number): { first: number; last: 
 }
 
 export class DemoEventsDataset implements Dataset {
-  readonly descriptor = DEMO_EVENTS_DESCRIPTOR;
+  /** The descriptor can be replaced to offer the same data under another name, plans or limits. */
+  constructor(readonly descriptor: DatasetDescriptor = DEMO_EVENTS_DESCRIPTOR) {}
 
   async estimateRows(_tenantId: string, request: ExportRequest, now: number): Promise<number> {
     const { first, last } = slotRange(request, now);

@@ -1,9 +1,10 @@
 /**
  * Retention: deletes the files of succeeded exports past their expiry (they become `expired`) and of
  * failed or canceled ones, then forgets exports entirely once their metadata is older than the
- * forget horizon (180 days by default).
+ * forget horizon (180 days by default), and drops idempotency keys older than 24 hours.
  */
 import type { Logger } from "pino";
+import { IDEMPOTENCY_KEY_TTL_MS } from "../domain/export.js";
 import type { ObjectStore } from "../storage/types.js";
 import type { MetadataStore } from "../store/types.js";
 import { purgeExportFiles } from "./purge.js";
@@ -63,5 +64,6 @@ export class RetentionSweeper {
     let forgotten = 0;
     for (let n = BATCH; n === BATCH; forgotten += n) n = await store.forgetExports(horizon, BATCH);
     if (forgotten > 0) this.deps.logger.info({ count: forgotten }, "old exports forgotten");
+    await store.forgetIdempotencyKeys(this.clock() - IDEMPOTENCY_KEY_TTL_MS);
   }
 }

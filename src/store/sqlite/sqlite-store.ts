@@ -15,6 +15,7 @@ import {
   type ExportRequest,
   type ExportStatus,
   fromStatesFor,
+  IDEMPOTENCY_KEY_TTL_MS,
 } from "../../domain/export.js";
 import { newId } from "../../domain/ids.js";
 import type { Scope } from "../../domain/scopes.js";
@@ -396,11 +397,16 @@ export class SqliteStore implements MetadataStore {
     const tx = this.db.transaction((): CreateOutcome => {
       const idem = options.idempotency;
       if (idem) {
+        // A key older than its TTL is free again, even before the sweeper removes it.
+        this.db
+          .prepare("DELETE FROM idempotency_keys WHERE tenant_id = ? AND key = ? AND created_at < ?")
+          .run(record.tenantId, idem.key, record.createdAt - IDEMPOTENCY_KEY_TTL_MS);
         const seen = this.db
           .prepare("SELECT request_hash, export_id FROM idempotency_keys WHERE tenant_id = ? AND key = ?")
           .get(record.tenantId, idem.key) as { request_hash: string; export_id: string } | undefined;
         if (seen) {
           if (seen.request_hash !== idem.requestHash) return { kind: "idempotency_conflict" };
+          // The export outlives its key (kept for months, the key for a day), so the row is there.
           const row = this.db.prepare("SELECT * FROM exports WHERE id = ?").get(seen.export_id) as ExportRow;
           return { kind: "replayed", record: this.withParts([row])[0] as ExportRecord };
         }
