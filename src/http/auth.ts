@@ -68,7 +68,12 @@ export function installAuth(app: FastifyInstance, store: MetadataStore, clock: (
       keyId: record.id,
       scopes: record.scopes,
     };
-    request.log = request.log.child({ tenant_id: record.tenantId, key_prefix: record.prefix });
+    const exportId = (request.params as { id?: unknown } | undefined)?.id;
+    request.log = request.log.child({
+      tenant_id: record.tenantId,
+      key_prefix: record.prefix,
+      ...(typeof exportId === "string" ? { export_id: exportId } : {}),
+    });
     const now = clock();
     if (now - (lastTouched.get(record.id) ?? 0) >= TOUCH_EVERY_MS) {
       lastTouched.set(record.id, now);
