@@ -180,7 +180,8 @@ describe("worker", () => {
     assert.equal(done.error?.code, "too_many_rows");
     assert.equal(done.error?.retryable, false);
     assert.equal(done.attempts, 1);
-    assert.deepEqual(done.parts, [], "parts of a failed export are gone");
+    // stop() waits for the run to finish, its clean-up included.
+    assert.deepEqual((await store.getExport(tenantId, id))?.parts, [], "parts of a failed export are gone");
     assert.deepEqual(await storage.list(`exports/${tenantId}/${id}/`), []);
   });
 
