@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import { AppError, invalidRequest } from "../domain/errors.js";
 import { installAuth } from "./auth.js";
 import type { HttpDeps } from "./deps.js";
-import { installErrorHandling, newRequestId, sendError, sendRawError } from "./errors.js";
+import { handleClientError, installErrorHandling, newRequestId, sendError, sendRawError } from "./errors.js";
 import { installMaintenance } from "./maintenance.js";
 import { datasetRoutes } from "./routes/datasets.js";
 import { exportRoutes } from "./routes/exports.js";
@@ -26,6 +26,7 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
     // One log line per request, written below: without query strings, which carry link signatures.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "request_id" }),
     genReqId: newRequestId,
+    clientErrorHandler: handleClientError,
     frameworkErrors: (_error, request, reply) =>
       sendError(
         reply,

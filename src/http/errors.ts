@@ -6,6 +6,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { AppError, type ErrorCode, type ErrorDetail, invalidRequest } from "../domain/errors.js";
 
@@ -108,12 +109,36 @@ export function newRequestId(): string {
   return `req_${randomBytes(12).toString("base64url")}`;
 }
 
+function rawEnvelope(code: ErrorCode, message: string): { requestId: string; body: string } {
+  const requestId = newRequestId();
+  const envelope: ErrorEnvelope = { error: { code, message, request_id: requestId, details: [] } };
+  return { requestId, body: JSON.stringify(envelope) };
+}
+
 /** For the few failures the router answers before a request object exists. */
 export function sendRawError(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
-  const requestId = newRequestId();
-  const body: ErrorEnvelope = { error: { code, message, request_id: requestId, details: [] } };
+  const { requestId, body } = rawEnvelope(code, message);
   res.writeHead(status, { "content-type": "application/json; charset=utf-8", "x-request-id": requestId });
-  res.end(JSON.stringify(body));
+  res.end(body);
+}
+
+/** Bytes that are not HTTP at all: answer on the socket, in the envelope, and close it. */
+export function handleClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable || err.code === "ECONNRESET") {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+  const status = tooLarge ? 431 : 400;
+  const { requestId, body } = rawEnvelope(
+    "invalid_request",
+    tooLarge ? "The request headers are too large." : "The request is not valid HTTP.",
+  );
+  socket.end(
+    `HTTP/1.1 ${status} ${tooLarge ? "Request Header Fields Too Large" : "Bad Request"}\r\n` +
+      `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `x-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 export function sendError(reply: FastifyReply, request: FastifyRequest, err: AppError): FastifyReply {

@@ -26,8 +26,16 @@ export function rawRequest(
 ): Promise<RawResponse> {
   const url = new URL(base);
   return new Promise((resolve, reject) => {
+    // Content-Length always: Node sends a DELETE's body without one, which is no valid HTTP message.
+    const length = body === undefined ? {} : { "content-length": String(Buffer.byteLength(body)) };
     const req = http.request(
-      { host: url.hostname, port: url.port, method, path, headers: { connection: "close", ...headers } },
+      {
+        host: url.hostname,
+        port: url.port,
+        method,
+        path,
+        headers: { connection: "close", ...length, ...headers },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));

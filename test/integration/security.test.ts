@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { rotateApiKey } from "../../src/admin.js";
@@ -233,6 +234,27 @@ describe("signed links", () => {
       assert.equal(res.body.includes(secret), false, `${key} leaked the secret`);
       assert.equal(res.body.includes("SQLite format"), false, `${key} leaked the database`);
       assert.ok(res.json<{ error: { code: string } }>().error.code);
+    }
+  });
+});
+
+describe("malformed HTTP", () => {
+  test("bytes that are not HTTP get a 400 in the envelope, then the connection closes", async () => {
+    const url = new URL(base);
+    for (const garbage of ["GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n"]) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(Number(url.port), url.hostname, () => socket.write(garbage));
+        let text = "";
+        socket.on("data", (d: Buffer) => {
+          text += d.toString();
+        });
+        socket.on("end", () => resolve(text));
+        socket.on("error", reject);
+      });
+      assert.match(answer, /^HTTP\/1\.1 400 /);
+      const body = JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4));
+      assert.equal(body.error.code, "invalid_request");
+      assert.match(body.error.request_id, /^req_/);
     }
   });
 });
