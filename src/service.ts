@@ -9,6 +9,7 @@ import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { Config } from "./config/index.js";
 import { buildApp } from "./http/app.js";
+import { Metrics } from "./metrics/metrics.js";
 import { builtInDatasets } from "./sources/registry.js";
 import { LocalObjectStore } from "./storage/local.js";
 import { LinkSigner } from "./storage/signing.js";
@@ -56,6 +57,7 @@ export async function createService(
   const storage = new LocalObjectStore(config.objectsDir, signer, config.publicUrl);
   await storage.ping();
   const datasets = builtInDatasets();
+  const metrics = new Metrics(() => store.countExportsByStatus());
 
   const runsWorker = config.role !== "api";
   const worker = runsWorker
@@ -64,6 +66,7 @@ export async function createService(
         storage,
         datasets,
         config,
+        metrics,
         logger: logger.child({ component: "worker" }),
         clock,
       })
@@ -89,6 +92,7 @@ export async function createService(
             datasets,
             signer,
             filesRoot: config.objectsDir,
+            metrics,
             clock,
             onExportQueued: () => worker?.wake(),
           },

@@ -1,5 +1,6 @@
 /** What the HTTP layer needs from the rest of the service, passed in by the composition root. */
 import type { Config } from "../config/index.js";
+import type { Metrics } from "../metrics/metrics.js";
 import type { DatasetRegistry } from "../sources/registry.js";
 import type { LinkSigner } from "../storage/signing.js";
 import type { ObjectStore } from "../storage/types.js";
@@ -14,6 +15,7 @@ export interface HttpDeps {
   signer: LinkSigner | null;
   /** Root of the local object store for /files; null when not local. */
   filesRoot: string | null;
+  metrics: Metrics;
   clock: () => number;
   /** Called after an export is queued, so an in-process worker starts at once. */
   onExportQueued: () => void;

@@ -53,6 +53,9 @@ export interface CreateExportOptions {
   idempotency: { key: string; requestHash: string } | null;
 }
 
+/** A claimed export; `takenOver` when it was running under another worker's expired lease. */
+export type ClaimedExport = ExportRecord & { takenOver: boolean };
+
 /** Why a worker-side write was refused: the export is no longer ours to write. */
 export type LeaseCheck = "ok" | "lost";
 
@@ -86,6 +89,8 @@ export interface MetadataStore {
    * concurrent creates with one key make one export.
    */
   createExport(record: ExportRecord, options: CreateExportOptions): Promise<CreateOutcome>;
+  /** How many exports are in each status (for /metrics). */
+  countExportsByStatus(): Promise<Partial<Record<ExportStatus, number>>>;
   /** 1-based place of a queued export among its tenant's queued exports; null when not queued. */
   queuePosition(tenantId: string, id: string): Promise<number | null>;
   /** Forgets idempotency keys created before the given time. */
@@ -103,7 +108,7 @@ export interface MetadataStore {
    * Takes the oldest runnable export: queued and due (while its tenant runs fewer than its
    * max_running), or running with an expired lease.
    */
-  claimExport(lease: Lease): Promise<ExportRecord | null>;
+  claimExport(lease: Lease): Promise<ClaimedExport | null>;
   /** Owners of the leases on running exports. */
   leaseOwners(): Promise<string[]>;
   /** Ends the leases of these owners now, so their exports can be claimed at once. */

@@ -14,10 +14,11 @@ import type { Config } from "../config/index.js";
 import { ERROR_CATALOGUE, type ErrorCode } from "../domain/errors.js";
 import { advanceProgress, type ExportError, type ExportRecord, retryDelayMs } from "../domain/export.js";
 import { exportPrefix } from "../domain/naming.js";
+import type { ExportOutcome, Metrics } from "../metrics/metrics.js";
 import { ExportFailure, type PipelineProgress, runExport } from "../pipeline/run-export.js";
 import type { DatasetRegistry } from "../sources/registry.js";
 import type { ObjectStore } from "../storage/types.js";
-import type { Lease, MetadataStore } from "../store/types.js";
+import type { ClaimedExport, Lease, MetadataStore } from "../store/types.js";
 import { purgeExportFiles } from "./purge.js";
 
 export interface WorkerDeps {
@@ -26,6 +27,7 @@ export interface WorkerDeps {
   datasets: DatasetRegistry;
   config: Pick<Config, "worker" | "gzipLevel" | "retentionDays">;
   logger: Logger;
+  metrics: Metrics;
   clock?: () => number;
 }
 
@@ -140,9 +142,12 @@ export class ExportWorker {
     }
   }
 
-  private startRun(record: ExportRecord): void {
+  private startRun(record: ClaimedExport): void {
     const controller = new AbortController();
+    const started = this.clock();
+    if (record.takenOver) this.deps.metrics.leaseTakenOver();
     const done = this.run(record, controller)
+      .then((outcome) => this.deps.metrics.runFinished(outcome, (this.clock() - started) / 1000))
       .catch((err: unknown) => this.deps.logger.error({ err, export_id: record.id }, "export run crashed"))
       .finally(() => {
         this.runs.delete(record.id);
@@ -151,7 +156,7 @@ export class ExportWorker {
     this.runs.set(record.id, { controller, done });
   }
 
-  private async run(record: ExportRecord, controller: AbortController): Promise<void> {
+  private async run(record: ExportRecord, controller: AbortController): Promise<ExportOutcome> {
     const { store, storage, datasets, config } = this.deps;
     const log = this.deps.logger.child({
       export_id: record.id,
@@ -171,7 +176,7 @@ export class ExportWorker {
     try {
       if (record.attempts > config.worker.maxAttempts) {
         await this.fail(record, record.error ?? this.systemError("internal_error"), log);
-        return;
+        return "failed";
       }
       const dataset = datasets.get(record.dataset);
       if (!dataset) throw new Error(`dataset ${record.dataset} is not configured on this worker`);
@@ -213,6 +218,7 @@ export class ExportWorker {
             await storage.delete(part.objectKey);
             throw new RunAborted("lost");
           }
+          this.deps.metrics.partPublished(part.rows, part.bytes);
           log.debug({ part: part.index, rows: part.rows, bytes: part.bytes }, "part published");
         },
         onProgress: async (p) => {
@@ -231,9 +237,10 @@ export class ExportWorker {
         throw new RunAborted("lost");
       }
       log.info("export succeeded");
+      return "succeeded";
     } catch (caught) {
       const err = signal.aborted && !(caught instanceof ExportFailure) ? signal.reason : caught;
-      await this.handleFailure(record, err, log);
+      return await this.handleFailure(record, err, log);
     } finally {
       clearInterval(heartbeat);
     }
@@ -248,12 +255,12 @@ export class ExportWorker {
     };
   }
 
-  private async handleFailure(record: ExportRecord, err: unknown, log: Logger): Promise<void> {
+  private async handleFailure(record: ExportRecord, err: unknown, log: Logger): Promise<ExportOutcome> {
     const { store, config } = this.deps;
     if (err instanceof RunAborted && err.reason === "shutdown") {
       await store.requeueExport(record.id, this.lease(), this.clock(), null);
       log.info("export handed back to the queue (shutdown)");
-      return;
+      return "requeued";
     }
     if (err instanceof RunAborted) {
       // Canceled, or another worker took the lease over. Only a cancel means the files must go.
@@ -261,23 +268,24 @@ export class ExportWorker {
       if (current?.status === "canceled") {
         await purgeExportFiles(store, this.deps.storage, record, this.clock());
         log.info("export canceled; its files are deleted");
-      } else {
-        log.warn("lease lost; another worker continues this export");
+        return "canceled";
       }
-      return;
+      log.warn("lease lost; another worker continues this export");
+      return "lost";
     }
     if (err instanceof ExportFailure) {
       await this.fail(record, { code: err.code, message: err.message, retryable: false }, log);
-      return;
+      return "failed";
     }
     const error = this.systemError("internal_error");
     log.error({ err }, "export attempt failed");
     if (record.attempts < config.worker.maxAttempts) {
       const runAfter = this.clock() + retryDelayMs(record.attempts, config.worker.retryBaseMs);
       await store.requeueExport(record.id, this.lease(), runAfter, error);
-    } else {
-      await this.fail(record, error, log);
+      return "requeued";
     }
+    await this.fail(record, error, log);
+    return "failed";
   }
 
   private async fail(record: ExportRecord, error: ExportError, log: Logger): Promise<void> {

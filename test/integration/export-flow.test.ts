@@ -254,6 +254,43 @@ describe("export flow", () => {
   });
 });
 
+describe("metrics", () => {
+  test("/metrics counts exports by status, rows, bytes and parts", async () => {
+    const svc = await startTestService();
+    try {
+      const h = harness(svc, await svc.key("acme"));
+      const to = pastMidnight();
+      const a = await h.create({
+        dataset: "events",
+        from: new Date(to - HOUR).toISOString(),
+        to: new Date(to).toISOString(),
+      });
+      const b = await h.create({
+        dataset: "events",
+        from: new Date(to - 2 * HOUR).toISOString(),
+        to: new Date(to).toISOString(),
+        part_max_rows: 1000,
+      });
+      const done = [await h.finished(a.id), await h.finished(b.id)];
+      const text = (await svc.app!.inject({ method: "GET", url: "/metrics" })).body;
+      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+      assert.equal(value('exportd_exports{status="succeeded"}'), 2);
+      assert.equal(value("exportd_queue_depth"), 0);
+      const parts = done.flatMap((e) => e.parts);
+      assert.equal(value("exportd_rows_exported_total"), 1800 + 3600);
+      assert.equal(value("exportd_parts_published_total"), parts.length);
+      assert.equal(
+        value("exportd_bytes_exported_total"),
+        parts.reduce((sum, p) => sum + p.bytes, 0),
+      );
+      assert.equal(value('exportd_export_run_seconds_count{outcome="succeeded"}'), 2);
+      assert.match(text, /^exportd_process_resident_memory_bytes /m);
+    } finally {
+      await svc.dispose();
+    }
+  });
+});
+
 describe("links expire; retention deletes files; metadata is forgotten", () => {
   let now = Date.now();
   let svc: TestService;

@@ -11,6 +11,7 @@ import { newExport } from "../../src/domain/export.js";
 import { newId } from "../../src/domain/ids.js";
 import { buildApp } from "../../src/http/app.js";
 import { MAINTENANCE_SETTING } from "../../src/http/maintenance.js";
+import { Metrics } from "../../src/metrics/metrics.js";
 import { DEMO_EVENTS_DESCRIPTOR, DemoEventsDataset } from "../../src/sources/demo-events.js";
 import { DatasetRegistry } from "../../src/sources/registry.js";
 import { LocalObjectStore } from "../../src/storage/local.js";
@@ -353,6 +354,7 @@ describe("plans", () => {
           datasets: new DatasetRegistry([new DemoEventsDataset(), premium]),
           signer: null,
           filesRoot: null,
+          metrics: new Metrics(() => svc.store.countExportsByStatus()),
           clock: Date.now,
           onExportQueued: () => undefined,
         },

@@ -14,6 +14,7 @@ import { issueApiKey } from "../../src/admin.js";
 import type { DatasetDescriptor } from "../../src/domain/dataset.js";
 import { type ExportRecord, type ExportRequest, newExport } from "../../src/domain/export.js";
 import { newId } from "../../src/domain/ids.js";
+import { Metrics } from "../../src/metrics/metrics.js";
 import { DatasetRegistry } from "../../src/sources/registry.js";
 import type { Cell, Dataset, ReadOptions, RowBatch } from "../../src/sources/types.js";
 import { LocalObjectStore } from "../../src/storage/local.js";
@@ -113,6 +114,7 @@ describe("worker", () => {
     return new ExportWorker({
       store,
       storage,
+      metrics: new Metrics(() => store.countExportsByStatus()),
       datasets: new DatasetRegistry(datasets),
       config: {
         gzipLevel: 1,
@@ -280,6 +282,7 @@ test("a lease left by a dead process on this host is taken over at once, not aft
     const deadPid = Number(child.stdout.toString());
     const hourLease = { owner: `${os.hostname()}:${deadPid}:deadbeef`, now, leaseMs: 3_600_000 };
     assert.equal((await store.claimExport(hourLease))?.id, id);
+    const metrics = new Metrics(() => store.countExportsByStatus());
     const w = new ExportWorker({
       store,
       storage,
@@ -297,6 +300,7 @@ test("a lease left by a dead process on this host is taken over at once, not aft
         },
       },
       logger: pino({ level: "silent" }),
+      metrics,
     });
     w.start();
     const done = await waitFor(
@@ -306,6 +310,7 @@ test("a lease left by a dead process on this host is taken over at once, not aft
     );
     await w.stop();
     assert.equal(done?.parts[0]?.rows, 10);
+    assert.match(await metrics.registry.metrics(), /^exportd_lease_takeovers_total 1$/m);
   } finally {
     await store.close();
     fs.rmSync(dir, { recursive: true, force: true });

@@ -1,4 +1,7 @@
-/** /healthz (the process answers) and /readyz (its metadata store and object store answer too). */
+/**
+ * /healthz (the process answers), /readyz (its metadata store and object store answer too) and
+ * /metrics (Prometheus text format).
+ */
 import type { FastifyInstance } from "fastify";
 import type { HttpDeps } from "../deps.js";
 
@@ -25,6 +28,15 @@ export function healthRoutes(app: FastifyInstance, deps: HttpDeps): void {
       return reply
         .code(ready ? 200 : 503)
         .send({ status: ready ? "ready" : "unavailable", checks: { database, storage } });
+    },
+  );
+
+  app.get(
+    "/metrics",
+    { schema: { tags: ["health"], summary: "Prometheus metrics" } },
+    async (_request, reply) => {
+      const { contentType, body } = await deps.metrics.render();
+      return reply.header("content-type", contentType).send(body);
     },
   );
 }

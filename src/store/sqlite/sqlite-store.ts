@@ -28,6 +28,7 @@ import {
 } from "../../domain/tenant.js";
 import type {
   ApiKeyRecord,
+  ClaimedExport,
   CreateExportOptions,
   CreateOutcome,
   Lease,
@@ -428,6 +429,14 @@ export class SqliteStore implements MetadataStore {
     return tx.immediate();
   }
 
+  async countExportsByStatus(): Promise<Partial<Record<ExportStatus, number>>> {
+    const rows = this.db.prepare("SELECT status, count(*) AS n FROM exports GROUP BY status").all() as {
+      status: ExportStatus;
+      n: number;
+    }[];
+    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+  }
+
   async queuePosition(tenantId: string, id: string): Promise<number | null> {
     const row = this.db
       .prepare(
@@ -500,27 +509,35 @@ export class SqliteStore implements MetadataStore {
     return record ? { record, canceled: r.changes === 1 } : null;
   }
 
-  async claimExport(lease: Lease): Promise<ExportRecord | null> {
-    // Queued and due, or running under a lease nobody renewed (its worker died): the oldest first.
-    // A queued export waits while its tenant already runs max_running exports under live leases.
-    const row = this.db
-      .prepare(
-        `UPDATE exports
-         SET status = 'running', lease_owner = @owner, lease_expires_at = @until,
-             attempts = attempts + 1, started_at = COALESCE(started_at, @now)
-         WHERE id = (
-           SELECT e.id FROM exports e
+  async claimExport(lease: Lease): Promise<ClaimedExport | null> {
+    const params = { owner: lease.owner, now: lease.now, until: lease.now + lease.leaseMs };
+    const claim = this.db.transaction((): ClaimedExport | null => {
+      // Queued and due, or running under a lease nobody renewed (its worker died): the oldest first.
+      // A queued export waits while its tenant already runs max_running exports under live leases.
+      const next = this.db
+        .prepare(
+          `SELECT e.id, e.status FROM exports e
            WHERE (e.status = 'running' AND e.lease_expires_at < @now)
               OR (e.status = 'queued' AND e.run_after <= @now
                   AND (SELECT count(*) FROM exports r
                        WHERE r.tenant_id = e.tenant_id AND r.status = 'running' AND r.lease_expires_at >= @now)
                       < (SELECT COALESCE(t.max_running, p.max_running, 1)
                          FROM tenants t LEFT JOIN plans p ON p.name = t.plan WHERE t.id = e.tenant_id))
-           ORDER BY e.run_after, e.id LIMIT 1)
-         RETURNING *`,
-      )
-      .get({ owner: lease.owner, now: lease.now, until: lease.now + lease.leaseMs }) as ExportRow | undefined;
-    return row ? (this.withParts([row])[0] ?? null) : null;
+           ORDER BY e.run_after, e.id LIMIT 1`,
+        )
+        .get(params) as { id: string; status: ExportStatus } | undefined;
+      if (!next) return null;
+      const row = this.db
+        .prepare(
+          `UPDATE exports
+           SET status = 'running', lease_owner = @owner, lease_expires_at = @until,
+               attempts = attempts + 1, started_at = COALESCE(started_at, @now)
+           WHERE id = @id RETURNING *`,
+        )
+        .get({ ...params, id: next.id }) as ExportRow;
+      return { ...(this.withParts([row])[0] as ExportRecord), takenOver: next.status === "running" };
+    });
+    return claim.immediate();
   }
 
   async leaseOwners(): Promise<string[]> {

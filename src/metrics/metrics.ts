@@ -1,0 +1,82 @@
+/**
+ * Prometheus metrics, one registry per service (no global state, so tests can build several).
+ * Counters move where the work happens (the worker calls the methods below); export counts by
+ * status and the queue depth are read from the metadata store when /metrics is scraped, so they
+ * are right across every process that shares the store.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { EXPORT_STATUSES, type ExportStatus } from "../domain/export.js";
+
+/** How one run of an export ended; "lost" means another worker owns it now. */
+export type ExportOutcome = "succeeded" | "failed" | "canceled" | "requeued" | "lost";
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly rows = new Counter({
+    name: "exportd_rows_exported_total",
+    help: "Rows written into published parts.",
+    registers: [this.registry],
+  });
+  private readonly bytes = new Counter({
+    name: "exportd_bytes_exported_total",
+    help: "Bytes of published parts (compressed size).",
+    registers: [this.registry],
+  });
+  private readonly parts = new Counter({
+    name: "exportd_parts_published_total",
+    help: "Parts published.",
+    registers: [this.registry],
+  });
+  private readonly takeovers = new Counter({
+    name: "exportd_lease_takeovers_total",
+    help: "Exports claimed from a worker whose lease had expired.",
+    registers: [this.registry],
+  });
+  private readonly runs = new Histogram({
+    name: "exportd_export_run_seconds",
+    help: "Duration of one run of an export by outcome (a resumed export has several runs).",
+    labelNames: ["outcome"],
+    buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600],
+    registers: [this.registry],
+  });
+
+  /** `countByStatus` is read on every scrape. */
+  constructor(countByStatus: () => Promise<Partial<Record<ExportStatus, number>>>) {
+    collectDefaultMetrics({ register: this.registry, prefix: "exportd_" });
+    const queueDepth = new Gauge({
+      name: "exportd_queue_depth",
+      help: "Exports waiting to run.",
+      registers: [this.registry],
+    });
+    new Gauge({
+      name: "exportd_exports",
+      help: "Exports known to the metadata store, by status.",
+      labelNames: ["status"],
+      registers: [this.registry],
+      // One store query per scrape serves both gauges.
+      async collect() {
+        const counts = await countByStatus();
+        for (const status of EXPORT_STATUSES) this.set({ status }, counts[status] ?? 0);
+        queueDepth.set(counts.queued ?? 0);
+      },
+    });
+  }
+
+  partPublished(rows: number, bytes: number): void {
+    this.rows.inc(rows);
+    this.bytes.inc(bytes);
+    this.parts.inc();
+  }
+
+  leaseTakenOver(): void {
+    this.takeovers.inc();
+  }
+
+  runFinished(outcome: ExportOutcome, seconds: number): void {
+    this.runs.observe({ outcome }, seconds);
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
