@@ -43,7 +43,10 @@ export interface Service {
   app: FastifyInstance | null;
   worker: ExportWorker | null;
   sweeper: RetentionSweeper | null;
-  /** Stops taking work, hands running exports back, closes connections. */
+  /**
+   * Stops accepting requests and claiming exports; running exports may finish their current part
+   * (EXPORTD_SHUTDOWN_GRACE_SECONDS) and go back to the queue; then connections close.
+   */
   close(): Promise<void>;
 }
 
@@ -111,7 +114,7 @@ export async function createService(
     sweeper,
     async close() {
       await app?.close();
-      await worker?.stop();
+      await worker?.stop(config.worker.shutdownGraceMs);
       await sweeper?.stop();
       await store.close();
     },

@@ -30,6 +30,8 @@ export interface Config {
     pollMs: number;
     maxAttempts: number;
     retryBaseMs: number;
+    /** On SIGTERM, how long running exports may take to finish their current part. */
+    shutdownGraceMs: number;
   };
   sweepIntervalMs: number;
   gzipLevel: number;
@@ -119,6 +121,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       pollMs: int(env, "EXPORTD_WORKER_POLL_MS", 1000, 10, 60_000),
       maxAttempts: int(env, "EXPORTD_MAX_ATTEMPTS", 3, 1, 100),
       retryBaseMs: int(env, "EXPORTD_RETRY_BASE_MS", 2000, 1, 3_600_000),
+      shutdownGraceMs: Math.round(num(env, "EXPORTD_SHUTDOWN_GRACE_SECONDS", 10, 0, 3600) * 1000),
     },
     sweepIntervalMs: Math.round(num(env, "EXPORTD_SWEEP_INTERVAL_SECONDS", 60, 0.05, 86_400) * 1000),
     gzipLevel: int(env, "EXPORTD_GZIP_LEVEL", 1, 1, 9),

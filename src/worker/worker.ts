@@ -102,12 +102,21 @@ export class ExportWorker {
     return this.runs.size;
   }
 
-  /** Stops claiming, aborts running exports and hands them back to the queue. */
-  async stop(): Promise<void> {
+  /**
+   * Stops claiming and hands running exports back to the queue. Each run first gets `graceMs` to
+   * finish the part it is writing — that part is published, so nothing done is lost — and is
+   * aborted at the deadline otherwise (resuming then redoes only that part).
+   */
+  async stop(graceMs = 0): Promise<void> {
     this.stopping = true;
     this.wake();
-    for (const run of this.runs.values()) run.controller.abort(new RunAborted("shutdown"));
+    const abortAll = () => {
+      for (const run of this.runs.values()) run.controller.abort(new RunAborted("shutdown"));
+    };
+    const deadline = graceMs > 0 ? setTimeout(abortAll, graceMs) : null;
+    if (!deadline) abortAll();
     await Promise.all([...this.runs.values()].map((r) => r.done));
+    if (deadline) clearTimeout(deadline);
     await this.loopDone;
   }
 
@@ -220,6 +229,8 @@ export class ExportWorker {
           }
           this.deps.metrics.partPublished(part.rows, part.bytes);
           log.debug({ part: part.index, rows: part.rows, bytes: part.bytes }, "part published");
+          // Shutting down: this part is safe, so hand the export back now rather than start another.
+          if (this.stopping) throw new RunAborted("shutdown");
         },
         onProgress: async (p) => {
           const now = this.clock();

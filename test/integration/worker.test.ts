@@ -66,6 +66,17 @@ class CountingDataset implements Dataset {
   }
 }
 
+/** Fast leases and polls so the tests run in moments. */
+const WORKER = {
+  concurrency: 1,
+  leaseMs: 1000,
+  heartbeatMs: 100,
+  pollMs: 20,
+  maxAttempts: 3,
+  retryBaseMs: 50,
+  shutdownGraceMs: 0,
+};
+
 const request = (dataset: string, partMaxRows = 1000): ExportRequest => ({
   dataset,
   from: 0,
@@ -119,14 +130,7 @@ describe("worker", () => {
       config: {
         gzipLevel: 1,
         retentionDays: 7,
-        worker: {
-          concurrency: 2,
-          leaseMs: 1000,
-          heartbeatMs: 100,
-          pollMs: 20,
-          maxAttempts: 3,
-          retryBaseMs: 50,
-        },
+        worker: { ...WORKER, concurrency: 2 },
       },
       logger,
     });
@@ -217,6 +221,33 @@ describe("worker", () => {
     assert.equal(fs.readdirSync(path.join(dir, "objects", "exports", tenantId)).includes(id), false);
   });
 
+  test("a graceful shutdown finishes the part being written, then hands the export back", async () => {
+    const ds = new CountingDataset(descriptor("graceful"), 100_000, 0, 5);
+    const w = worker([ds]);
+    const id = await queue(request("graceful", 1000));
+    w.start();
+    const before = await waitFor(
+      () => store.getExport(tenantId, id),
+      (e) => (e?.parts.length ?? 0) >= 1 && (e?.progress.rows ?? 0) > (e?.parts.length ?? 0) * 1000,
+    );
+    const t0 = Date.now();
+    await w.stop(10_000);
+    assert.ok(Date.now() - t0 < 5000, "done when the part is, not at the deadline");
+    const after = await store.getExport(tenantId, id);
+    assert.equal(after?.status, "queued");
+    assert.equal(
+      after?.parts.length,
+      before!.parts.length + 1,
+      "the part in progress was finished and published",
+    );
+    assert.equal(after?.attempts, 0);
+    assert.deepEqual(
+      (await storage.list(`exports/${tenantId}/${id}/`)).sort(),
+      after!.parts.map((p) => p.objectKey).sort(),
+      "no unpublished file left",
+    );
+  });
+
   test("a shutdown hands the export back; another worker resumes after the last published part", async () => {
     const ds = new CountingDataset(descriptor("resumable"), 4321, 0, 2);
     const first = worker([ds]);
@@ -290,14 +321,7 @@ test("a lease left by a dead process on this host is taken over at once, not aft
       config: {
         gzipLevel: 1,
         retentionDays: 7,
-        worker: {
-          concurrency: 1,
-          leaseMs: 1000,
-          heartbeatMs: 100,
-          pollMs: 20,
-          maxAttempts: 3,
-          retryBaseMs: 50,
-        },
+        worker: WORKER,
       },
       logger: pino({ level: "silent" }),
       metrics,
