@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
+import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Config } from "./config/index.js";
 import { buildApp } from "./http/app.js";
@@ -61,6 +62,11 @@ export async function createService(
   await storage.ping();
   const datasets = builtInDatasets();
   const metrics = new Metrics(() => store.countExportsByStatus());
+  // Fail fast on an unreachable Redis: rate limits shared across processes are a promise we keep.
+  const redis = config.redisUrl
+    ? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: true })
+    : null;
+  await redis?.connect();
 
   const runsWorker = config.role !== "api";
   const worker = runsWorker
@@ -96,6 +102,7 @@ export async function createService(
             signer,
             filesRoot: config.objectsDir,
             metrics,
+            redis,
             clock,
             onExportQueued: () => worker?.wake(),
           },
@@ -117,6 +124,7 @@ export async function createService(
       await worker?.stop(config.worker.shutdownGraceMs);
       await sweeper?.stop();
       await store.close();
+      redis?.disconnect();
     },
   };
 }

@@ -37,6 +37,8 @@ export interface Config {
   gzipLevel: number;
   bodyLimitBytes: number;
   logLevel: string;
+  /** Redis for state shared by every API process (rate-limit counters); null: kept in process. */
+  redisUrl: string | null;
   /** Maintenance forced on by configuration (the CLI can also switch it on at run time). */
   maintenance: { enabled: boolean; retryAfterSeconds: number };
 }
@@ -76,6 +78,21 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   if (["1", "true", "yes", "on"].includes(raw.toLowerCase())) return true;
   if (["0", "false", "no", "off"].includes(raw.toLowerCase())) return false;
   throw new ConfigError(`${name} must be true or false, got "${raw}".`);
+}
+
+function url(env: Env, name: string, protocols: string[]): string | null {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return null;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} must be a URL, got "${raw}".`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(`${name} must start with ${protocols.map((p) => `${p}//`).join(" or ")}.`);
+  }
+  return raw;
 }
 
 function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
@@ -132,6 +149,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       ["fatal", "error", "warn", "info", "debug", "trace", "silent"],
       "info",
     ),
+    redisUrl: url(env, "EXPORTD_REDIS_URL", ["redis:", "rediss:"]),
     maintenance: {
       enabled: bool(env, "EXPORTD_MAINTENANCE", false),
       retryAfterSeconds: int(env, "EXPORTD_MAINTENANCE_RETRY_AFTER", 300, 1, 86_400),

@@ -82,6 +82,8 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
   // the tenant sets the budget. Unauthenticated requests are answered by auth before this runs.
   await app.register(rateLimit, {
     global: true,
+    // Counters in Redis when configured, so every API process draws on one budget per key.
+    ...(deps.redis ? { redis: deps.redis, nameSpace: "exportd:rate:" } : {}),
     hook: "onRequest",
     timeWindow: 60_000,
     enableDraftSpec: true,

@@ -1,4 +1,6 @@
 /** What the HTTP layer needs from the rest of the service, passed in by the composition root. */
+
+import type { Redis } from "ioredis";
 import type { Config } from "../config/index.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { DatasetRegistry } from "../sources/registry.js";
@@ -16,6 +18,8 @@ export interface HttpDeps {
   /** Root of the local object store for /files; null when not local. */
   filesRoot: string | null;
   metrics: Metrics;
+  /** Shared store for rate-limit counters when several API processes run; null: in process. */
+  redis: Redis | null;
   clock: () => number;
   /** Called after an export is queued, so an in-process worker starts at once. */
   onExportQueued: () => void;

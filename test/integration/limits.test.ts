@@ -355,6 +355,7 @@ describe("plans", () => {
           signer: null,
           filesRoot: null,
           metrics: new Metrics(() => svc.store.countExportsByStatus()),
+          redis: null,
           clock: Date.now,
           onExportQueued: () => undefined,
         },

@@ -20,14 +20,14 @@ export function healthRoutes(app: FastifyInstance, deps: HttpDeps): void {
           return "unavailable";
         }
       };
-      const [database, storage] = await Promise.all([
-        check(() => deps.store.ping()),
-        check(() => deps.storage.ping()),
-      ]);
-      const ready = database === "ok" && storage === "ok";
-      return reply
-        .code(ready ? 200 : 503)
-        .send({ status: ready ? "ready" : "unavailable", checks: { database, storage } });
+      const { redis } = deps;
+      const checks = {
+        database: await check(() => deps.store.ping()),
+        storage: await check(() => deps.storage.ping()),
+        ...(redis ? { redis: await check(async () => void (await redis.ping())) } : {}),
+      };
+      const ready = Object.values(checks).every((c) => c === "ok");
+      return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "unavailable", checks });
     },
   );
 
