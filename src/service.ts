@@ -13,7 +13,9 @@ import { buildApp } from "./http/app.js";
 import { Metrics } from "./metrics/metrics.js";
 import { builtInDatasets } from "./sources/registry.js";
 import { LocalObjectStore } from "./storage/local.js";
+import { S3ObjectStore } from "./storage/s3.js";
 import { LinkSigner } from "./storage/signing.js";
+import type { ObjectStore } from "./storage/types.js";
 import { SqliteStore } from "./store/sqlite/sqlite-store.js";
 import type { MetadataStore } from "./store/types.js";
 import { RetentionSweeper } from "./worker/sweeper.js";
@@ -57,8 +59,12 @@ export async function createService(
   clock: () => number = Date.now,
 ): Promise<Service> {
   const store = openStore(config);
-  const signer = new LinkSigner(signingSecret(config));
-  const storage = new LocalObjectStore(config.objectsDir, signer, config.publicUrl);
+  const local = config.storage.kind === "local";
+  const signer = local ? new LinkSigner(signingSecret(config)) : null;
+  const storage: ObjectStore =
+    config.storage.kind === "s3"
+      ? new S3ObjectStore(config.storage)
+      : new LocalObjectStore(config.objectsDir, signer as LinkSigner, config.publicUrl);
   await storage.ping();
   const datasets = builtInDatasets();
   const metrics = new Metrics(() => store.countExportsByStatus());
@@ -100,7 +106,7 @@ export async function createService(
             storage,
             datasets,
             signer,
-            filesRoot: config.objectsDir,
+            filesRoot: local ? config.objectsDir : null,
             metrics,
             redis,
             clock,
@@ -124,6 +130,7 @@ export async function createService(
       await worker?.stop(config.worker.shutdownGraceMs);
       await sweeper?.stop();
       await store.close();
+      await storage.close();
       redis?.disconnect();
     },
   };

@@ -6,6 +6,17 @@ import path from "node:path";
 
 export type Role = "api" | "worker" | "all";
 
+export interface S3Settings {
+  bucket: string;
+  region: string;
+  /** For S3-compatible servers; null: AWS. */
+  endpoint: string | null;
+  forcePathStyle: boolean;
+  /** Null: the AWS SDK's default credential chain (environment, profile, instance role). */
+  accessKeyId: string | null;
+  secretAccessKey: string | null;
+}
+
 export interface Config {
   port: number;
   host: string;
@@ -16,6 +27,8 @@ export interface Config {
   databaseFile: string;
   /** Root of the local object store. */
   objectsDir: string;
+  /** Where parts are stored: the local folder (links served by exportd) or S3 (presigned links). */
+  storage: { kind: "local" } | ({ kind: "s3" } & S3Settings);
   /** HMAC secret for signed links; null → generated once and kept in the data folder. */
   signingSecret: string | null;
   linkTtlSeconds: number;
@@ -104,6 +117,27 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
   return raw as T;
 }
 
+function storageConfig(env: Env): Config["storage"] {
+  const kind = oneOf(env, "EXPORTD_STORAGE", ["local", "s3"] as const, "local");
+  if (kind === "local") return { kind };
+  const bucket = env.EXPORTD_S3_BUCKET;
+  if (!bucket) throw new ConfigError("EXPORTD_S3_BUCKET is required when EXPORTD_STORAGE=s3.");
+  const accessKeyId = env.EXPORTD_S3_ACCESS_KEY_ID || null;
+  const secretAccessKey = env.EXPORTD_S3_SECRET_ACCESS_KEY || null;
+  if ((accessKeyId === null) !== (secretAccessKey === null)) {
+    throw new ConfigError("Set both EXPORTD_S3_ACCESS_KEY_ID and EXPORTD_S3_SECRET_ACCESS_KEY, or neither.");
+  }
+  return {
+    kind,
+    bucket,
+    region: env.EXPORTD_S3_REGION || "us-east-1",
+    endpoint: url(env, "EXPORTD_S3_ENDPOINT", ["http:", "https:"]),
+    forcePathStyle: bool(env, "EXPORTD_S3_FORCE_PATH_STYLE", false),
+    accessKeyId,
+    secretAccessKey,
+  };
+}
+
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
   const port = int(env, "PORT", 8080, 0, 65535);
   const host = env.HOST || "0.0.0.0";
@@ -126,6 +160,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     dataDir,
     databaseFile: path.join(dataDir, "exportd.sqlite"),
     objectsDir: path.join(dataDir, "objects"),
+    storage: storageConfig(env),
     signingSecret,
     linkTtlSeconds: int(env, "EXPORTD_LINK_TTL_SECONDS", 20 * 60, 10, 7 * 86_400),
     retentionDays: num(env, "EXPORTD_RETENTION_DAYS", 7, 0.0001, 3650),

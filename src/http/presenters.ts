@@ -13,7 +13,11 @@ export interface LinkOptions {
 }
 
 /** Parts are listed while running and after success; links are signed only for a succeeded export. */
-export function presentExport(record: ExportRecord, links: LinkOptions | null, queuePosition: number | null) {
+export async function presentExport(
+  record: ExportRecord,
+  links: LinkOptions | null,
+  queuePosition: number | null,
+) {
   const showParts =
     record.status === "running" || record.status === "succeeded" || record.status === "expired";
   const signed = record.status === "succeeded" && links !== null;
@@ -49,21 +53,23 @@ export function presentExport(record: ExportRecord, links: LinkOptions | null, q
     queue_position: queuePosition,
     error: record.error && record.status === "failed" ? record.error : null,
     parts: showParts
-      ? record.parts.map((part) => {
-          const filename = partDownloadName(request, part.index);
-          const link = signed
-            ? links.storage.signedLink(part.objectKey, filename, links.ttlSeconds, links.now)
-            : null;
-          return {
-            index: part.index,
-            rows: part.rows,
-            bytes: part.bytes,
-            sha256: part.sha256,
-            filename,
-            url: link?.url ?? null,
-            url_expires_at: link ? iso(link.expiresAt) : null,
-          };
-        })
+      ? await Promise.all(
+          record.parts.map(async (part) => {
+            const filename = partDownloadName(request, part.index);
+            const link = signed
+              ? await links.storage.signedLink(part.objectKey, filename, links.ttlSeconds, links.now)
+              : null;
+            return {
+              index: part.index,
+              rows: part.rows,
+              bytes: part.bytes,
+              sha256: part.sha256,
+              filename,
+              url: link?.url ?? null,
+              url_expires_at: link ? iso(link.expiresAt) : null,
+            };
+          }),
+        )
       : [],
   };
 }

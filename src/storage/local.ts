@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { finished } from "node:stream/promises";
 import type { LinkSigner } from "./signing.js";
 import type { ObjectStore, ObjectUpload, SignedLink } from "./types.js";
 
@@ -39,6 +40,7 @@ export class LocalObjectStore implements ObjectStore {
     return {
       stream,
       async commit() {
+        await finished(stream);
         const handle = await fs.open(tempPath, "r+");
         try {
           await handle.sync();
@@ -82,12 +84,14 @@ export class LocalObjectStore implements ObjectStore {
     await fs.rm(this.pathOf(key), { force: true });
   }
 
-  signedLink(key: string, filename: string, ttlSeconds: number, now: number): SignedLink {
+  async signedLink(key: string, filename: string, ttlSeconds: number, now: number): Promise<SignedLink> {
     const expires = Math.floor(now / 1000) + ttlSeconds;
     const signature = this.signer.sign({ key, expires, filename });
     const query = new URLSearchParams({ expires: String(expires), filename, signature });
     return { url: `${this.publicUrl}/files/${key}?${query.toString()}`, expiresAt: expires * 1000 };
   }
+
+  async close(): Promise<void> {}
 
   async ping(): Promise<void> {
     await fs.mkdir(this.root, { recursive: true });

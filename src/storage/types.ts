@@ -29,6 +29,7 @@ export interface ObjectStore {
   deletePrefix(prefix: string): Promise<void>;
   delete(key: string): Promise<void>;
   /** A link anyone holding it may GET until it expires, served with `filename` as the download name. */
-  signedLink(key: string, filename: string, ttlSeconds: number, now: number): SignedLink;
+  signedLink(key: string, filename: string, ttlSeconds: number, now: number): Promise<SignedLink>;
   ping(): Promise<void>;
+  close(): Promise<void>;
 }

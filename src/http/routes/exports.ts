@@ -110,7 +110,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       return reply
         .code(202)
         .header("location", `/v1/exports/${created.id}`)
-        .send(presentExport(created, null, await store.queuePosition(caller.tenantId, created.id)));
+        .send(await presentExport(created, null, await store.queuePosition(caller.tenantId, created.id)));
     },
   );
 
@@ -162,7 +162,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       const caller = callerOf(request);
       const record = await findExport(caller.tenantId, request.params.id);
       const position = await store.queuePosition(caller.tenantId, record.id);
-      return reply.header("cache-control", "no-store").send(presentExport(record, links(), position));
+      return reply.header("cache-control", "no-store").send(await presentExport(record, links(), position));
     },
   );
 
@@ -249,7 +249,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
         ]);
       }
       const filename = partDownloadName(record.request, part.index);
-      const link = deps.storage.signedLink(part.objectKey, filename, config.linkTtlSeconds, clock());
+      const link = await deps.storage.signedLink(part.objectKey, filename, config.linkTtlSeconds, clock());
       reply.header("cache-control", "no-store");
       if (redirect === false) {
         return {

@@ -7,16 +7,11 @@ import send from "@fastify/send";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import { AppError } from "../../domain/errors.js";
+import { contentDisposition } from "../../storage/content-disposition.js";
 import { isSafeKey } from "../../storage/local.js";
 import type { LinkSigner } from "../../storage/signing.js";
 import type { HttpDeps } from "../deps.js";
 import { errorResponses, FileParams, FileQuery } from "../schemas.js";
-
-/** RFC 6266: a plain ASCII fallback plus the exact UTF-8 name. */
-function contentDisposition(filename: string): string {
-  const fallback = filename.replace(/[^\x20-\x7e]|["\\]/g, "_");
-  return `attachment; filename="${fallback}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
-}
 
 export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSigner, root: string): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
