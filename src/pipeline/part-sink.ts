@@ -7,7 +7,12 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { Transform, type Transform as TransformType } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { StorageError, storageOp } from "../storage/errors.js";
 import type { ObjectStore, ObjectUpload } from "../storage/types.js";
+
+function asStorageError(err: unknown): StorageError {
+  return err instanceof StorageError ? err : new StorageError(err);
+}
 
 export interface FinishedPart {
   bytes: number;
@@ -34,12 +39,12 @@ export class PartSink {
     this.done = pipeline(compressor, tap, upload.stream);
     // Remember a failure now; it is rethrown by the next write or by finish.
     this.done.catch((err: unknown) => {
-      this.failure = err ?? new Error("part stream failed");
+      this.failure = asStorageError(err ?? new Error("part stream failed"));
     });
   }
 
   static async open(store: ObjectStore, key: string, contentType: string, compressor: TransformType) {
-    const upload = await store.upload(key, contentType);
+    const upload = await storageOp(() => store.upload(key, contentType));
     return new PartSink(compressor, upload);
   }
 
@@ -55,8 +60,10 @@ export class PartSink {
   async finish(): Promise<FinishedPart> {
     if (this.failure) throw this.failure;
     this.compressor.end();
-    await this.done;
-    await this.upload.commit();
+    await storageOp(async () => {
+      await this.done;
+      await this.upload.commit();
+    });
     return { bytes: this.bytes, sha256: this.hash.digest("hex") };
   }
 

@@ -53,8 +53,9 @@ export class S3ObjectStore implements ObjectStore {
       leavePartsOnError: false,
     });
     const done = upload.done();
-    // Observed by commit/abort; a rejection with nobody waiting yet must not crash the process.
-    done.catch(() => undefined);
+    // A failed upload stops reading its body: fail the body too, so the writer learns now instead
+    // of waiting on backpressure forever. (commit/abort observe the rejection itself.)
+    done.catch((err: unknown) => body.destroy(err instanceof Error ? err : new Error(String(err))));
     return {
       stream: body,
       async commit() {

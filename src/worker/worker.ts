@@ -17,6 +17,7 @@ import { exportPrefix } from "../domain/naming.js";
 import type { ExportOutcome, Metrics } from "../metrics/metrics.js";
 import { ExportFailure, type PipelineProgress, runExport } from "../pipeline/run-export.js";
 import type { DatasetRegistry } from "../sources/registry.js";
+import { StorageError, storageOp } from "../storage/errors.js";
 import type { ObjectStore } from "../storage/types.js";
 import type { ClaimedExport, Lease, MetadataStore } from "../store/types.js";
 import { purgeExportFiles } from "./purge.js";
@@ -193,9 +194,11 @@ export class ExportWorker {
 
       // A previous attempt may have died mid-part: drop its unpublished files before resuming.
       const prefix = exportPrefix(record.tenantId, record.id);
-      await storage.dropIncompleteUploads(prefix);
       const published = new Set(record.parts.map((p) => p.objectKey));
-      for (const key of await storage.list(prefix)) if (!published.has(key)) await storage.delete(key);
+      await storageOp(async () => {
+        await storage.dropIncompleteUploads(prefix);
+        for (const key of await storage.list(prefix)) if (!published.has(key)) await storage.delete(key);
+      });
 
       let progress = record.progress;
       let lastProgressAt = 0;
@@ -261,7 +264,10 @@ export class ExportWorker {
   private systemError(code: ErrorCode): ExportError {
     return {
       code,
-      message: "The export stopped on an internal error; creating it again may succeed.",
+      message:
+        code === "storage_error"
+          ? "Writing the export's files failed, also on retry; creating it again later may succeed."
+          : "The export stopped on an internal error; creating it again may succeed.",
       retryable: ERROR_CATALOGUE[code].retryable,
     };
   }
@@ -288,7 +294,7 @@ export class ExportWorker {
       await this.fail(record, { code: err.code, message: err.message, retryable: false }, log);
       return "failed";
     }
-    const error = this.systemError("internal_error");
+    const error = this.systemError(err instanceof StorageError ? "storage_error" : "internal_error");
     log.error({ err }, "export attempt failed");
     if (record.attempts < config.worker.maxAttempts) {
       const runAfter = this.clock() + retryDelayMs(record.attempts, config.worker.retryBaseMs);

@@ -106,6 +106,7 @@ test("the S3 server stops mid-upload: retries, then a clear failure, and no part
       await s3.resume();
     }
     assert.equal(done.status, "failed");
+    assert.equal(done.error?.code, "storage_error");
     assert.equal(done.error?.retryable, true, "a system error: retrying later may work");
     assert.equal(done.attempts, 2);
     assert.deepEqual(done.parts, []);
