@@ -7,12 +7,8 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { Transform, type Transform as TransformType } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { StorageError, storageOp } from "../storage/errors.js";
+import { storageOp, toStorageError } from "../storage/errors.js";
 import type { ObjectStore, ObjectUpload } from "../storage/types.js";
-
-function asStorageError(err: unknown): StorageError {
-  return err instanceof StorageError ? err : new StorageError(err);
-}
 
 export interface FinishedPart {
   bytes: number;
@@ -39,7 +35,7 @@ export class PartSink {
     this.done = pipeline(compressor, tap, upload.stream);
     // Remember a failure now; it is rethrown by the next write or by finish.
     this.done.catch((err: unknown) => {
-      this.failure = asStorageError(err ?? new Error("part stream failed"));
+      this.failure = toStorageError(err ?? new Error("part stream failed"));
     });
   }
 

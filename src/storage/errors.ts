@@ -9,11 +9,15 @@ export class StorageError extends Error {
   }
 }
 
+export function toStorageError(err: unknown): StorageError {
+  return err instanceof StorageError ? err : new StorageError(err);
+}
+
 /** Runs an object-store operation, labelling any failure as a StorageError. */
 export async function storageOp<T>(operation: () => Promise<T>): Promise<T> {
   try {
     return await operation();
   } catch (err) {
-    throw err instanceof StorageError ? err : new StorageError(err);
+    throw toStorageError(err);
   }
 }
