@@ -12,20 +12,25 @@ import {
   type ExportPart,
   type ExportProgress,
   type ExportRecord,
-  type ExportRequest,
   type ExportStatus,
-  fromStatesFor,
   IDEMPOTENCY_KEY_TTL_MS,
 } from "../../domain/export.js";
 import { newId } from "../../domain/ids.js";
-import type { Scope } from "../../domain/scopes.js";
+import { DEFAULT_PLAN, type Plan, type Tenant, type TenantLimits } from "../../domain/tenant.js";
 import {
-  DEFAULT_PLAN,
-  effectiveLimits,
-  type Plan,
-  type Tenant,
-  type TenantLimits,
-} from "../../domain/tenant.js";
+  type ExportRow,
+  type KeyRow,
+  LIMIT_COLUMNS,
+  type PartRow,
+  type PlanRow,
+  statusFrom,
+  type TenantRow,
+  toExport,
+  toKey,
+  toPart,
+  toPlan,
+  toTenant,
+} from "../rows.js";
 import type {
   ApiKeyRecord,
   ClaimedExport,
@@ -37,166 +42,6 @@ import type {
   MetadataStore,
 } from "../types.js";
 import { SQLITE_MIGRATIONS } from "./migrations.js";
-
-interface ExportRow {
-  id: string;
-  tenant_id: string;
-  dataset: string;
-  status: ExportStatus;
-  request: string;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  expires_at: number | null;
-  progress_percent: number;
-  progress_rows: number;
-  progress_parts: number;
-  estimated_rows: number | null;
-  error_code: string | null;
-  error_message: string | null;
-  error_retryable: number | null;
-  attempts: number;
-  cursor: string | null;
-  run_after: number;
-}
-
-interface PartRow {
-  export_id: string;
-  idx: number;
-  object_key: string;
-  rows: number;
-  bytes: number;
-  sha256: string;
-}
-
-interface KeyRow {
-  id: string;
-  tenant_id: string;
-  prefix: string;
-  hash: string;
-  last4: string;
-  scopes: string;
-  created_at: number;
-  last_used_at: number | null;
-  revoked_at: number | null;
-}
-
-interface TenantRow {
-  id: string;
-  name: string;
-  created_at: number;
-  plan: string;
-  max_running: number | null;
-  max_queued: number | null;
-  requests_per_minute: number | null;
-  plan_max_running: number | null;
-  plan_max_queued: number | null;
-  plan_requests_per_minute: number | null;
-}
-
-interface PlanRow {
-  name: string;
-  max_running: number;
-  max_queued: number;
-  requests_per_minute: number;
-}
-
-const LIMIT_COLUMNS = [
-  ["maxRunning", "max_running"],
-  ["maxQueued", "max_queued"],
-  ["requestsPerMinute", "requests_per_minute"],
-] as const;
-
-/** Limits of a tenant whose plan row is missing: the most conservative that still works. */
-const FALLBACK_LIMITS: TenantLimits = { maxRunning: 1, maxQueued: 1, requestsPerMinute: 60 };
-
-function toTenant(row: TenantRow): Tenant {
-  const overrides: Partial<TenantLimits> = {};
-  if (row.max_running !== null) overrides.maxRunning = row.max_running;
-  if (row.max_queued !== null) overrides.maxQueued = row.max_queued;
-  if (row.requests_per_minute !== null) overrides.requestsPerMinute = row.requests_per_minute;
-  const plan: TenantLimits =
-    row.plan_max_running === null
-      ? FALLBACK_LIMITS
-      : {
-          maxRunning: row.plan_max_running,
-          maxQueued: row.plan_max_queued ?? FALLBACK_LIMITS.maxQueued,
-          requestsPerMinute: row.plan_requests_per_minute ?? FALLBACK_LIMITS.requestsPerMinute,
-        };
-  return {
-    id: row.id,
-    name: row.name,
-    plan: row.plan,
-    createdAt: row.created_at,
-    limits: effectiveLimits(plan, overrides),
-    overrides,
-  };
-}
-
-function toPlan(row: PlanRow): Plan {
-  return {
-    name: row.name,
-    limits: {
-      maxRunning: row.max_running,
-      maxQueued: row.max_queued,
-      requestsPerMinute: row.requests_per_minute,
-    },
-  };
-}
-
-/** `status IN (...)` for the statuses from which `to` may be reached — the domain decides, not SQL. */
-function from(to: ExportStatus): string {
-  return `status IN (${fromStatesFor(to)
-    .map((s) => `'${s}'`)
-    .join(", ")})`;
-}
-
-function toPart(row: PartRow): ExportPart {
-  return { index: row.idx, objectKey: row.object_key, rows: row.rows, bytes: row.bytes, sha256: row.sha256 };
-}
-
-function toKey(row: KeyRow): ApiKeyRecord {
-  return {
-    id: row.id,
-    tenantId: row.tenant_id,
-    prefix: row.prefix,
-    hash: row.hash,
-    last4: row.last4,
-    scopes: JSON.parse(row.scopes) as Scope[],
-    createdAt: row.created_at,
-    lastUsedAt: row.last_used_at,
-    revokedAt: row.revoked_at,
-  };
-}
-
-function toExport(row: ExportRow, parts: ExportPart[]): ExportRecord {
-  const error: ExportError | null =
-    row.error_code === null
-      ? null
-      : {
-          code: row.error_code as ExportError["code"],
-          message: row.error_message ?? "",
-          retryable: row.error_retryable === 1,
-        };
-  return {
-    id: row.id,
-    tenantId: row.tenant_id,
-    dataset: row.dataset,
-    status: row.status,
-    request: JSON.parse(row.request) as ExportRequest,
-    createdAt: row.created_at,
-    startedAt: row.started_at,
-    finishedAt: row.finished_at,
-    expiresAt: row.expires_at,
-    progress: { percent: row.progress_percent, rows: row.progress_rows, parts: row.progress_parts },
-    estimatedRows: row.estimated_rows,
-    error,
-    parts,
-    attempts: row.attempts,
-    cursor: row.cursor,
-    runAfter: row.run_after,
-  };
-}
 
 export class SqliteStore implements MetadataStore {
   private readonly db: Database.Database;
@@ -502,7 +347,7 @@ export class SqliteStore implements MetadataStore {
     const r = this.db
       .prepare(
         `UPDATE exports SET status = 'canceled', finished_at = @now, lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = @id AND tenant_id = @tenantId AND ${from("canceled")}`,
+         WHERE id = @id AND tenant_id = @tenantId AND ${statusFrom("canceled")}`,
       )
       .run({ id, tenantId, now });
     const record = await this.getExport(tenantId, id);
@@ -671,7 +516,7 @@ export class SqliteStore implements MetadataStore {
     const tx = this.db.transaction(() => {
       const r = this.db
         .prepare(
-          `UPDATE exports SET status = 'expired', purged_at = @now WHERE id = @id AND ${from("expired")} AND expires_at <= @now`,
+          `UPDATE exports SET status = 'expired', purged_at = @now WHERE id = @id AND ${statusFrom("expired")} AND expires_at <= @now`,
         )
         .run({ id, now });
       if (r.changes === 0) {
