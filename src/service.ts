@@ -16,6 +16,7 @@ import { LocalObjectStore } from "./storage/local.js";
 import { S3ObjectStore } from "./storage/s3.js";
 import { LinkSigner } from "./storage/signing.js";
 import type { ObjectStore } from "./storage/types.js";
+import { PostgresStore } from "./store/postgres/postgres-store.js";
 import { SqliteStore } from "./store/sqlite/sqlite-store.js";
 import type { MetadataStore } from "./store/types.js";
 import { RetentionSweeper } from "./worker/sweeper.js";
@@ -34,7 +35,18 @@ export function signingSecret(config: Config): string {
   return fs.readFileSync(file, "utf8").trim();
 }
 
-export function openStore(config: Config): SqliteStore {
+/** The configured metadata store, migrated: PostgreSQL when EXPORTD_DATABASE_URL is set, else SQLite. */
+export async function openStore(config: Config): Promise<MetadataStore> {
+  if (config.databaseUrl) {
+    const store = new PostgresStore(config.databaseUrl);
+    try {
+      await store.migrate();
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+    return store;
+  }
   const store = new SqliteStore(config.databaseFile);
   store.migrate();
   return store;
@@ -58,7 +70,7 @@ export async function createService(
   logger: Logger,
   clock: () => number = Date.now,
 ): Promise<Service> {
-  const store = openStore(config);
+  const store = await openStore(config);
   const local = config.storage.kind === "local";
   const signer = local ? new LinkSigner(signingSecret(config)) : null;
   const storage: ObjectStore =

@@ -78,7 +78,7 @@ const ADMIN = {
 };
 
 async function withStore(config: Config, run: (store: MetadataStore) => Promise<void>): Promise<void> {
-  const store = openStore(config);
+  const store = await openStore(config);
   try {
     await run(store);
   } finally {
@@ -98,7 +98,7 @@ async function main(argv: string[]): Promise<void> {
     case "maintenance":
       return withStore(config, (store) => ADMIN[command](store, args, Date.now()));
     case "migrate": {
-      const store = openStore(config);
+      const store = await openStore(config);
       await store.close();
       process.stdout.write("Migrations applied.\n");
       return;

@@ -23,8 +23,10 @@ export interface Config {
   /** Base of the links exportd hands out (signed file links, Location headers). */
   publicUrl: string;
   dataDir: string;
-  /** SQLite metadata file. */
+  /** SQLite metadata file (the embedded default). */
   databaseFile: string;
+  /** PostgreSQL metadata store; when set, it replaces the SQLite file. */
+  databaseUrl: string | null;
   /** Root of the local object store. */
   objectsDir: string;
   /** Where parts are stored: the local folder (links served by exportd) or S3 (presigned links). */
@@ -159,6 +161,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     publicUrl,
     dataDir,
     databaseFile: path.join(dataDir, "exportd.sqlite"),
+    databaseUrl: url(env, "EXPORTD_DATABASE_URL", ["postgres:", "postgresql:"]),
     objectsDir: path.join(dataDir, "objects"),
     storage: storageConfig(env),
     signingSecret,

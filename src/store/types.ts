@@ -62,6 +62,11 @@ export type LeaseCheck = "ok" | "lost";
 export interface MetadataStore {
   ping(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Calls `listener` when any process queues an export, where the store can tell (PostgreSQL's
+   * LISTEN/NOTIFY). Absent: the in-process wake-up and polling are all there is.
+   */
+  subscribeToQueue?(listener: () => void): Promise<void>;
 
   ensureTenant(name: string, now: number, plan?: string): Promise<Tenant>;
   findTenantByName(name: string): Promise<Tenant | null>;

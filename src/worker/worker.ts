@@ -69,7 +69,18 @@ export class ExportWorker {
   }
 
   start(): void {
-    this.loopDone ??= this.recoverLocalCrashes().then(() => this.loop());
+    this.loopDone ??= this.recoverLocalCrashes()
+      .then(() => this.listenForWork())
+      .then(() => this.loop());
+  }
+
+  /** Exports queued by other processes wake this worker at once where the store can tell it. */
+  private async listenForWork(): Promise<void> {
+    try {
+      await this.deps.store.subscribeToQueue?.(() => this.wake());
+    } catch (err) {
+      this.deps.logger.warn({ err }, "no queue notifications; polling only");
+    }
   }
 
   /**

@@ -1,0 +1,317 @@
+/**
+ * One contract, every metadata store: SQLite (a real file) and PostgreSQL (EXPORTD_TEST_DATABASE_URL,
+ * or a throwaway server started by the harness) must behave the same, or one of them drifts.
+ */
+import assert from "node:assert/strict";
+import path from "node:path";
+import { after, before, beforeEach, describe, test } from "node:test";
+import { type ExportRecord, type ExportRequest, newExport } from "../../src/domain/export.js";
+import { newId } from "../../src/domain/ids.js";
+import { PostgresStore } from "../../src/store/postgres/postgres-store.js";
+import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import type { Lease, MetadataStore } from "../../src/store/types.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
+import { tempDir } from "../helpers/service.js";
+
+const request: ExportRequest = {
+  dataset: "events",
+  from: 0,
+  to: 1000,
+  filters: {},
+  columns: ["id"],
+  format: "csv",
+  compression: "gzip",
+  csv: { delimiter: ",", header: true, bom: false },
+  timezone: "UTC",
+  partMaxRows: 1000,
+};
+
+let pgDatabase: TestDatabase;
+before(async () => {
+  pgDatabase = await createTestDatabase();
+});
+after(() => pgDatabase.dispose());
+
+const stores: [string, () => Promise<MetadataStore>][] = [
+  [
+    "sqlite",
+    async () => {
+      const store = new SqliteStore(path.join(tempDir(), "meta.sqlite"));
+      store.migrate();
+      return store;
+    },
+  ],
+  [
+    "postgres",
+    async () => {
+      const store = new PostgresStore(pgDatabase.url);
+      await store.migrate();
+      assert.equal(await store.migrate(), 0, "migrations apply once");
+      return store;
+    },
+  ],
+];
+
+for (const [name, open] of stores) {
+  describe(`metadata store contract: ${name}`, () => {
+    let store: MetadataStore;
+    let t = 1_000_000;
+    const queued = async (tenantId: string, at = t++): Promise<ExportRecord> => {
+      const record = newExport({ id: newId(), tenantId, request, now: at, estimatedRows: 10 });
+      await store.insertExport(record);
+      return record;
+    };
+    const lease = (owner: string, now: number, leaseMs = 1000): Lease => ({ owner, now, leaseMs });
+
+    before(async () => {
+      store = await open();
+    });
+    after(() => store.close());
+    // Claims are global: finish whatever earlier tests left runnable, so each test sees only its own.
+    beforeEach(async () => {
+      const far = lease("drain", 9_000_000_000_000);
+      for (let e = await store.claimExport(far); e; e = await store.claimExport(far)) {
+        await store.failExport(e.id, far, { code: "internal_error", message: "drained", retryable: true });
+      }
+    });
+
+    test("tenants, plans and limit overrides", async () => {
+      const a = await store.ensureTenant(`${name}-acme`, 1);
+      assert.equal((await store.ensureTenant(`${name}-acme`, 2)).id, a.id, "ensure is idempotent");
+      assert.deepEqual(a.limits, { maxRunning: 2, maxQueued: 20, requestsPerMinute: 600 });
+      await store.upsertPlan(
+        { name: `${name}-pro`, limits: { maxRunning: 5, maxQueued: 50, requestsPerMinute: 900 } },
+        1,
+      );
+      const pro = await store.updateTenant(`${name}-acme`, {
+        plan: `${name}-pro`,
+        overrides: { maxQueued: 7 },
+      });
+      assert.deepEqual(pro?.limits, { maxRunning: 5, maxQueued: 7, requestsPerMinute: 900 });
+      assert.deepEqual(pro?.overrides, { maxQueued: 7 });
+      const cleared = await store.updateTenant(`${name}-acme`, { overrides: { maxQueued: null } });
+      assert.equal(cleared?.limits.maxQueued, 50);
+      assert.ok((await store.listPlans()).some((p) => p.name === "default"));
+      assert.equal((await store.getTenant(a.id))?.name, `${name}-acme`);
+      await store.setSetting("x", "1");
+      assert.equal(await store.getSetting("x"), "1");
+      await store.setSetting("x", null);
+      assert.equal(await store.getSetting("x"), null);
+    });
+
+    test("API keys: found by prefix, revoked once", async () => {
+      const tenant = await store.ensureTenant(`${name}-keys`, 1);
+      const key = {
+        id: newId(),
+        tenantId: tenant.id,
+        prefix: `${name}pfx`,
+        hash: "h",
+        last4: "abcd",
+        scopes: ["exports:read" as const],
+        createdAt: 5,
+        lastUsedAt: null,
+        revokedAt: null,
+      };
+      await store.insertApiKey(key);
+      assert.deepEqual(await store.findApiKeyByPrefix(key.prefix), key);
+      await store.touchApiKey(key.id, 9);
+      assert.equal((await store.listApiKeys(tenant.id))[0]?.lastUsedAt, 9);
+      assert.equal(await store.revokeApiKey(key.prefix, 10), true);
+      assert.equal(await store.revokeApiKey(key.prefix, 11), false);
+      assert.equal((await store.findApiKeyByPrefix(key.prefix))?.revokedAt, 10);
+    });
+
+    test("create: queue cap, idempotency replay and conflict, per tenant", async () => {
+      const tenant = await store.ensureTenant(`${name}-create`, 1);
+      const idem = { key: "k1", requestHash: "h1" };
+      const mk = () =>
+        newExport({ id: newId(), tenantId: tenant.id, request, now: t++, estimatedRows: null });
+      const first = await store.createExport(mk(), { maxQueued: 2, idempotency: idem });
+      assert.equal(first.kind, "created");
+      const replay = await store.createExport(mk(), { maxQueued: 2, idempotency: idem });
+      assert.equal(replay.kind, "replayed");
+      assert.equal(
+        replay.kind === "replayed" && replay.record.id,
+        first.kind === "created" && first.record.id,
+      );
+      assert.equal(
+        (await store.createExport(mk(), { maxQueued: 2, idempotency: { key: "k1", requestHash: "other" } }))
+          .kind,
+        "idempotency_conflict",
+      );
+      assert.equal((await store.createExport(mk(), { maxQueued: 2, idempotency: null })).kind, "created");
+      assert.deepEqual(await store.createExport(mk(), { maxQueued: 2, idempotency: null }), {
+        kind: "queue_full",
+        queued: 2,
+      });
+    });
+
+    test("create: concurrent creates with one key make one export", async () => {
+      const tenant = await store.ensureTenant(`${name}-race`, 1);
+      const outcomes = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          store.createExport(
+            newExport({ id: newId(), tenantId: tenant.id, request, now: t, estimatedRows: null }),
+            {
+              maxQueued: 100,
+              idempotency: { key: "same", requestHash: "h" },
+            },
+          ),
+        ),
+      );
+      assert.equal(outcomes.filter((o) => o.kind === "created").length, 1);
+      assert.equal(outcomes.filter((o) => o.kind === "replayed").length, 9);
+      assert.equal((await store.listExports(tenant.id, { limit: 50 })).length, 1);
+    });
+
+    test("claim: leases, take-over, and a lost lease changes nothing", async () => {
+      const tenant = await store.ensureTenant(`${name}-lease`, 1);
+      const e = await queued(tenant.id, 10);
+      const base = 100_000_000;
+      const a = lease("a", base);
+      const claimed = await store.claimExport(a);
+      assert.equal(claimed?.id, e.id);
+      assert.equal(claimed?.takenOver, false);
+      assert.equal(await store.claimExport(lease("b", base + 500)), null, "lease still valid");
+      assert.equal(await store.heartbeat(e.id, { ...a, now: base + 900 }), "ok");
+      const b = lease("b", base + 2000);
+      const taken = await store.claimExport(b);
+      assert.equal(taken?.id, e.id);
+      assert.equal(taken?.takenOver, true);
+      assert.equal(taken?.attempts, 2);
+      const part = { index: 0, objectKey: "k", rows: 3, bytes: 30, sha256: "s" };
+      assert.equal(await store.heartbeat(e.id, { ...a, now: base + 2001 }), "lost");
+      assert.equal(await store.recordPart(e.id, a, part, "c0", { percent: 9, rows: 3, parts: 1 }), "lost");
+      assert.equal(await store.completeExport(e.id, a, 1), "lost");
+      assert.equal(await store.recordPart(e.id, b, part, "c0", { percent: 50, rows: 3, parts: 1 }), "ok");
+      assert.equal(await store.updateProgress(e.id, b, { percent: 10, rows: 1, parts: 0 }, 99), "ok");
+      const view = await store.getExport(tenant.id, e.id);
+      assert.deepEqual(view?.progress, { percent: 50, rows: 3, parts: 1 }, "progress never moves back");
+      assert.equal(view?.estimatedRows, 99);
+      assert.equal(view?.cursor, "c0");
+      assert.deepEqual(view?.parts, [part]);
+      assert.equal(await store.getExport("another-tenant", e.id), null);
+      assert.equal(await store.completeExport(e.id, b, 777), "ok");
+      const done = await store.getExport(tenant.id, e.id);
+      assert.equal(done?.status, "succeeded");
+      assert.equal(done?.expiresAt, 777);
+    });
+
+    test("claim: many workers at once take each export exactly once", async () => {
+      const tenant = await store.ensureTenant(`${name}-many`, 1);
+      await store.updateTenant(`${name}-many`, { overrides: { maxRunning: 1000 } });
+      const ids = new Set<string>();
+      for (let i = 0; i < 30; i++) ids.add((await queued(tenant.id, 200 + i)).id);
+      const now = 200_000_000;
+      const claimedBy = new Map<string, string>();
+      await Promise.all(
+        Array.from({ length: 6 }, async (_, w) => {
+          for (;;) {
+            const got = await store.claimExport(lease(`w${w}`, now, 600_000));
+            if (!got) return;
+            assert.equal(claimedBy.has(got.id), false, `${got.id} claimed twice`);
+            claimedBy.set(got.id, `w${w}`);
+          }
+        }),
+      );
+      for (const id of ids) assert.ok(claimedBy.has(id), `${id} never claimed`);
+    });
+
+    test("claim: a tenant at max_running waits; others pass", async () => {
+      const busy = await store.ensureTenant(`${name}-busy`, 1);
+      await store.updateTenant(`${name}-busy`, { overrides: { maxRunning: 1 } });
+      const idle = await store.ensureTenant(`${name}-idle`, 1);
+      const now = 300_000_000;
+      await queued(busy.id, now - 3);
+      await queued(busy.id, now - 2);
+      const other = await queued(idle.id, now - 1);
+      const first = await store.claimExport(lease("x", now, 600_000));
+      assert.equal(first?.tenantId, busy.id);
+      const second = await store.claimExport(lease("y", now, 600_000));
+      assert.equal(second?.id, other.id);
+    });
+
+    test("requeue, fail, cancel, queue positions and counts", async () => {
+      const tenant = await store.ensureTenant(`${name}-life`, 1);
+      await store.updateTenant(`${name}-life`, { overrides: { maxRunning: 100 } });
+      const now = 400_000_000;
+      const e1 = await queued(tenant.id, now - 5);
+      const e2 = await queued(tenant.id, now - 4);
+      const e3 = await queued(tenant.id, now - 3);
+      assert.equal(await store.queuePosition(tenant.id, e3.id), 3);
+      const l = lease("w", now, 600_000);
+      assert.equal((await store.claimExport(l))?.id, e1.id);
+      assert.equal(await store.queuePosition(tenant.id, e3.id), 2);
+      assert.equal(await store.queuePosition(tenant.id, e1.id), null);
+      const error = { code: "internal_error" as const, message: "m", retryable: true };
+      assert.equal(await store.requeueExport(e1.id, l, now + 60_000, error), "ok");
+      const back = await store.getExport(tenant.id, e1.id);
+      assert.equal(back?.status, "queued");
+      assert.deepEqual(back?.error, error);
+      assert.equal(back?.attempts, 1, "a failure counts as an attempt");
+      assert.equal((await store.claimExport(l))?.id, e2.id, "e1 waits for its back-off");
+      assert.equal(await store.failExport(e2.id, l, { ...error, retryable: false }), "ok");
+      assert.equal((await store.getExport(tenant.id, e2.id))?.error?.retryable, false);
+      const canceled = await store.cancelExport(tenant.id, e3.id, now);
+      assert.equal(canceled?.canceled, true);
+      assert.equal((await store.cancelExport(tenant.id, e3.id, now))?.canceled, false);
+      assert.equal(await store.cancelExport("nobody", e3.id, now), null);
+      const counts = await store.countExportsByStatus();
+      assert.ok((counts.failed ?? 0) >= 1 && (counts.canceled ?? 0) >= 1 && (counts.queued ?? 0) >= 1);
+      const page = await store.listExports(tenant.id, { limit: 2 });
+      assert.deepEqual(
+        page.map((r) => r.id),
+        [e3.id, e2.id],
+      );
+      const next = await store.listExports(tenant.id, { limit: 2, before: e2.id });
+      assert.deepEqual(
+        next.map((r) => r.id),
+        [e1.id],
+      );
+      assert.deepEqual(
+        (await store.listExports(tenant.id, { limit: 10, status: "failed" })).map((r) => r.id),
+        [e2.id],
+      );
+    });
+
+    test("retention: purge expires succeeded exports and drops failed parts; forget deletes", async () => {
+      const tenant = await store.ensureTenant(`${name}-retention`, 1);
+      await store.updateTenant(`${name}-retention`, { overrides: { maxRunning: 100 } });
+      const now = 500_000_000;
+      const ok = await queued(tenant.id, now - 2);
+      const bad = await queued(tenant.id, now - 1);
+      const l = lease("r", now, 600_000);
+      const part = { index: 0, objectKey: "k", rows: 1, bytes: 1, sha256: "s" };
+      for (const e of [ok, bad]) {
+        assert.ok(await store.claimExport(l));
+        assert.equal(await store.recordPart(e.id, l, part, null, { percent: 100, rows: 1, parts: 1 }), "ok");
+      }
+      await store.completeExport(ok.id, l, now + 10);
+      await store.failExport(bad.id, l, { code: "too_many_rows", message: "m", retryable: false });
+      const due = (await store.listExportsToPurge(now + 20, 100)).map((e) => e.id);
+      assert.ok(due.includes(ok.id) && due.includes(bad.id));
+      await store.markPurged(ok.id, now + 20);
+      await store.markPurged(bad.id, now + 20);
+      const expired = await store.getExport(tenant.id, ok.id);
+      assert.equal(expired?.status, "expired");
+      assert.equal(expired?.parts.length, 1, "an expired export keeps its part metadata");
+      assert.deepEqual((await store.getExport(tenant.id, bad.id))?.parts, []);
+      assert.equal(
+        (await store.listExportsToPurge(now + 30, 100)).some((e) => e.id === ok.id),
+        false,
+      );
+      assert.ok((await store.forgetExports(now + 1, 100)) >= 2);
+      assert.equal(await store.getExport(tenant.id, ok.id), null);
+    });
+
+    test("leases of dead workers can be ended at once", async () => {
+      const tenant = await store.ensureTenant(`${name}-dead`, 1);
+      const e = await queued(tenant.id, 1);
+      const now = 600_000_000;
+      assert.equal((await store.claimExport(lease("host:1:dead", now, 3_600_000)))?.id, e.id);
+      assert.ok((await store.leaseOwners()).includes("host:1:dead"));
+      assert.equal(await store.expireLeases(["host:1:dead"], now + 1), 1);
+      assert.equal((await store.claimExport(lease("fresh", now + 2)))?.id, e.id);
+    });
+  });
+}
