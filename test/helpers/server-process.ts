@@ -92,14 +92,28 @@ export async function startServer(options: { dataDir?: string; env?: Record<stri
   return server;
 }
 
+/** Runs the real CLI against a data folder (and any other settings); returns its stdout. */
+export function cli(dataDir: string, args: string[], env: Record<string, string> = {}): string {
+  try {
+    return execFileSync(process.execPath, [CLI, ...args], {
+      env: { ...process.env, EXPORTD_DATA_DIR: dataDir, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    }).toString();
+  } catch (err) {
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString() ?? "";
+    throw new Error(`exportd ${args.join(" ")} failed: ${stderr.split("\n")[0]}`);
+  }
+}
+
 /** `exportd keys create` through the real CLI; the key is the last line of stdout. */
-export function createKey(dataDir: string, tenant: string, scopes?: string[]): string {
-  const args = [CLI, "keys", "create", "--tenant", tenant, ...(scopes ? ["--scopes", scopes.join(",")] : [])];
-  const stdout = execFileSync(process.execPath, args, {
-    env: { ...process.env, EXPORTD_DATA_DIR: dataDir },
-    stdio: ["ignore", "pipe", "pipe"],
-  }).toString();
-  const lines = stdout.trim().split("\n");
+export function createKey(
+  dataDir: string,
+  tenant: string,
+  scopes?: string[],
+  env: Record<string, string> = {},
+): string {
+  const args = ["keys", "create", "--tenant", tenant, ...(scopes ? ["--scopes", scopes.join(",")] : [])];
+  const lines = cli(dataDir, args, env).trim().split("\n");
   return lines[lines.length - 1]!.trim();
 }
 
