@@ -3,7 +3,15 @@
  * create request against it. Pure: sources/ implement the reading, this decides what may be asked.
  */
 import { AppError, type ErrorDetail, invalidRequest } from "./errors.js";
-import { COMPRESSIONS, type Compression, type ExportRequest, FORMATS, type Format } from "./export.js";
+import {
+  COMPRESSIONS,
+  CSV_NEWLINES,
+  type Compression,
+  type CsvNewline,
+  type ExportRequest,
+  FORMATS,
+  type Format,
+} from "./export.js";
 import { isValidTimeZone, parseInstant } from "./time.js";
 
 export type ColumnType = "string" | "integer" | "number" | "boolean" | "timestamp" | "json";
@@ -14,9 +22,15 @@ export interface ColumnSpec {
   description?: string;
 }
 
+export const COLUMN_TYPES: readonly ColumnType[] = ["string", "integer", "number", "boolean", "timestamp", "json"];
+
+export type FilterType = "string" | "integer" | "boolean";
+export const FILTER_TYPES: readonly FilterType[] = ["string", "integer", "boolean"];
+
 export interface FilterSpec {
   name: string;
-  type: "string";
+  /** What a value must look like: any text, a decimal integer, or true/false. */
+  type: FilterType;
   description?: string;
 }
 
@@ -25,7 +39,12 @@ export interface DatasetLimits {
   maxRangeDays: number;
   /** An export that would produce more rows fails with too_many_rows. */
   maxRows: number;
+  /** An export whose encoded data (before compression) would pass this fails with too_much_data. */
+  maxBytes: number;
 }
+
+/** `plans` value meaning every plan may use the dataset. */
+export const ALL_PLANS = "*";
 
 export interface DatasetDescriptor {
   name: string;
@@ -34,6 +53,8 @@ export interface DatasetDescriptor {
   filters: FilterSpec[];
   formats: Format[];
   limits: DatasetLimits;
+  /** Plans whose tenants may export this dataset; `["*"]` is every plan. Enforced elsewhere. */
+  plans: string[];
 }
 
 /** The create body as the HTTP schema admits it (shapes checked, meaning not yet). */
@@ -45,10 +66,18 @@ export interface CreateExportInput {
   columns?: string[];
   format?: Format;
   compression?: Compression;
-  csv?: { delimiter?: string; header?: boolean; bom?: boolean };
+  csv?: { delimiter?: string; header?: boolean; bom?: boolean; newline?: CsvNewline; formula_guard?: boolean };
   timezone?: string;
   part_max_rows?: number;
+  /** Only estimate; handled by the route, ignored here. */
+  dry_run?: boolean;
 }
+
+const FILTER_VALUE_PATTERNS: Record<FilterType, { pattern: RegExp; message: string }> = {
+  string: { pattern: /^[^\u0000]*$/, message: "Text values may not contain NUL characters." },
+  integer: { pattern: /^-?\d{1,19}$/, message: "Values of this filter are decimal integers." },
+  boolean: { pattern: /^(true|false)$/, message: 'Values of this filter are "true" or "false".' },
+};
 
 export const DEFAULT_PART_MAX_ROWS = 1_000_000;
 export const MAX_FILTER_VALUES = 1000;
@@ -132,14 +161,15 @@ export function normalizeCreateRequest(
     seen.add(name);
   });
 
-  const filterNames = new Set(dataset.filters.map((f) => f.name));
+  const filterSpecs = new Map(dataset.filters.map((f) => [f.name, f]));
   const filters: Record<string, string[]> = {};
   for (const [name, value] of Object.entries(input.filters ?? {})) {
-    if (!filterNames.has(name)) {
+    const spec = filterSpecs.get(name);
+    if (!spec) {
       details.push({
         field: `filters.${name}`,
         code: "unknown_filter",
-        message: `Unknown filter "${name}". Filters of ${dataset.name}: ${[...filterNames].join(", ") || "none"}.`,
+        message: `Unknown filter "${name}". Filters of ${dataset.name}: ${[...filterSpecs.keys()].join(", ") || "none"}.`,
       });
       continue;
     }
@@ -150,6 +180,12 @@ export function normalizeCreateRequest(
         code: "invalid",
         message: `Give between 1 and ${MAX_FILTER_VALUES} values.`,
       });
+      continue;
+    }
+    const rule = FILTER_VALUE_PATTERNS[spec.type];
+    const bad = values.findIndex((v) => !rule.pattern.test(v));
+    if (bad >= 0) {
+      details.push({ field: `filters.${name}`, code: "invalid", message: rule.message });
       continue;
     }
     filters[name] = [...new Set(values)];
@@ -175,6 +211,11 @@ export function normalizeCreateRequest(
       code: "invalid",
       message: `Use one of ${CSV_DELIMITERS.map((d) => JSON.stringify(d)).join(", ")}.`,
     });
+  }
+
+  const newline = input.csv?.newline ?? "crlf";
+  if (!CSV_NEWLINES.includes(newline)) {
+    details.push({ field: "csv.newline", code: "invalid", message: `Use ${CSV_NEWLINES.join(" or ")}.` });
   }
 
   if (details.length) throw invalidRequest(details);
@@ -204,7 +245,13 @@ export function normalizeCreateRequest(
     columns,
     format,
     compression,
-    csv: { delimiter, header: input.csv?.header ?? true, bom: input.csv?.bom ?? false },
+    csv: {
+      delimiter,
+      header: input.csv?.header ?? true,
+      bom: input.csv?.bom ?? false,
+      newline,
+      formulaGuard: input.csv?.formula_guard ?? false,
+    },
     timezone,
     partMaxRows: input.part_max_rows ?? DEFAULT_PART_MAX_ROWS,
   };

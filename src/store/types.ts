@@ -53,6 +53,7 @@ export interface MetadataStore {
 
   ensureTenant(name: string, now: number): Promise<Tenant>;
   findTenantByName(name: string): Promise<Tenant | null>;
+  getTenant(id: string): Promise<Tenant | null>;
   insertApiKey(key: ApiKeyRecord): Promise<void>;
   findApiKeyByPrefix(prefix: string): Promise<ApiKeyRecord | null>;
   listApiKeys(tenantId: string): Promise<ApiKeyRecord[]>;

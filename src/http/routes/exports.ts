@@ -9,10 +9,11 @@ import { isUuid, newId } from "../../domain/ids.js";
 import { partDownloadName } from "../../domain/naming.js";
 import { callerOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
-import { presentExport } from "../presenters.js";
+import { presentDryRun, presentExport } from "../presenters.js";
 import {
   CreateExportBody,
   DownloadLinkSchema,
+  DryRunSchema,
   DownloadQuery,
   ExportIdParams,
   ExportListSchema,
@@ -52,9 +53,10 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       schema: {
         tags: TAGS,
         summary: "Create an export",
-        description: "Queues an export and answers 202 with its status and a Location header to poll.",
+        description:
+          'Queues an export and answers 202 with its status and a Location header to poll. With `"dry_run": true` it only validates and estimates, and answers 200.',
         body: CreateExportBody,
-        response: { 202: ExportSchema, ...errorResponses(400, 401, 403) },
+        response: { 200: DryRunSchema, 202: ExportSchema, ...errorResponses(400, 401, 403) },
       },
     },
     async (request, reply) => {
@@ -62,12 +64,16 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       const now = clock();
       const exportRequest = normalizeCreateRequest(request.body, datasets.descriptors, now);
       const dataset = datasets.get(exportRequest.dataset);
+      const tenant = await store.getTenant(caller.tenantId);
+      if (!dataset || !tenant) throw new Error("validated dataset or authenticated tenant vanished");
+      const estimatedRows = await dataset.estimateRows(tenant, exportRequest, now);
+      if (request.body.dry_run) return reply.code(200).send(presentDryRun(dataset.descriptor, estimatedRows));
       const record = newExport({
         id: newId(),
         tenantId: caller.tenantId,
         request: exportRequest,
         now,
-        estimatedRows: dataset ? await dataset.estimateRows(caller.tenantId, exportRequest, now) : null,
+        estimatedRows,
       });
       await store.insertExport(record);
       request.log.info({ export_id: record.id, dataset: record.dataset }, "export queued");

@@ -176,6 +176,13 @@ export class SqliteStore implements MetadataStore {
     return row ? { id: row.id, name: row.name, createdAt: row.created_at } : null;
   }
 
+  async getTenant(id: string): Promise<Tenant | null> {
+    const row = this.db.prepare("SELECT id, name, created_at FROM tenants WHERE id = ?").get(id) as
+      | { id: string; name: string; created_at: number }
+      | undefined;
+    return row ? { id: row.id, name: row.name, createdAt: row.created_at } : null;
+  }
+
   async insertApiKey(key: ApiKeyRecord): Promise<void> {
     this.db
       .prepare(
