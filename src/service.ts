@@ -9,7 +9,7 @@ import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { Config } from "./config/index.js";
 import { buildApp } from "./http/app.js";
-import { builtInDatasets } from "./sources/registry.js";
+import { buildDatasets } from "./sources/registry.js";
 import { LocalObjectStore } from "./storage/local.js";
 import { LinkSigner } from "./storage/signing.js";
 import { SqliteStore } from "./store/sqlite/sqlite-store.js";
@@ -55,7 +55,7 @@ export async function createService(
   const signer = new LinkSigner(signingSecret(config));
   const storage = new LocalObjectStore(config.objectsDir, signer, config.publicUrl);
   await storage.ping();
-  const datasets = builtInDatasets();
+  const datasets = buildDatasets(config.datasets);
 
   const runsWorker = config.role !== "api";
   const worker = runsWorker
@@ -109,6 +109,7 @@ export async function createService(
       await app?.close();
       await worker?.stop();
       await sweeper?.stop();
+      await datasets.close();
       await store.close();
     },
   };

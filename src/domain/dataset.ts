@@ -5,8 +5,8 @@
 import { AppError, type ErrorDetail, invalidRequest } from "./errors.js";
 import {
   COMPRESSIONS,
-  CSV_NEWLINES,
   type Compression,
+  CSV_NEWLINES,
   type CsvNewline,
   type ExportRequest,
   FORMATS,
@@ -22,7 +22,14 @@ export interface ColumnSpec {
   description?: string;
 }
 
-export const COLUMN_TYPES: readonly ColumnType[] = ["string", "integer", "number", "boolean", "timestamp", "json"];
+export const COLUMN_TYPES: readonly ColumnType[] = [
+  "string",
+  "integer",
+  "number",
+  "boolean",
+  "timestamp",
+  "json",
+];
 
 export type FilterType = "string" | "integer" | "boolean";
 export const FILTER_TYPES: readonly FilterType[] = ["string", "integer", "boolean"];
@@ -66,17 +73,27 @@ export interface CreateExportInput {
   columns?: string[];
   format?: Format;
   compression?: Compression;
-  csv?: { delimiter?: string; header?: boolean; bom?: boolean; newline?: CsvNewline; formula_guard?: boolean };
+  csv?: {
+    delimiter?: string;
+    header?: boolean;
+    bom?: boolean;
+    newline?: CsvNewline;
+    formula_guard?: boolean;
+  };
   timezone?: string;
   part_max_rows?: number;
   /** Only estimate; handled by the route, ignored here. */
   dry_run?: boolean;
 }
 
-const FILTER_VALUE_PATTERNS: Record<FilterType, { pattern: RegExp; message: string }> = {
-  string: { pattern: /^[^\u0000]*$/, message: "Text values may not contain NUL characters." },
-  integer: { pattern: /^-?\d{1,19}$/, message: "Values of this filter are decimal integers." },
-  boolean: { pattern: /^(true|false)$/, message: 'Values of this filter are "true" or "false".' },
+const FILTER_VALUE_RULES: Record<FilterType, { valid(value: string): boolean; message: string }> = {
+  // Databases store no NUL in text (PostgreSQL rejects it), so such a value could never match.
+  string: { valid: (v) => !v.includes("\0"), message: "Text values may not contain NUL characters." },
+  integer: { valid: (v) => /^-?\d{1,19}$/.test(v), message: "Values of this filter are decimal integers." },
+  boolean: {
+    valid: (v) => v === "true" || v === "false",
+    message: 'Values of this filter are "true" or "false".',
+  },
 };
 
 export const DEFAULT_PART_MAX_ROWS = 1_000_000;
@@ -182,9 +199,8 @@ export function normalizeCreateRequest(
       });
       continue;
     }
-    const rule = FILTER_VALUE_PATTERNS[spec.type];
-    const bad = values.findIndex((v) => !rule.pattern.test(v));
-    if (bad >= 0) {
+    const rule = FILTER_VALUE_RULES[spec.type];
+    if (!values.every((v) => rule.valid(v))) {
       details.push({ field: `filters.${name}`, code: "invalid", message: rule.message });
       continue;
     }

@@ -206,7 +206,8 @@ export const DryRunSchema = Type.Object({
   object: Type.Literal("dry_run"),
   dataset: Type.String(),
   estimated_rows: Type.Union([Type.Integer(), Type.Null()], {
-    description: "Rows the export would produce (exact for SQL datasets, modelled for the demo); null when unknown.",
+    description:
+      "Rows the export would produce (exact for SQL datasets, modelled for the demo); null when unknown.",
   }),
   exceeds_limits: Type.Boolean({ description: "True when the estimate passes the dataset's max_rows." }),
   limits: Type.Object({ max_rows: Type.Integer(), max_bytes: Type.Integer() }),

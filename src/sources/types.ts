@@ -62,6 +62,4 @@ export interface Dataset {
   /** Rows the request will produce, exact or estimated; null when unknown. */
   estimateRows(tenant: TenantRef, request: ExportRequest, now: number): Promise<number | null>;
   read(options: ReadOptions): AsyncIterable<RowBatch>;
-  /** Releases connections and files (SQL sources). */
-  close?(): Promise<void>;
 }

@@ -60,7 +60,13 @@ class CountingDataset implements Dataset {
       const rows: Cell[][] = [];
       const start = n;
       for (; n < Math.min(this.total, start + 100); n++) rows.push([n, `row ${n}`]);
-      yield { kind: "cells", rows, cursor: String(n - 1), rowCursor: (i) => String(start + i), position: n / this.total };
+      yield {
+        kind: "cells",
+        rows,
+        cursor: String(n - 1),
+        rowCursor: (i) => String(start + i),
+        position: n / this.total,
+      };
     }
   }
 }

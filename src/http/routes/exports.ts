@@ -13,8 +13,8 @@ import { presentDryRun, presentExport } from "../presenters.js";
 import {
   CreateExportBody,
   DownloadLinkSchema,
-  DryRunSchema,
   DownloadQuery,
+  DryRunSchema,
   ExportIdParams,
   ExportListSchema,
   ExportSchema,
