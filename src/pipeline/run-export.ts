@@ -75,6 +75,8 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
   let position = 0;
 
   const openPart = async () => {
+    // One batch may hold many parts' rows: notice a cancel or shutdown before starting each part.
+    o.signal.throwIfAborted();
     const key = partObjectKey(o.tenant.id, o.exportId, partIndex, o.attempt, request);
     part = await PartSink.open(o.storage, key, encoder.contentType, COMPRESSORS[request.compression](o));
     partRows = 0;
