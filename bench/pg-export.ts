@@ -6,7 +6,9 @@
  *   npm run build && npm run bench:pg            # embedded PostgreSQL, or
  *   EXPORTD_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:pg
  *
- * Options (env): BENCH_ROWS (2000000), BENCH_ROUNDS (3).
+ * Options (env): BENCH_ROWS (2000000), BENCH_ROUNDS (3); BENCH_DATABASE_URL reuses a database this
+ * script loaded before (no load, nothing dropped); BENCH_NODE_ARGS adds flags to the exportd process
+ * (e.g. --cpu-prof --cpu-prof-dir=/tmp/prof).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
@@ -130,7 +132,8 @@ async function exportdRun(
     EXPORTD_LOG_LEVEL: "warn",
   };
   const key = cli(["keys", "create", "--tenant", "bench"], env).trim().split("\n").pop() as string;
-  const child = spawn(process.execPath, [path.join(root, "dist/cli/main.js"), "serve"], {
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, path.join(root, "dist/cli/main.js"), "serve"], {
     env,
     stdio: "inherit",
   });
@@ -170,13 +173,14 @@ async function exportdRun(
   }
 }
 
-const db = await createTestDatabase();
+const reuse = process.env.BENCH_DATABASE_URL;
+const db = reuse ? { url: reuse, dispose: async () => undefined } : await createTestDatabase();
 const dir = tempDir("exportd-bench-");
 try {
   const loadStart = performance.now();
-  await load(db.url);
+  if (!reuse) await load(db.url);
   console.log(
-    `loaded ${ROWS.toLocaleString("en-US")} rows in ${((performance.now() - loadStart) / 1000).toFixed(1)} s`,
+    `${reuse ? "reused" : "loaded"} ${ROWS.toLocaleString("en-US")} rows in ${((performance.now() - loadStart) / 1000).toFixed(1)} s`,
   );
   const ratios: number[] = [];
   for (let round = 1; round <= ROUNDS; round++) {

@@ -41,16 +41,13 @@ function isoMillis(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-/** Epoch microseconds (as text) → ISO text with all six fractional digits. */
-function isoMicros(micros: string): string {
-  const us = BigInt(micros);
-  let ms = us / 1000n;
-  let rest = us % 1000n;
-  if (rest < 0n) {
-    ms -= 1n;
-    rest += 1000n;
-  }
-  return new Date(Number(ms)).toISOString().replace("Z", `${String(rest).padStart(3, "0")}Z`);
+/**
+ * Milliseconds of a timestamptz as COPY writes it under DateStyle ISO (`2026-03-29 03:00:00.5+02`,
+ * offsets may carry minutes and seconds), for progress only: the cursor keeps the exact text.
+ */
+function copyTimestampMs(text: string): number {
+  const m = /^(\d{4,}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d+)?)([+-]\d\d)(?::(\d\d))?/.exec(text);
+  return m ? Date.parse(`${m[1]}T${m[2]}${m[3]}:${m[4] ?? "00"}`) : Number.NaN;
 }
 
 /** ISO 8601 with offset in the session's time zone, microseconds: 2026-11-01T10:00:00.000000+01:00. */
@@ -114,7 +111,7 @@ export class PostgresDataset implements Dataset {
       this.config,
       request,
       tenant.name,
-      cursor && { time: isoMicros(String(cursor.time)), key: cursor.key },
+      cursor && { time: String(cursor.time), key: cursor.key },
       { time: isoMillis, filterValue: (_type, value) => value },
     );
   }
@@ -147,14 +144,17 @@ export class PostgresDataset implements Dataset {
     }
   }
 
-  /** The COPY statement: exported columns, then the time (epoch µs) and key (digits or hex) as cursor. */
+  /**
+   * The COPY statement: exported columns, then the time and key as cursor fields. The time is the
+   * column itself, which COPY writes as exact ISO text with offset and never quotes (measured: half the
+   * cost of extract(epoch …)); a text key could hold the delimiter or a quote, so it travels as hex.
+   */
   private copyStatement(options: ReadOptions): string {
     const { request } = options;
     const columns = chosenColumns(this.config, request.columns);
     const key = quoteIdent(this.config.keyColumn);
     const cursor = [
-      `(extract(epoch from ${quoteIdent(this.config.timeColumn)}) * 1000000)::int8`,
-      // A text key could hold the delimiter or a quote: hex never needs quoting.
+      quoteIdent(this.config.timeColumn),
       this.config.keyType === "integer" ? `${key}::int8` : `encode(convert_to(${key}::text, 'UTF8'), 'hex')`,
     ];
     const scope = this.scope(options.tenant, request, options.after);
@@ -179,6 +179,7 @@ export class PostgresDataset implements Dataset {
 
     const client = await this.pool.connect();
     let completed = false;
+    let position = 0;
     try {
       await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
       await client.query(
@@ -202,13 +203,15 @@ export class PostgresDataset implements Dataset {
             return encodeCursor(time, decodeKey(key));
           };
           const [lastTime] = rows.cursorOf(count - 1);
+          // NaN (a time the parser does not know, e.g. a BC date) leaves progress where it was.
+          position = Math.max(position, positionAt(request, copyTimestampMs(lastTime)) || 0);
           return {
             kind: "encoded",
             bytes: rows.bytes,
             rowEnds: rows.rowEnds,
             cursor: rowCursor(count - 1),
             rowCursor,
-            position: positionAt(request, Number(lastTime) / 1000),
+            position,
           };
         };
         for await (const chunk of stream) {
