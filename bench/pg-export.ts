@@ -94,7 +94,7 @@ async function exportdRun(
   url: string,
   dir: string,
   round: number,
-): Promise<{ ms: number; rssMb: number; bytes: number }> {
+): Promise<{ ms: number; runMs: number; rssMb: number; bytes: number }> {
   const dataDir = path.join(dir, `data-${round}`);
   const config = path.join(dir, "exportd.yaml");
   fs.writeFileSync(
@@ -153,12 +153,15 @@ async function exportdRun(
         status: string;
         progress: { rows: number };
         parts: { bytes: number }[];
+        started_at: string;
+        finished_at: string;
       };
       if (view.status === "succeeded") {
         const ms = performance.now() - started;
         if (view.progress.rows !== ROWS) throw new Error(`exported ${view.progress.rows} rows, not ${ROWS}`);
         return {
           ms,
+          runMs: Date.parse(view.finished_at) - Date.parse(view.started_at),
           rssMb: peakRssMb(child.pid as number),
           bytes: view.parts.reduce((s, p) => s + p.bytes, 0),
         };
@@ -192,7 +195,8 @@ try {
     ratios.push(exportdRate / psqlRate);
     console.log(
       `round ${round}: psql ${Math.round(psqlRate).toLocaleString("en-US")} rows/s (${(psqlBytes / 1e6).toFixed(1)} MB) | ` +
-        `exportd ${Math.round(exportdRate).toLocaleString("en-US")} rows/s (${(run.bytes / 1e6).toFixed(1)} MB) | ` +
+        `exportd ${Math.round(exportdRate).toLocaleString("en-US")} rows/s (${(run.bytes / 1e6).toFixed(1)} MB, ` +
+        `${(run.ms / 1000).toFixed(2)} s end to end, ${(run.runMs / 1000).toFixed(2)} s in the worker) | ` +
         `ratio ${(exportdRate / psqlRate).toFixed(2)} | exportd peak RSS ${run.rssMb.toFixed(0)} MB`,
     );
   }

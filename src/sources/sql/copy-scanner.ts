@@ -15,6 +15,7 @@
  */
 
 const LF = 0x0a;
+const CR = 0x0d;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const TAB = 0x09;
@@ -31,19 +32,19 @@ export interface ScannedRows {
   /** The rows, back to back, without cursor fields. */
   bytes: Buffer;
   /** Byte offset after each row in `bytes`. */
-  rowEnds: Uint32Array;
+  rowEnds: number[];
   /** The cursor fields of row i, as text: [time, key]. */
   cursorOf(index: number): [string, string];
 }
 
 export class CopyScanner {
   private readonly delimiter: number;
-  private readonly newline: Buffer;
+  private readonly crlf: boolean;
   private rest: Buffer = Buffer.alloc(0);
 
   constructor(private readonly options: ScanOptions) {
     this.delimiter = options.format === "csv" ? (Buffer.from(options.delimiter)[0] ?? 0x2c) : TAB;
-    this.newline = Buffer.from(options.newline);
+    this.crlf = options.newline === "\r\n";
   }
 
   /** Bytes of an unfinished row waiting for the next chunk. */
@@ -121,7 +122,8 @@ export class CopyScanner {
       } else {
         outPos += input.copy(out, outPos, pos, timeStart);
       }
-      outPos += this.newline.copy(out, outPos);
+      if (this.crlf) out[outPos++] = CR;
+      out[outPos++] = LF;
       rowEnds.push(outPos);
       cursorAt.push(timeStart + 1, keyStart + 1, end);
       pos = end + 1;
@@ -135,7 +137,7 @@ export class CopyScanner {
     this.rest = Buffer.from(input.subarray(pos));
     return {
       bytes: out.subarray(0, outPos),
-      rowEnds: Uint32Array.from(rowEnds),
+      rowEnds,
       cursorOf(index) {
         const [t, k, e] = [cursorAt[index * 3], cursorAt[index * 3 + 1], cursorAt[index * 3 + 2]] as number[];
         const key = input.toString("latin1", k, e);

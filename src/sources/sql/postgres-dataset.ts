@@ -30,7 +30,7 @@ import { CopyScanner } from "./copy-scanner.js";
 import { chosenColumns, sqlDescriptor } from "./descriptor.js";
 
 /** Scan when this much COPY output has arrived: large chunks keep zlib and the scanner fast. */
-const SCAN_BYTES = 1024 * 1024;
+const SCAN_BYTES = 256 * 1024;
 /** count(*) for an estimate may take this long before EXPLAIN's guess is used instead. */
 const COUNT_TIMEOUT_MS = 2000;
 
@@ -186,7 +186,8 @@ export class PostgresDataset implements Dataset {
         "SELECT set_config('TimeZone', $1, true), set_config('DateStyle', 'ISO, YMD', true), set_config('standard_conforming_strings', 'on', true)",
         [request.timezone],
       );
-      const stream = client.query(copyTo(this.copyStatement(options)));
+      // A deep read buffer lets PostgreSQL keep sending while the compressor works on the last batch.
+      const stream = client.query(copyTo(this.copyStatement(options), { highWaterMark: 2 * SCAN_BYTES }));
       const onAbort = () => stream.destroy(options.signal.reason as Error);
       options.signal.addEventListener("abort", onAbort, { once: true });
       try {
