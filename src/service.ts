@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import type { Config } from "./config/index.js";
 import { buildApp } from "./http/app.js";
 import { Metrics } from "./metrics/metrics.js";
-import { builtInDatasets } from "./sources/registry.js";
+import { buildDatasets } from "./sources/registry.js";
 import { LocalObjectStore } from "./storage/local.js";
 import { S3ObjectStore } from "./storage/s3.js";
 import { LinkSigner } from "./storage/signing.js";
@@ -78,7 +78,7 @@ export async function createService(
       ? new S3ObjectStore(config.storage)
       : new LocalObjectStore(config.objectsDir, signer as LinkSigner, config.publicUrl);
   await storage.ping();
-  const datasets = builtInDatasets();
+  const datasets = buildDatasets(config.datasets);
   const metrics = new Metrics(() => store.countExportsByStatus());
   // Fail fast on an unreachable Redis: rate limits shared across processes are a promise we keep.
   const redis = config.redisUrl
@@ -141,6 +141,7 @@ export async function createService(
       await app?.close();
       await worker?.stop(config.worker.shutdownGraceMs);
       await sweeper?.stop();
+      await datasets.close();
       await store.close();
       await storage.close();
       redis?.disconnect();

@@ -3,6 +3,9 @@
  * No other module reads process.env. A bad value stops the start with a message naming the variable.
  */
 import path from "node:path";
+import { ConfigFileError, type DatasetsConfig, NO_CONFIG_FILE, readDatasetsConfig } from "./file.js";
+
+export type { DatasetConfig, DatasetsConfig, SourceConfig } from "./file.js";
 
 export type Role = "api" | "worker" | "all";
 
@@ -56,6 +59,8 @@ export interface Config {
   redisUrl: string | null;
   /** Maintenance forced on by configuration (the CLI can also switch it on at run time). */
   maintenance: { enabled: boolean; retryAfterSeconds: number };
+  /** Sources and datasets from the EXPORTD_CONFIG file; without one, only the demo dataset. */
+  datasets: DatasetsConfig;
 }
 
 export class ConfigError extends Error {
@@ -140,6 +145,16 @@ function storageConfig(env: Env): Config["storage"] {
   };
 }
 
+function datasetsConfig(env: Env, cwd: string): DatasetsConfig {
+  if (!env.EXPORTD_CONFIG) return NO_CONFIG_FILE;
+  try {
+    return readDatasetsConfig(path.resolve(cwd, env.EXPORTD_CONFIG));
+  } catch (err) {
+    if (err instanceof ConfigFileError) throw new ConfigError(`EXPORTD_CONFIG ${err.message}`);
+    throw err;
+  }
+}
+
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
   const port = int(env, "PORT", 8080, 0, 65535);
   const host = env.HOST || "0.0.0.0";
@@ -181,6 +196,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     sweepIntervalMs: Math.round(num(env, "EXPORTD_SWEEP_INTERVAL_SECONDS", 60, 0.05, 86_400) * 1000),
     gzipLevel: int(env, "EXPORTD_GZIP_LEVEL", 1, 1, 9),
     bodyLimitBytes: int(env, "EXPORTD_BODY_LIMIT_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
+    datasets: datasetsConfig(env, cwd),
     logLevel: oneOf(
       env,
       "EXPORTD_LOG_LEVEL",

@@ -3,7 +3,15 @@
  * create request against it. Pure: sources/ implement the reading, this decides what may be asked.
  */
 import { AppError, type ErrorDetail, invalidRequest } from "./errors.js";
-import { COMPRESSIONS, type Compression, type ExportRequest, FORMATS, type Format } from "./export.js";
+import {
+  COMPRESSIONS,
+  type Compression,
+  CSV_NEWLINES,
+  type CsvNewline,
+  type ExportRequest,
+  FORMATS,
+  type Format,
+} from "./export.js";
 import { planAllows } from "./tenant.js";
 import { isValidTimeZone, parseInstant } from "./time.js";
 
@@ -15,9 +23,22 @@ export interface ColumnSpec {
   description?: string;
 }
 
+export const COLUMN_TYPES: readonly ColumnType[] = [
+  "string",
+  "integer",
+  "number",
+  "boolean",
+  "timestamp",
+  "json",
+];
+
+export type FilterType = "string" | "integer" | "boolean";
+export const FILTER_TYPES: readonly FilterType[] = ["string", "integer", "boolean"];
+
 export interface FilterSpec {
   name: string;
-  type: "string";
+  /** What a value must look like: any text, a decimal integer, or true/false. */
+  type: FilterType;
   description?: string;
 }
 
@@ -26,7 +47,12 @@ export interface DatasetLimits {
   maxRangeDays: number;
   /** An export that would produce more rows fails with too_many_rows. */
   maxRows: number;
+  /** An export whose encoded data (before compression) would pass this fails with too_much_data. */
+  maxBytes: number;
 }
+
+/** `plans` value meaning every plan may use the dataset. */
+export { ALL_PLANS } from "./tenant.js";
 
 export interface DatasetDescriptor {
   name: string;
@@ -35,7 +61,7 @@ export interface DatasetDescriptor {
   filters: FilterSpec[];
   formats: Format[];
   limits: DatasetLimits;
-  /** Plans that may export this dataset; null: every plan. */
+  /** Plans whose tenants may export this dataset; null or `["*"]`: every plan. */
   plans: string[] | null;
 }
 
@@ -48,10 +74,28 @@ export interface CreateExportInput {
   columns?: string[];
   format?: Format;
   compression?: Compression;
-  csv?: { delimiter?: string; header?: boolean; bom?: boolean };
+  csv?: {
+    delimiter?: string;
+    header?: boolean;
+    bom?: boolean;
+    newline?: CsvNewline;
+    formula_guard?: boolean;
+  };
   timezone?: string;
   part_max_rows?: number;
+  /** Only estimate; handled by the route, ignored here. */
+  dry_run?: boolean;
 }
+
+const FILTER_VALUE_RULES: Record<FilterType, { valid(value: string): boolean; message: string }> = {
+  // Databases store no NUL in text (PostgreSQL rejects it), so such a value could never match.
+  string: { valid: (v) => !v.includes("\0"), message: "Text values may not contain NUL characters." },
+  integer: { valid: (v) => /^-?\d{1,19}$/.test(v), message: "Values of this filter are decimal integers." },
+  boolean: {
+    valid: (v) => v === "true" || v === "false",
+    message: 'Values of this filter are "true" or "false".',
+  },
+};
 
 export const DEFAULT_PART_MAX_ROWS = 1_000_000;
 export const MAX_FILTER_VALUES = 1000;
@@ -145,14 +189,15 @@ export function normalizeCreateRequest(
     seen.add(name);
   });
 
-  const filterNames = new Set(dataset.filters.map((f) => f.name));
+  const filterSpecs = new Map(dataset.filters.map((f) => [f.name, f]));
   const filters: Record<string, string[]> = {};
   for (const [name, value] of Object.entries(input.filters ?? {})) {
-    if (!filterNames.has(name)) {
+    const spec = filterSpecs.get(name);
+    if (!spec) {
       details.push({
         field: `filters.${name}`,
         code: "unknown_filter",
-        message: `Unknown filter "${name}". Filters of ${dataset.name}: ${[...filterNames].join(", ") || "none"}.`,
+        message: `Unknown filter "${name}". Filters of ${dataset.name}: ${[...filterSpecs.keys()].join(", ") || "none"}.`,
       });
       continue;
     }
@@ -163,6 +208,11 @@ export function normalizeCreateRequest(
         code: "invalid",
         message: `Give between 1 and ${MAX_FILTER_VALUES} values.`,
       });
+      continue;
+    }
+    const rule = FILTER_VALUE_RULES[spec.type];
+    if (!values.every((v) => rule.valid(v))) {
+      details.push({ field: `filters.${name}`, code: "invalid", message: rule.message });
       continue;
     }
     filters[name] = [...new Set(values)];
@@ -188,6 +238,11 @@ export function normalizeCreateRequest(
       code: "invalid",
       message: `Use one of ${CSV_DELIMITERS.map((d) => JSON.stringify(d)).join(", ")}.`,
     });
+  }
+
+  const newline = input.csv?.newline ?? "crlf";
+  if (!CSV_NEWLINES.includes(newline)) {
+    details.push({ field: "csv.newline", code: "invalid", message: `Use ${CSV_NEWLINES.join(" or ")}.` });
   }
 
   if (details.length) throw invalidRequest(details);
@@ -217,7 +272,13 @@ export function normalizeCreateRequest(
     columns,
     format,
     compression,
-    csv: { delimiter, header: input.csv?.header ?? true, bom: input.csv?.bom ?? false },
+    csv: {
+      delimiter,
+      header: input.csv?.header ?? true,
+      bom: input.csv?.bom ?? false,
+      newline,
+      formulaGuard: input.csv?.formula_guard ?? false,
+    },
     timezone,
     partMaxRows: input.part_max_rows ?? DEFAULT_PART_MAX_ROWS,
   };

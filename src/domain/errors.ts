@@ -114,6 +114,11 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     when: "The export would pass the dataset's row limit. Narrow the range or the filters; it will never succeed as is.",
   },
+  too_much_data: {
+    status: null,
+    retryable: false,
+    when: "The export would pass the dataset's byte limit (`max_bytes`, counted before compression). Narrow the range, the filters or the columns; it will never succeed as is.",
+  },
   source_error: {
     status: null,
     retryable: true,

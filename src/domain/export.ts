@@ -57,10 +57,24 @@ export type Format = (typeof FORMATS)[number];
 export const COMPRESSIONS = ["gzip", "none"] as const;
 export type Compression = (typeof COMPRESSIONS)[number];
 
+export const CSV_NEWLINES = ["crlf", "lf"] as const;
+export type CsvNewline = (typeof CSV_NEWLINES)[number];
+
 export interface CsvOptions {
   delimiter: string;
   header: boolean;
   bom: boolean;
+  /** Row terminator; exports created before it existed have none and use crlf. */
+  newline?: CsvNewline;
+  /** Prefix text cells that start with = + - @ tab or CR with a single quote (spreadsheet formula injection). */
+  formulaGuard?: boolean;
+}
+
+/** The characters that make a spreadsheet read a cell as a formula (OWASP's list). */
+export const FORMULA_STARTS = ["=", "+", "-", "@", "\t", "\r"] as const;
+
+export function csvNewline(csv: CsvOptions): string {
+  return csv.newline === "lf" ? "\n" : "\r\n";
 }
 
 /** A create request after validation: what the worker runs. Times are epoch milliseconds. */

@@ -34,7 +34,10 @@ export function effectiveLimits(plan: TenantLimits, overrides: Partial<TenantLim
   };
 }
 
-/** Whether a dataset offered to `plans` (null: every plan) may be used on `plan`. */
+/** In a dataset's plan list: every plan. */
+export const ALL_PLANS = "*";
+
+/** Whether a dataset offered to `plans` (null or ALL_PLANS: every plan) may be used on `plan`. */
 export function planAllows(plans: readonly string[] | null, plan: string): boolean {
-  return plans === null || plans.includes(plan);
+  return plans === null || plans.includes(ALL_PLANS) || plans.includes(plan);
 }

@@ -74,16 +74,23 @@ function pad2(n: number): string {
 /**
  * Formats instants as ISO 8601 with offset in one zone. Offsets change only on 15-minute boundaries,
  * so one Intl lookup per quarter hour serves every row in it: this runs once per exported timestamp.
+ * `micros` writes six fractional digits (SQL datasets, like PostgreSQL's microseconds) instead of three.
  */
 export class TimestampFormatter {
   private bucket = Number.NaN;
   private offset = 0;
   private suffix = "Z";
+  private readonly extraDigits: string;
 
-  constructor(readonly zone: string) {}
+  constructor(
+    readonly zone: string,
+    options: { micros?: boolean } = {},
+  ) {
+    this.extraDigits = options.micros ? "000" : "";
+  }
 
   format(ms: number): string {
-    if (this.zone === "UTC") return new Date(ms).toISOString();
+    if (this.zone === "UTC") return `${new Date(ms).toISOString().slice(0, -1)}${this.extraDigits}Z`;
     const bucket = Math.floor(ms / 900_000);
     if (bucket !== this.bucket) {
       this.bucket = bucket;
@@ -91,7 +98,7 @@ export class TimestampFormatter {
       const abs = Math.abs(this.offset);
       this.suffix = `${this.offset < 0 ? "-" : "+"}${pad2(Math.floor(abs / 60))}:${pad2(abs % 60)}`;
     }
-    return new Date(ms + this.offset * 60_000).toISOString().slice(0, -1) + this.suffix;
+    return new Date(ms + this.offset * 60_000).toISOString().slice(0, -1) + this.extraDigits + this.suffix;
   }
 }
 

@@ -39,7 +39,13 @@ export async function presentExport(
       columns: request.columns,
       format: request.format,
       compression: request.compression,
-      csv: request.csv,
+      csv: {
+        delimiter: request.csv.delimiter,
+        header: request.csv.header,
+        bom: request.csv.bom,
+        newline: request.csv.newline ?? "crlf",
+        formula_guard: request.csv.formulaGuard ?? false,
+      },
       timezone: request.timezone,
       part_max_rows: request.partMaxRows,
     },
@@ -81,7 +87,21 @@ export function presentDataset(d: DatasetDescriptor) {
     columns: d.columns.map((c) => ({ name: c.name, type: c.type, description: c.description ?? "" })),
     filters: d.filters.map((f) => ({ name: f.name, type: f.type, description: f.description ?? "" })),
     formats: d.formats,
-    limits: { max_range_days: d.limits.maxRangeDays, max_rows: d.limits.maxRows },
+    limits: {
+      max_range_days: d.limits.maxRangeDays,
+      max_rows: d.limits.maxRows,
+      max_bytes: d.limits.maxBytes,
+    },
     plans: d.plans,
+  };
+}
+
+export function presentDryRun(d: DatasetDescriptor, estimatedRows: number | null) {
+  return {
+    object: "dry_run" as const,
+    dataset: d.name,
+    estimated_rows: estimatedRows,
+    exceeds_limits: estimatedRows !== null && estimatedRows > d.limits.maxRows,
+    limits: { max_rows: d.limits.maxRows, max_bytes: d.limits.maxBytes },
   };
 }

@@ -1,6 +1,6 @@
 /** Request and response schemas of the HTTP API. The OpenAPI document is generated from these. */
 import { Type } from "typebox";
-import { COMPRESSIONS, EXPORT_STATUSES, FORMATS } from "../domain/export.js";
+import { COMPRESSIONS, CSV_NEWLINES, EXPORT_STATUSES, FORMATS } from "../domain/export.js";
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()]);
 const Timestamp = Type.String({ format: "date-time" });
@@ -74,6 +74,13 @@ export const CreateExportBody = Type.Object(
           delimiter: Type.Optional(Type.String({ minLength: 1, maxLength: 1 })),
           header: Type.Optional(Type.Boolean()),
           bom: Type.Optional(Type.Boolean()),
+          newline: Type.Optional(Type.Enum(CSV_NEWLINES, { description: "Row terminator. Default crlf." })),
+          formula_guard: Type.Optional(
+            Type.Boolean({
+              description:
+                "Prefix text cells starting with = + - @ tab or CR with a single quote, so spreadsheets do not run them as formulas. Default false.",
+            }),
+          ),
         },
         { additionalProperties: false },
       ),
@@ -86,6 +93,11 @@ export const CreateExportBody = Type.Object(
         minimum: 1,
         maximum: 10_000_000,
         description: "Rows per part at most. Default 1,000,000.",
+      }),
+    ),
+    dry_run: Type.Optional(
+      Type.Boolean({
+        description: "Only validate and estimate: answers 200 with the estimated rows; nothing is created.",
       }),
     ),
   },
@@ -120,7 +132,13 @@ export const ExportSchema = Type.Object(
       columns: Type.Array(Type.String()),
       format: Type.String(),
       compression: Type.String(),
-      csv: Type.Object({ delimiter: Type.String(), header: Type.Boolean(), bom: Type.Boolean() }),
+      csv: Type.Object({
+        delimiter: Type.String(),
+        header: Type.Boolean(),
+        bom: Type.Boolean(),
+        newline: Type.String(),
+        formula_guard: Type.Boolean(),
+      }),
       timezone: Type.String(),
       part_max_rows: Type.Integer(),
     }),
@@ -189,10 +207,25 @@ export const DatasetListSchema = Type.Object({
         Type.Object({ name: Type.String(), type: Type.String(), description: Type.String() }),
       ),
       formats: Type.Array(Type.String()),
-      limits: Type.Object({ max_range_days: Type.Number(), max_rows: Type.Integer() }),
+      limits: Type.Object({
+        max_range_days: Type.Number(),
+        max_rows: Type.Integer(),
+        max_bytes: Type.Integer({ description: "Encoded size before compression." }),
+      }),
       plans: Type.Union([Type.Array(Type.String()), Type.Null()]),
     }),
   ),
+});
+
+export const DryRunSchema = Type.Object({
+  object: Type.Literal("dry_run"),
+  dataset: Type.String(),
+  estimated_rows: Type.Union([Type.Integer(), Type.Null()], {
+    description:
+      "Rows the export would produce (exact for SQL datasets, modelled for the demo); null when unknown.",
+  }),
+  exceeds_limits: Type.Boolean({ description: "True when the estimate passes the dataset's max_rows." }),
+  limits: Type.Object({ max_rows: Type.Integer(), max_bytes: Type.Integer() }),
 });
 
 export const FileParams = Type.Object({ "*": Type.String() });

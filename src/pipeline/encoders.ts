@@ -3,7 +3,7 @@
  * string: writing large chunks into the compressor, not one per row, is what keeps exports fast.
  */
 import type { ColumnSpec } from "../domain/dataset.js";
-import type { CsvOptions, Format } from "../domain/export.js";
+import { type CsvOptions, csvNewline, FORMULA_STARTS, type Format } from "../domain/export.js";
 import type { Cell } from "../sources/types.js";
 
 export interface Encoder {
@@ -18,16 +18,26 @@ export interface EncoderOptions {
   csv: CsvOptions;
 }
 
+/** Text cells the formula guard applies to: numbers, booleans and timestamps are never formulas. */
+const GUARDED_TYPES = new Set(["string", "json"]);
+
 function csvEncoder({ columns, csv }: EncoderOptions): Encoder {
   const delimiter = csv.delimiter;
-  const newline = "\r\n";
+  const newline = csvNewline(csv);
   // RFC 4180: a field holding the delimiter, a quote, CR or LF is quoted, and quotes inside are doubled.
   const needsQuotes = new RegExp(`["\\r\\n${delimiter === "\t" ? "\\t" : `\\${delimiter}`}]`);
+  // The empty string is quoted so that it differs from NULL (an empty field), as PostgreSQL's COPY does.
+  const text = (value: string): string =>
+    value === "" ? '""' : needsQuotes.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
   const field = (value: Cell): string => {
     if (value === null) return "";
     if (typeof value !== "string") return String(value);
-    return needsQuotes.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
+    return text(value);
   };
+  const formulaStart = new Set<string>(FORMULA_STARTS);
+  const guarded = (value: Cell): string =>
+    typeof value === "string" && formulaStart.has(value.charAt(0)) ? text(`'${value}`) : field(value);
+  const cell = columns.map((c) => (csv.formulaGuard && GUARDED_TYPES.has(c.type) ? guarded : field));
   const width = columns.length;
   return {
     contentType: "text/csv; charset=utf-8",
@@ -39,8 +49,8 @@ function csvEncoder({ columns, csv }: EncoderOptions): Encoder {
       let out = "";
       for (let r = start; r < end; r++) {
         const row = rows[r] as Cell[];
-        let line = field(row[0] ?? null);
-        for (let c = 1; c < width; c++) line += delimiter + field(row[c] ?? null);
+        let line = (cell[0] as typeof field)(row[0] ?? null);
+        for (let c = 1; c < width; c++) line += delimiter + (cell[c] as typeof field)(row[c] ?? null);
         out += line + newline;
       }
       return out;
@@ -63,7 +73,13 @@ function jsonlEncoder({ columns }: EncoderOptions): Encoder {
         let line = "";
         for (let c = 0; c < width; c++) {
           const value = row[c] ?? null;
-          line += keys[c] + (isJson[c] && typeof value === "string" ? value : JSON.stringify(value));
+          line +=
+            keys[c] +
+            (isJson[c] && typeof value === "string"
+              ? value
+              : typeof value === "bigint"
+                ? String(value)
+                : JSON.stringify(value));
         }
         out += `${line}}\n`;
       }

@@ -44,10 +44,10 @@ export class PartSink {
     return new PartSink(compressor, upload);
   }
 
-  async write(text: string): Promise<void> {
+  async write(data: string | Buffer): Promise<void> {
     if (this.failure) throw this.failure;
-    if (text.length === 0) return;
-    if (!this.compressor.write(text)) {
+    if (data.length === 0) return;
+    if (!this.compressor.write(data)) {
       await Promise.race([once(this.compressor, "drain"), this.done]);
       if (this.failure) throw this.failure;
     }

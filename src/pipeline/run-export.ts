@@ -8,10 +8,10 @@ import type { ColumnSpec } from "../domain/dataset.js";
 import { AppError } from "../domain/errors.js";
 import type { ExportPart, ExportRequest } from "../domain/export.js";
 import { partObjectKey } from "../domain/naming.js";
-import type { Cell, Dataset } from "../sources/types.js";
+import { batchRowCount, type Dataset, type RowBatch, type TenantRef } from "../sources/types.js";
 import type { ObjectStore } from "../storage/types.js";
 import { COMPRESSORS } from "./compressors.js";
-import { ENCODERS } from "./encoders.js";
+import { ENCODERS, type Encoder } from "./encoders.js";
 import { PartSink } from "./part-sink.js";
 
 export interface PipelineProgress {
@@ -24,7 +24,7 @@ export interface PipelineProgress {
 export interface RunExportOptions {
   dataset: Dataset;
   storage: ObjectStore;
-  tenantId: string;
+  tenant: TenantRef;
   exportId: string;
   /** The claim's attempt number: part keys carry it. */
   attempt: number;
@@ -33,6 +33,8 @@ export interface RunExportOptions {
   /** Index of the first part to write and rows already published before it (resume). */
   startPart: number;
   startRows: number;
+  /** Stored bytes of the published parts (resume), counted towards `maxBytes`. */
+  startBytes: number;
   after: string | null;
   signal: AbortSignal;
   now: number;
@@ -48,12 +50,23 @@ export interface RunExportResult {
 /** Thrown for a user error that makes the export fail for good (too_many_rows …). */
 export class ExportFailure extends AppError {}
 
+/** Rows `start` to `end` (exclusive) of a batch, encoded: by the encoder, or as the source encoded them. */
+function slice(batch: RowBatch, encoder: Encoder, start: number, end: number): string | Buffer {
+  if (batch.kind === "cells") return encoder.encode(batch.rows, start, end);
+  const from = start === 0 ? 0 : (batch.rowEnds[start - 1] as number);
+  return batch.bytes.subarray(from, batch.rowEnds[end - 1] as number);
+}
+
 export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
   const { request } = o;
   const columnsByName = new Map(o.dataset.descriptor.columns.map((c) => [c.name, c]));
   const columns = request.columns.map((name) => columnsByName.get(name) as ColumnSpec);
   const encoder = ENCODERS[request.format]({ columns, csv: request.csv });
-  const maxRows = o.dataset.descriptor.limits.maxRows;
+  const { maxRows, maxBytes } = o.dataset.descriptor.limits;
+  // Bytes of encoded data before compression: the same whatever the compression, so the limit is too.
+  // A resumed run counts the published parts by their stored size: exact without compression, a lower
+  // bound with gzip (the limit then bites a little later, never earlier than in an uninterrupted run).
+  let totalBytes = o.startBytes;
 
   let partIndex = o.startPart;
   let totalRows = o.startRows;
@@ -62,7 +75,9 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
   let position = 0;
 
   const openPart = async () => {
-    const key = partObjectKey(o.tenantId, o.exportId, partIndex, o.attempt, request);
+    // One batch may hold many parts' rows: notice a cancel or shutdown before starting each part.
+    o.signal.throwIfAborted();
+    const key = partObjectKey(o.tenant.id, o.exportId, partIndex, o.attempt, request);
     part = await PartSink.open(o.storage, key, encoder.contentType, COMPRESSORS[request.compression](o));
     partRows = 0;
     await part.write(encoder.prelude());
@@ -74,7 +89,7 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
     part = null;
     const published: ExportPart = {
       index: partIndex,
-      objectKey: partObjectKey(o.tenantId, o.exportId, partIndex, o.attempt, request),
+      objectKey: partObjectKey(o.tenant.id, o.exportId, partIndex, o.attempt, request),
       rows: partRows,
       ...finished,
     };
@@ -85,31 +100,39 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
   try {
     let cursor = o.after;
     for await (const batch of o.dataset.read({
-      tenantId: o.tenantId,
+      tenant: o.tenant,
       request,
       after: o.after,
       signal: o.signal,
       now: o.now,
     })) {
-      const { rows } = batch;
+      const count = batchRowCount(batch);
       let offset = 0;
-      while (offset < rows.length) {
+      while (offset < count) {
         const sink: PartSink = part ?? (await openPart());
-        const take = Math.min(rows.length - offset, request.partMaxRows - partRows);
+        const take = Math.min(count - offset, request.partMaxRows - partRows);
         if (totalRows + take > maxRows) {
           throw new ExportFailure(
             "too_many_rows",
             `The export would pass ${maxRows.toLocaleString("en-US")} rows, the limit of ${request.dataset}. Narrow the range or add filters.`,
           );
         }
-        await sink.write(encoder.encode(rows as Cell[][], offset, offset + take));
+        const data = slice(batch, encoder, offset, offset + take);
+        totalBytes += typeof data === "string" ? Buffer.byteLength(data) : data.length;
+        if (totalBytes > maxBytes) {
+          throw new ExportFailure(
+            "too_much_data",
+            `The export would pass ${maxBytes.toLocaleString("en-US")} bytes (before compression), the limit of ${request.dataset}. Narrow the range, the filters or the columns.`,
+          );
+        }
+        await sink.write(data);
         offset += take;
         partRows += take;
         totalRows += take;
         if (partRows === request.partMaxRows) {
           // A cut inside the batch resumes after the part's last row; at the batch's end, after the batch.
-          position = offset === rows.length ? batch.position : position;
-          await closePart(sink, offset === rows.length ? batch.cursor : batch.rowCursor(offset - 1));
+          position = offset === count ? batch.position : position;
+          await closePart(sink, offset === count ? batch.cursor : batch.rowCursor(offset - 1));
         }
       }
       cursor = batch.cursor;

@@ -8,7 +8,7 @@
 import type { DatasetDescriptor } from "../domain/dataset.js";
 import type { ExportRequest } from "../domain/export.js";
 import { TimestampFormatter } from "../domain/time.js";
-import type { Cell, Dataset, ReadOptions, RowBatch } from "./types.js";
+import type { Cell, Dataset, ReadOptions, RowBatch, TenantRef } from "./types.js";
 
 const SLOT_MS = 2000;
 const BATCH_ROWS = 4096;
@@ -58,7 +58,7 @@ export const DEMO_EVENTS_DESCRIPTOR: DatasetDescriptor = {
     { name: "user_id", type: "string", description: "One user id or a list." },
   ],
   formats: ["csv", "jsonl"],
-  limits: { maxRangeDays: 31, maxRows: 5_000_000 },
+  limits: { maxRangeDays: 31, maxRows: 5_000_000, maxBytes: 2 * 1024 ** 3 },
   plans: null,
 };
 
@@ -135,7 +135,7 @@ export class DemoEventsDataset implements Dataset {
   /** The descriptor can be replaced to offer the same data under another name, plans or limits. */
   constructor(readonly descriptor: DatasetDescriptor = DEMO_EVENTS_DESCRIPTOR) {}
 
-  async estimateRows(_tenantId: string, request: ExportRequest, now: number): Promise<number> {
+  async estimateRows(_tenant: TenantRef, request: ExportRequest, now: number): Promise<number> {
     const { first, last } = slotRange(request, now);
     let rows = Math.max(0, last - first + 1);
     const types = request.filters.type;
@@ -147,7 +147,7 @@ export class DemoEventsDataset implements Dataset {
 
   async *read(options: ReadOptions): AsyncIterable<RowBatch> {
     const { request } = options;
-    const seed = seedOf(options.tenantId);
+    const seed = seedOf(options.tenant.id);
     const { first, last } = slotRange(request, options.now);
     const types = request.filters.type ? new Set(request.filters.type) : null;
     const users = request.filters.user_id ? new Set(request.filters.user_id) : null;
@@ -184,6 +184,7 @@ export class DemoEventsDataset implements Dataset {
       }
       const covered = Math.min(span, slot * SLOT_MS - request.from);
       yield {
+        kind: "cells",
         rows,
         cursor: String(slot - 1),
         rowCursor: (index) => String(slots[index]),

@@ -1,6 +1,10 @@
-/** The datasets this exportd serves, by name. */
+/** The datasets this exportd serves, by name: the demo dataset and the operator's SQL datasets. */
+import pg from "pg";
+import type { DatasetConfig, DatasetsConfig, SourceConfig } from "../config/file.js";
 import type { DatasetDescriptor } from "../domain/dataset.js";
 import { DemoEventsDataset } from "./demo-events.js";
+import { PostgresDataset } from "./sql/postgres-dataset.js";
+import { SqliteDataset } from "./sql/sqlite-dataset.js";
 import type { Dataset } from "./types.js";
 
 export class DatasetRegistry {
@@ -8,7 +12,10 @@ export class DatasetRegistry {
   /** Descriptors by name, for request validation in domain/. */
   readonly descriptors: ReadonlyMap<string, DatasetDescriptor>;
 
-  constructor(datasets: Dataset[]) {
+  constructor(
+    datasets: Dataset[],
+    private readonly onClose: () => Promise<void> = async () => undefined,
+  ) {
     this.byName = new Map(datasets.map((d) => [d.descriptor.name, d]));
     this.descriptors = new Map(datasets.map((d) => [d.descriptor.name, d.descriptor]));
   }
@@ -20,8 +27,45 @@ export class DatasetRegistry {
   list(): Dataset[] {
     return [...this.byName.values()];
   }
+
+  /** Closes the sources' connection pools. */
+  async close(): Promise<void> {
+    await this.onClose();
+  }
 }
 
-export function builtInDatasets(): DatasetRegistry {
-  return new DatasetRegistry([new DemoEventsDataset()]);
+/** One connection handle per configured source, shared by its datasets. */
+interface OpenSource {
+  dataset(config: DatasetConfig): Dataset;
+  close(): Promise<void>;
+}
+
+const SOURCES: { [T in SourceConfig["type"]]: (source: Extract<SourceConfig, { type: T }>) => OpenSource } = {
+  postgres: (source) => {
+    // Connections are opened on first use: a database that is down fails exports (retried), not the start.
+    const pool = new pg.Pool({ connectionString: source.url, max: source.maxConnections });
+    pool.on("error", () => undefined); // an idle connection dropped by the server; the pool replaces it
+    return { dataset: (config) => new PostgresDataset(config, pool), close: () => pool.end() };
+  },
+  sqlite: (source) => ({
+    dataset: (config) => new SqliteDataset(config, source),
+    close: async () => undefined,
+  }),
+};
+
+function openSource(source: SourceConfig): OpenSource {
+  return (SOURCES[source.type] as (s: SourceConfig) => OpenSource)(source);
+}
+
+export function buildDatasets(config: DatasetsConfig): DatasetRegistry {
+  const sources = new Map(Object.entries(config.sources).map(([name, s]) => [name, openSource(s)]));
+  const datasets: Dataset[] = config.demo ? [new DemoEventsDataset()] : [];
+  for (const d of config.datasets) {
+    const source = sources.get(d.source);
+    if (!source) throw new Error(`dataset ${d.name}: no source ${d.source}`);
+    datasets.push(source.dataset(d));
+  }
+  return new DatasetRegistry(datasets, async () => {
+    await Promise.all([...sources.values()].map((s) => s.close()));
+  });
 }

@@ -219,18 +219,23 @@ export class ExportWorker {
           rows: p.rows,
           parts: p.parts,
         });
-      const estimatedRows = await dataset.estimateRows(record.tenantId, record.request, this.clock());
+      const tenant = await store.getTenant(record.tenantId);
+      if (!tenant) throw new Error(`tenant ${record.tenantId} of export ${record.id} does not exist`);
+      // Estimated once at create; a resumed run keeps that estimate instead of counting again.
+      const estimatedRows =
+        record.estimatedRows ?? (await dataset.estimateRows(tenant, record.request, this.clock()));
 
       await runExport({
         dataset,
         storage,
-        tenantId: record.tenantId,
+        tenant: { id: tenant.id, name: tenant.name },
         exportId: record.id,
         attempt: record.attempts,
         request: record.request,
         gzipLevel: config.gzipLevel,
         startPart: record.parts.length,
         startRows: record.parts.reduce((sum, p) => sum + p.rows, 0),
+        startBytes: record.parts.reduce((sum, p) => sum + p.bytes, 0),
         after: record.cursor,
         signal,
         now: this.clock(),

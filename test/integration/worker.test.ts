@@ -32,7 +32,7 @@ const descriptor = (name: string, maxRows = 1_000_000): DatasetDescriptor => ({
   ],
   filters: [],
   formats: ["csv", "jsonl"],
-  limits: { maxRangeDays: 365, maxRows },
+  limits: { maxRangeDays: 365, maxRows, maxBytes: 1e12 },
   plans: null,
 });
 
@@ -61,7 +61,13 @@ class CountingDataset implements Dataset {
       const rows: Cell[][] = [];
       const start = n;
       for (; n < Math.min(this.total, start + 100); n++) rows.push([n, `row ${n}`]);
-      yield { rows, cursor: String(n - 1), rowCursor: (i) => String(start + i), position: n / this.total };
+      yield {
+        kind: "cells",
+        rows,
+        cursor: String(n - 1),
+        rowCursor: (i) => String(start + i),
+        position: n / this.total,
+      };
     }
   }
 }

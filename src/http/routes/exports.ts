@@ -11,12 +11,13 @@ import { isUuid, newId } from "../../domain/ids.js";
 import { partDownloadName } from "../../domain/naming.js";
 import { callerOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
-import { presentExport } from "../presenters.js";
+import { presentDryRun, presentExport } from "../presenters.js";
 import {
   CreateExportBody,
   CreateExportHeaders,
   DownloadLinkSchema,
   DownloadQuery,
+  DryRunSchema,
   ExportIdParams,
   ExportListSchema,
   ExportSchema,
@@ -56,10 +57,10 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
         tags: TAGS,
         summary: "Create an export",
         description:
-          "Queues an export and answers 202 with its status and a Location header to poll. With an `Idempotency-Key` header, repeating the same request within 24 hours returns the same export (`Idempotent-Replayed: true`); the same key with another body is a 409.",
+          'Queues an export and answers 202 with its status and a Location header to poll. With `"dry_run": true` it only validates and estimates, and answers 200. With an `Idempotency-Key` header, repeating the same request within 24 hours returns the same export (`Idempotent-Replayed: true`); the same key with another body is a 409.',
         headers: CreateExportHeaders,
         body: CreateExportBody,
-        response: { 202: ExportSchema, ...errorResponses(400, 401, 403, 409, 429, 503) },
+        response: { 200: DryRunSchema, 202: ExportSchema, ...errorResponses(400, 401, 403, 409, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -67,12 +68,16 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       const now = clock();
       const exportRequest = normalizeCreateRequest(request.body, datasets.descriptors, now, caller.plan);
       const dataset = datasets.get(exportRequest.dataset);
+      const tenant = await store.getTenant(caller.tenantId);
+      if (!dataset || !tenant) throw new Error("validated dataset or authenticated tenant vanished");
+      const estimatedRows = await dataset.estimateRows(tenant, exportRequest, now);
+      if (request.body.dry_run) return reply.code(200).send(presentDryRun(dataset.descriptor, estimatedRows));
       const record = newExport({
         id: newId(),
         tenantId: caller.tenantId,
         request: exportRequest,
         now,
-        estimatedRows: dataset ? await dataset.estimateRows(caller.tenantId, exportRequest, now) : null,
+        estimatedRows,
       });
       const idempotencyKey = request.headers["idempotency-key"];
       const outcome = await store.createExport(record, {
