@@ -217,6 +217,17 @@ for (const [name, open] of stores) {
       for (const id of ids) assert.ok(claimedBy.has(id), `${id} never claimed`);
     });
 
+    test("claim: concurrent claims never pass a tenant's max_running", async () => {
+      const capped = await store.ensureTenant(`${name}-capped`, 1);
+      await store.updateTenant(`${name}-capped`, { overrides: { maxRunning: 2 } });
+      for (let i = 0; i < 8; i++) await queued(capped.id, 700 + i);
+      const now = 250_000_000;
+      const got = await Promise.all(
+        Array.from({ length: 8 }, (_, w) => store.claimExport(lease(`c${w}`, now, 600_000))),
+      );
+      assert.equal(got.filter((e) => e?.tenantId === capped.id).length, 2);
+    });
+
     test("claim: a tenant at max_running waits; others pass", async () => {
       const busy = await store.ensureTenant(`${name}-busy`, 1);
       await store.updateTenant(`${name}-busy`, { overrides: { maxRunning: 1 } });

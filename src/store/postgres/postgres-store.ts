@@ -42,8 +42,9 @@ import type {
 import { POSTGRES_MIGRATIONS } from "./migrations.js";
 
 export const QUEUE_CHANNEL = "exportd_export_queued";
-/** Serialises migrations across processes (an arbitrary constant for pg_advisory_xact_lock). */
+/** Serialise migrations, and claims, across processes (arbitrary constants for pg_advisory_xact_lock). */
 const MIGRATION_LOCK = 7_231_001;
+const CLAIM_LOCK = 7_231_002;
 
 /** BIGINT (oid 20) as a JS number: epoch milliseconds and row counts stay far below 2^53. */
 const types = {
@@ -400,7 +401,10 @@ export class PostgresStore implements MetadataStore {
 
   async claimExport(lease: Lease): Promise<ClaimedExport | null> {
     return this.tx(async (c) => {
-      // SKIP LOCKED: rows another worker is claiming right now are passed over, not waited for.
+      // Claims take turns (a claim is a few milliseconds): the per-tenant running count below is
+      // then exact, where concurrent claims could each see one slot free. SKIP LOCKED still passes
+      // over rows that other transactions hold (a cancel, a lease write) instead of waiting on them.
+      await c.query("SELECT pg_advisory_xact_lock($1)", [CLAIM_LOCK]);
       // A queued export waits while its tenant already runs max_running exports under live leases.
       const [next] = await this.rows<{ id: string; status: ExportStatus }>(
         `SELECT e.id, e.status FROM exports e
