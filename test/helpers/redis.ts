@@ -3,23 +3,12 @@
  * otherwise a throwaway redis-server started here on a free port, keeping nothing on disk.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import net from "node:net";
 import { Redis } from "ioredis";
+import { freePort } from "./net.js";
 
 export interface TestRedis {
   url: string;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
 }
 
 export async function startTestRedis(): Promise<TestRedis> {

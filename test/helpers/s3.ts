@@ -3,9 +3,9 @@
  * a temporary folder. It checks link expiry but not signatures (the S3 contract tests say so).
  */
 import fs from "node:fs";
-import net from "node:net";
 import S3rver from "s3rver";
 import type { S3Settings } from "../../src/config/index.js";
+import { freePort } from "./net.js";
 import { tempDir } from "./service.js";
 
 export interface TestS3 {
@@ -16,17 +16,6 @@ export interface TestS3 {
   /** Stops the server but keeps its data, so it can come back (fault tests). */
   pause(): Promise<void>;
   resume(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
 }
 
 export async function startTestS3(bucket = "exportd-test"): Promise<TestS3> {
