@@ -98,7 +98,13 @@ describe("create requests", () => {
     assert.equal(r.format, "csv");
     assert.equal(r.compression, "gzip");
     assert.equal(r.partMaxRows, 1_000_000);
-    assert.deepEqual(r.csv, { delimiter: ",", header: true, bom: false });
+    assert.deepEqual(r.csv, {
+      delimiter: ",",
+      header: true,
+      bom: false,
+      newline: "crlf",
+      formulaGuard: false,
+    });
   });
 
   test("errors are AppErrors with a code and field details", () => {
