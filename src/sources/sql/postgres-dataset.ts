@@ -189,6 +189,7 @@ export class PostgresDataset implements Dataset {
       );
       // A deep read buffer lets PostgreSQL keep sending while the compressor works on the last batch.
       const stream = client.query(copyTo(this.copyStatement(options), { highWaterMark: 2 * SCAN_BYTES }));
+      options.signal.throwIfAborted();
       const onAbort = () => stream.destroy(options.signal.reason as Error);
       options.signal.addEventListener("abort", onAbort, { once: true });
       try {
