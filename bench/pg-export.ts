@@ -200,8 +200,10 @@ try {
         `ratio ${(exportdRate / psqlRate).toFixed(2)} | exportd peak RSS ${run.rssMb.toFixed(0)} MB`,
     );
   }
+  const sorted = [...ratios].sort((a, b) => a - b);
   console.log(
-    `ratio exportd/psql over ${ROUNDS} rounds: ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`,
+    `ratio exportd/psql over ${ROUNDS} rounds: ${sorted[0]?.toFixed(2)}–${sorted.at(-1)?.toFixed(2)}, ` +
+      `median ${sorted[Math.floor(sorted.length / 2)]?.toFixed(2)}`,
   );
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });

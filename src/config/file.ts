@@ -6,7 +6,13 @@
 import fs from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
-import { COLUMN_TYPES, type ColumnType, FILTER_TYPES, type FilterType } from "../domain/dataset.js";
+import {
+  ALL_PLANS,
+  COLUMN_TYPES,
+  type ColumnType,
+  FILTER_TYPES,
+  type FilterType,
+} from "../domain/dataset.js";
 import { FORMATS, type Format } from "../domain/export.js";
 
 export interface PostgresSourceConfig {
@@ -249,7 +255,7 @@ function checkDataset(
     o.limits === undefined
       ? {}
       : (c.object(o.limits, limitsAt, ["max_range_days", "max_rows", "max_bytes"]) ?? {});
-  const plans = c.list(o, "plans", at, ["*"]).map((p, i) => {
+  const plans = c.list(o, "plans", at, [ALL_PLANS]).map((p, i) => {
     if (typeof p !== "string" || p === "") c.fail(`${at}.plans[${i}]`, "must be a plan name");
     return String(p);
   });

@@ -32,6 +32,9 @@ export const COLUMN_TYPES: readonly ColumnType[] = [
   "json",
 ];
 
+/** Columns the CSV formula guard applies to: numbers, booleans and timestamps are never formulas. */
+export const FORMULA_GUARDED_TYPES: ReadonlySet<ColumnType> = new Set<ColumnType>(["string", "json"]);
+
 export type FilterType = "string" | "integer" | "boolean";
 export const FILTER_TYPES: readonly FilterType[] = ["string", "integer", "boolean"];
 

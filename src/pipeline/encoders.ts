@@ -2,7 +2,7 @@
  * Row encoders, one per format, in a registry. An encoder turns a whole batch of rows into one
  * string: writing large chunks into the compressor, not one per row, is what keeps exports fast.
  */
-import type { ColumnSpec } from "../domain/dataset.js";
+import { type ColumnSpec, FORMULA_GUARDED_TYPES } from "../domain/dataset.js";
 import { type CsvOptions, csvNewline, FORMULA_STARTS, type Format } from "../domain/export.js";
 import type { Cell } from "../sources/types.js";
 
@@ -17,9 +17,6 @@ export interface EncoderOptions {
   columns: ColumnSpec[];
   csv: CsvOptions;
 }
-
-/** Text cells the formula guard applies to: numbers, booleans and timestamps are never formulas. */
-const GUARDED_TYPES = new Set(["string", "json"]);
 
 function csvEncoder({ columns, csv }: EncoderOptions): Encoder {
   const delimiter = csv.delimiter;
@@ -37,7 +34,7 @@ function csvEncoder({ columns, csv }: EncoderOptions): Encoder {
   const formulaStart = new Set<string>(FORMULA_STARTS);
   const guarded = (value: Cell): string =>
     typeof value === "string" && formulaStart.has(value.charAt(0)) ? text(`'${value}`) : field(value);
-  const cell = columns.map((c) => (csv.formulaGuard && GUARDED_TYPES.has(c.type) ? guarded : field));
+  const cell = columns.map((c) => (csv.formulaGuard && FORMULA_GUARDED_TYPES.has(c.type) ? guarded : field));
   const width = columns.length;
   return {
     contentType: "text/csv; charset=utf-8",

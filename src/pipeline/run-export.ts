@@ -64,8 +64,8 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
   const encoder = ENCODERS[request.format]({ columns, csv: request.csv });
   const { maxRows, maxBytes } = o.dataset.descriptor.limits;
   // Bytes of encoded data before compression: the same whatever the compression, so the limit is too.
-  // A resumed run counts the published parts by their stored size: exact without compression, a lower
-  // bound with gzip (the limit then bites a little later, never earlier than in an uninterrupted run).
+  // A resumed run counts the published parts by their stored size: without compression that is the
+  // data plus each part's header row; with gzip it is less than the data, so the limit bites later.
   let totalBytes = o.startBytes;
 
   let partIndex = o.startPart;

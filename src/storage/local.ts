@@ -50,6 +50,8 @@ export class LocalObjectStore implements ObjectStore {
         await fs.rename(tempPath, finalPath);
       },
       async abort() {
+        // Writes still in flight fail once destroyed; nobody waits for them any more.
+        stream.on("error", () => undefined);
         stream.destroy();
         await fs.rm(tempPath, { force: true });
       },

@@ -87,3 +87,38 @@ describe("jsonl", () => {
     assert.equal(out.split("\n").length, 2);
   });
 });
+
+test("csv: LF newlines, NULL unquoted and empty quoted, the formula guard on text columns only", () => {
+  const cols: ColumnSpec[] = [
+    { name: "text", type: "string" },
+    { name: "n", type: "integer" },
+  ];
+  const enc = ENCODERS.csv({
+    columns: cols,
+    csv: { delimiter: ",", header: false, bom: false, newline: "lf", formulaGuard: true },
+  });
+  const out = enc.encode(
+    [
+      ["=1+1", -5],
+      ["+x", 9007199254740993n],
+      ["-y,z", null],
+      ["@a", 1],
+      ["\tt", 1],
+      ["\rr", 1],
+      ["", 1],
+      [null, 1],
+      ["safe", 1],
+    ],
+    0,
+    9,
+  );
+  assert.equal(out, `'=1+1,-5\n'+x,9007199254740993\n"'-y,z",\n'@a,1\n'\tt,1\n"'\rr",1\n"",1\n,1\nsafe,1\n`);
+});
+
+test("jsonl: bigints keep every digit", () => {
+  const enc = ENCODERS.jsonl({
+    columns: [{ name: "n", type: "integer" }],
+    csv: { delimiter: ",", header: true, bom: false },
+  });
+  assert.equal(enc.encode([[2n ** 64n + 1n]], 0, 1), '{"n":18446744073709551617}\n');
+});

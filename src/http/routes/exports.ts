@@ -70,7 +70,15 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       const dataset = datasets.get(exportRequest.dataset);
       const tenant = await store.getTenant(caller.tenantId);
       if (!dataset || !tenant) throw new Error("validated dataset or authenticated tenant vanished");
-      const estimatedRows = await dataset.estimateRows(tenant, exportRequest, now);
+      // A source that is down does not stop an export from being queued (the worker retries), but a dry
+      // run has nothing to answer without it.
+      const estimatedRows = await dataset.estimateRows(tenant, exportRequest, now).catch((err: unknown) => {
+        request.log.warn({ err, dataset: dataset.descriptor.name }, "estimating rows failed");
+        if (request.body.dry_run) {
+          throw new AppError("service_unavailable", "The dataset's database cannot be reached right now.");
+        }
+        return null;
+      });
       if (request.body.dry_run) return reply.code(200).send(presentDryRun(dataset.descriptor, estimatedRows));
       const record = newExport({
         id: newId(),

@@ -5,6 +5,7 @@
  * Every query is scoped to the caller's tenant and the time range, in (time, key) order.
  */
 import type { DatasetConfig } from "../../config/file.js";
+import type { FilterType } from "../../domain/dataset.js";
 import type { ExportRequest } from "../../domain/export.js";
 
 export type SqlValue = string | number | bigint;
@@ -44,7 +45,7 @@ export function scopeOf(
   request: ExportRequest,
   tenantName: string,
   after: KeysetAfter | null,
-  convert: { time(ms: number): SqlValue; filterValue(type: string, value: string): SqlValue },
+  convert: { time(ms: number): SqlValue; filterValue(type: FilterType, value: string): SqlValue },
 ): QueryScope {
   const byName = new Map(dataset.filters.map((f) => [f.name, f]));
   return {

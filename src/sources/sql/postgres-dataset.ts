@@ -11,8 +11,8 @@
 import pg from "pg";
 import { to as copyTo } from "pg-copy-streams";
 import type { DatasetColumnConfig, DatasetConfig } from "../../config/file.js";
-import type { ColumnType } from "../../domain/dataset.js";
-import { csvNewline, type ExportRequest } from "../../domain/export.js";
+import { type ColumnType, FORMULA_GUARDED_TYPES } from "../../domain/dataset.js";
+import { csvNewline, type ExportRequest, FORMULA_STARTS } from "../../domain/export.js";
 import type { Dataset, EncodedBatch, ReadOptions, TenantRef } from "../types.js";
 import {
   type Binder,
@@ -67,9 +67,10 @@ function csvExpression(c: DatasetColumnConfig, request: ExportRequest): string {
     json: () => `${col}::text`,
   };
   const text = csv[c.type]();
-  if (!request.csv.formulaGuard || (c.type !== "string" && c.type !== "json")) return text;
-  // The formula guard (same characters as the JS encoder): = + - @ tab CR start a formula.
-  return `CASE WHEN left(${text}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) THEN '''' || ${text} ELSE ${text} END`;
+  if (!request.csv.formulaGuard || !FORMULA_GUARDED_TYPES.has(c.type)) return text;
+  // The formula guard, with the JS encoder's characters: a leading ' keeps a spreadsheet from running it.
+  const starts = FORMULA_STARTS.map((ch) => literal(ch)).join(", ");
+  return `CASE WHEN left(${text}, 1) IN (${starts}) THEN '''' || ${text} ELSE ${text} END`;
 }
 
 /** A column as JSON text for JSONL. JSON columns go through jsonb: valid, and free of raw newlines. */
@@ -188,6 +189,7 @@ export class PostgresDataset implements Dataset {
       );
       // A deep read buffer lets PostgreSQL keep sending while the compressor works on the last batch.
       const stream = client.query(copyTo(this.copyStatement(options), { highWaterMark: 2 * SCAN_BYTES }));
+      options.signal.throwIfAborted();
       const onAbort = () => stream.destroy(options.signal.reason as Error);
       options.signal.addEventListener("abort", onAbort, { once: true });
       try {

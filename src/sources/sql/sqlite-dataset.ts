@@ -8,7 +8,7 @@
  */
 import Database from "better-sqlite3";
 import type { DatasetConfig, SqliteSourceConfig } from "../../config/file.js";
-import type { ColumnType } from "../../domain/dataset.js";
+import type { ColumnType, FilterType } from "../../domain/dataset.js";
 import type { ExportRequest } from "../../domain/export.js";
 import { TimestampFormatter } from "../../domain/time.js";
 import type { Cell, CellBatch, Dataset, ReadOptions, TenantRef } from "../types.js";
@@ -40,7 +40,7 @@ const CELLS: Record<ColumnType, (v: Raw, time: TimestampFormatter) => Cell> = {
   json: (v) => (v === null ? null : String(v)),
 };
 
-function filterValue(type: string, value: string): string | bigint | number {
+function filterValue(type: FilterType, value: string): string | bigint | number {
   if (type === "integer") return BigInt(value);
   if (type === "boolean") return value === "true" ? 1 : 0;
   return value;
