@@ -74,6 +74,11 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     when: "The export's files were deleted by the retention policy. Create a new export.",
   },
+  precondition_failed: {
+    status: 412,
+    retryable: false,
+    when: "A download's `If-Match` or `If-Unmodified-Since` does not hold: the file is not the one the client expects.",
+  },
   payload_too_large: {
     status: 413,
     retryable: false,
@@ -83,6 +88,11 @@ export const ERROR_CATALOGUE = {
     status: 415,
     retryable: false,
     when: "The request body is not `application/json`.",
+  },
+  range_not_satisfiable: {
+    status: 416,
+    retryable: false,
+    when: "A download's `Range` lies outside the file; `Content-Range: bytes */SIZE` gives the size.",
   },
   rate_limited: {
     status: 429,

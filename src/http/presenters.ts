@@ -18,8 +18,9 @@ export async function presentExport(
   links: LinkOptions | null,
   queuePosition: number | null,
 ) {
-  const showParts =
-    record.status === "running" || record.status === "succeeded" || record.status === "expired";
+  // Failed and canceled exports have no files; the others list what is published (with links once
+  // succeeded), including a queued export resuming after an interrupted run.
+  const showParts = record.status !== "failed" && record.status !== "canceled";
   const signed = record.status === "succeeded" && links !== null;
   const { request } = record;
   return {

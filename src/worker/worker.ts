@@ -16,11 +16,11 @@ import { advanceProgress, type ExportError, type ExportRecord, retryDelayMs } fr
 import { exportPrefix } from "../domain/naming.js";
 import type { ExportOutcome, Metrics } from "../metrics/metrics.js";
 import { ExportFailure, type PipelineProgress, runExport } from "../pipeline/run-export.js";
+import { purgeExportFiles } from "../purge.js";
 import type { DatasetRegistry } from "../sources/registry.js";
 import { StorageError, storageOp } from "../storage/errors.js";
 import type { ObjectStore } from "../storage/types.js";
 import type { ClaimedExport, Lease, MetadataStore } from "../store/types.js";
-import { purgeExportFiles } from "./purge.js";
 
 export interface WorkerDeps {
   store: MetadataStore;

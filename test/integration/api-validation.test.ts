@@ -1,5 +1,7 @@
 /** Request validation and the error envelope, through the real HTTP app (in process) on a real SQLite file. */
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ERROR_CATALOGUE } from "../../src/domain/errors.js";
 import { pastMidnight, startTestService, type TestService } from "../helpers/service.js";
@@ -174,6 +176,41 @@ describe("routes and ids", () => {
     assert.equal(first.json().status, "canceled");
     assert.equal(first.json().cancellable, false);
     assertEnvelope(await svc.app!.inject({ method: "POST", url, headers: auth() }), 409, "not_cancellable");
+  });
+
+  test("canceling a queued export that holds parts of an interrupted run deletes them at once", async () => {
+    const created = (await post(valid)).json();
+    const tenantId = (await svc.store.findTenantByName("acme"))!.id;
+    // An earlier run published one part, then handed the export back (a shutdown).
+    await svc.store.updateTenant("acme", { overrides: { maxRunning: 1000 } });
+    const lease = { owner: "w", now: Date.now(), leaseMs: 60_000 };
+    let claimed = await svc.store.claimExport(lease);
+    while (claimed && claimed.id !== created.id) claimed = await svc.store.claimExport(lease);
+    const key = `exports/${tenantId}/${created.id}/part-000.a1.csv.gz`;
+    const file = path.join(svc.dataDir, "objects", key);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, "id\r\n");
+    const part = { index: 0, objectKey: key, rows: 0, bytes: 4, sha256: "x" };
+    assert.equal(
+      await svc.store.recordPart(created.id, lease, part, null, { percent: 1, rows: 0, parts: 1 }),
+      "ok",
+    );
+    assert.equal(await svc.store.requeueExport(created.id, lease, Date.now(), null), "ok");
+    const queued = await svc.app!.inject({
+      method: "GET",
+      url: `/v1/exports/${created.id}`,
+      headers: auth(),
+    });
+    assert.equal(queued.json().status, "queued");
+    assert.equal(queued.json().parts.length, 1, "a queued export shows the parts it already has");
+    const res = await svc.app!.inject({
+      method: "POST",
+      url: `/v1/exports/${created.id}/cancel`,
+      headers: auth(),
+    });
+    assert.equal(res.statusCode, 200);
+    assert.equal(fs.existsSync(file), false, "its file is gone at once");
+    assert.deepEqual(res.json().parts, []);
   });
 
   test("list pages through every export, newest first, and filters", async () => {

@@ -221,7 +221,13 @@ describe("export flow", () => {
     assert.ok(Buffer.concat([first.rawPayload, rest.rawPayload]).equals(whole));
     const etag = String((await h.fetchPart(url)).headers.etag);
     assert.equal((await h.fetchPart(url, { "if-none-match": etag })).statusCode, 304);
-    assert.equal((await h.fetchPart(url, { range: `bytes=${whole.length + 10}-` })).statusCode, 416);
+    const outside = await h.fetchPart(url, { range: `bytes=${whole.length + 10}-` });
+    assert.equal(outside.statusCode, 416);
+    assert.equal(outside.json().error.code, "range_not_satisfiable");
+    assert.equal(outside.headers["content-range"], `bytes */${whole.length}`);
+    const mismatch = await h.fetchPart(url, { "if-match": '"not-this-file"' });
+    assert.equal(mismatch.statusCode, 412);
+    assert.equal(mismatch.json().error.code, "precondition_failed");
   });
 
   test("tampered links → 403 invalid_signature; the file route never needs the API key", async () => {

@@ -9,6 +9,7 @@ import { AppError, invalidRequest } from "../../domain/errors.js";
 import { type ExportRecord, newExport } from "../../domain/export.js";
 import { isUuid, newId } from "../../domain/ids.js";
 import { partDownloadName } from "../../domain/naming.js";
+import { purgeExportFiles } from "../../purge.js";
 import { callerOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 import { presentDryRun, presentExport } from "../presenters.js";
@@ -211,6 +212,9 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
         );
       }
       request.log.info({ export_id: result.record.id }, "export canceled");
+      // Delete what is published now: a queued export (parts of an interrupted run) has no worker to
+      // do it; for a running one, its worker also drops the part it was writing.
+      if (result.record.parts.length > 0) await purgeExportFiles(store, deps.storage, result.record, clock());
       return presentExport(result.record, null, null);
     },
   );

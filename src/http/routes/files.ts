@@ -25,7 +25,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSig
           "Links come from the export status or the download route. Supports Range and If-None-Match.",
         params: FileParams,
         querystring: FileQuery,
-        response: errorResponses(403, 404, 416),
+        response: errorResponses(403, 404, 412, 416),
       },
     },
     async (request, reply) => {
@@ -52,9 +52,14 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSig
         acceptRanges: true,
       });
       if (result.type === "error") {
-        if (result.statusCode === 404) throw new AppError("not_found", "The file no longer exists.");
-        // 412, 416 and the like: send's own status and headers, an empty body.
-        return reply.code(result.statusCode).headers(result.headers).send();
+        if (result.statusCode === 416) {
+          throw new AppError("range_not_satisfiable", "The requested range lies outside the file.", [], {
+            "content-range": result.headers["Content-Range"] ?? "",
+          });
+        }
+        if (result.statusCode === 412)
+          throw new AppError("precondition_failed", "The file is not the one expected.");
+        throw new AppError("not_found", "The file no longer exists.");
       }
       if (result.type === "directory") throw new AppError("not_found", "The file no longer exists.");
       return reply

@@ -1,0 +1,18 @@
+/**
+ * Deleting an export's files, shared by the cancel route (a queued export may hold parts of an
+ * earlier run), the worker (cancel, failure) and the retention sweeper.
+ */
+import type { ExportRecord } from "./domain/export.js";
+import { exportPrefix } from "./domain/naming.js";
+import type { ObjectStore } from "./storage/types.js";
+import type { MetadataStore } from "./store/types.js";
+
+export async function purgeExportFiles(
+  store: MetadataStore,
+  storage: ObjectStore,
+  record: Pick<ExportRecord, "id" | "tenantId">,
+  now: number,
+): Promise<void> {
+  await storage.deletePrefix(exportPrefix(record.tenantId, record.id));
+  await store.markPurged(record.id, now);
+}
