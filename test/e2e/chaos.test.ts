@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
+import fs from "node:fs";
 import { after, before, test } from "node:test";
 import { gunzipSync } from "node:zlib";
 import { S3ObjectStore } from "../../src/storage/s3.js";
@@ -47,8 +48,10 @@ after(async () => {
   await db.dispose();
 });
 
+const dataDir = tempDir("exportd-chaos-");
+after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+
 test("50 exports, 3 workers, one SIGKILL and one SIGTERM: all succeed, whole and once", async () => {
-  const dataDir = tempDir("exportd-chaos-");
   const env = {
     ...s3.env,
     EXPORTD_DATABASE_URL: db.url,
