@@ -13,16 +13,15 @@ import {
   type ErrorBody,
   type ExportView,
   filesUnder,
-  pastUtcMidnight,
-  pollUntil,
   startServer,
   stopAll,
 } from "../helpers/server-process.js";
+import { pastMidnight, waitFor } from "../helpers/service.js";
 
 after(() => stopAll());
 
 const DAY = 86_400_000;
-const to = pastUtcMidnight();
+const to = pastMidnight();
 const thirtyDays = {
   dataset: "events",
   from: new Date(to - 30 * DAY).toISOString(),
@@ -59,7 +58,7 @@ test("cancel a running export with published parts: 200, files gone within 2 s, 
   assert.equal(createdQueued.status, 202, JSON.stringify(createdQueued.json));
   const queuedId = createdQueued.json.id;
 
-  const running = await pollUntil(
+  const running = await waitFor(
     async () => (await http.get(`/v1/exports/${id}`)).json,
     (e) => (e.status === "running" && e.progress.parts >= 1) || !["queued", "running"].includes(e.status),
     60_000,
@@ -83,7 +82,7 @@ test("cancel a running export with published parts: 200, files gone within 2 s, 
   assert.equal(canceled.json.cancellable, false);
 
   // Within two seconds the export's files are deleted (the folder gone or empty).
-  await pollUntil(
+  await waitFor(
     () => exportFiles(server.dataDir, id),
     (files) => files.length === 0,
     2000,

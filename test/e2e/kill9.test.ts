@@ -14,16 +14,15 @@ import {
   createKey,
   type ExportView,
   filesUnder,
-  pastUtcMidnight,
-  pollUntil,
   startServer,
   stopAll,
 } from "../helpers/server-process.js";
+import { pastMidnight, waitFor } from "../helpers/service.js";
 
 after(() => stopAll());
 
 const DAY = 86_400_000;
-const to = pastUtcMidnight();
+const to = pastMidnight();
 const thirtyDays = {
   dataset: "events",
   from: new Date(to - 30 * DAY).toISOString(),
@@ -76,7 +75,7 @@ test("kill -9 mid-export, restart on the same data folder: resumed parts equal a
   assert.equal(created.status, 202, JSON.stringify(created.json));
   const id = created.json.id;
 
-  const midway = await pollUntil(
+  const midway = await waitFor(
     async () => (await http.get(`/v1/exports/${id}`)).json,
     (e) => isFinal(e) || (e.status === "running" && e.progress.parts >= 1),
     90_000,
@@ -96,7 +95,7 @@ test("kill -9 mid-export, restart on the same data folder: resumed parts equal a
 
   const second = await startServer({ dataDir: first.dataDir, env });
   http = api(second.url, key);
-  const resumed = await pollUntil(async () => (await http.get(`/v1/exports/${id}`)).json, isFinal, 120_000);
+  const resumed = await waitFor(async () => (await http.get(`/v1/exports/${id}`)).json, isFinal, 120_000);
   assert.equal(resumed.status, "succeeded", JSON.stringify(resumed.error));
   assert.ok(resumed.attempts >= 2, `attempts ${resumed.attempts}: a second attempt finished it`);
 
@@ -134,7 +133,7 @@ test("kill -9 mid-export, restart on the same data folder: resumed parts equal a
   const again = await http.post("/v1/exports", thirtyDays);
   assert.equal(again.status, 202, JSON.stringify(again.json));
   assert.notEqual(again.json.id, id);
-  const clean = await pollUntil(
+  const clean = await waitFor(
     async () => (await http.get(`/v1/exports/${again.json.id}`)).json,
     isFinal,
     120_000,

@@ -17,12 +17,11 @@ import {
   createKey,
   type ErrorBody,
   type ExportView,
-  pastUtcMidnight,
-  pollUntil,
   type ServerProcess,
   startServer,
   stopAll,
 } from "../helpers/server-process.js";
+import { pastMidnight, waitFor } from "../helpers/service.js";
 
 const DAY = 86_400_000;
 
@@ -40,7 +39,7 @@ async function assertRefused(res: Response, code: string, what: string): Promise
 describe("a 7-day csv.gz export on a fresh data folder", () => {
   let server: ServerProcess;
   let http: ReturnType<typeof api>;
-  const to = pastUtcMidnight();
+  const to = pastMidnight();
   const from = to - 7 * DAY;
   let done: ExportView;
   let part: ExportView["parts"][number];
@@ -68,7 +67,7 @@ describe("a 7-day csv.gz export on a fresh data folder", () => {
     assert.ok(["queued", "running"].includes(created.json.status), created.json.status);
 
     const percents: number[] = [];
-    const final = await pollUntil(
+    const final = await waitFor(
       async () => {
         const res = await http.get(location);
         assert.equal(res.status, 200);
@@ -238,7 +237,7 @@ describe("links from a server with EXPORTD_LINK_TTL_SECONDS=10", () => {
   test("a link works until expires_at, then → 403 link_expired", async () => {
     const server = await startServer({ env: { EXPORTD_LINK_TTL_SECONDS: "10" } });
     const http = api(server.url, createKey(server.dataDir, "acme"));
-    const to = pastUtcMidnight();
+    const to = pastMidnight();
     const created = await http.post("/v1/exports", {
       dataset: "events",
       from: new Date(to - 3_600_000).toISOString(),
@@ -247,7 +246,7 @@ describe("links from a server with EXPORTD_LINK_TTL_SECONDS=10", () => {
       compression: "gzip",
     });
     assert.equal(created.status, 202);
-    const final = await pollUntil(
+    const final = await waitFor(
       async () => (await http.get(`/v1/exports/${created.json.id}`)).json,
       (e) => !["queued", "running"].includes(e.status),
       30_000,

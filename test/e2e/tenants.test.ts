@@ -14,12 +14,11 @@ import {
   createKey,
   type ErrorBody,
   type ExportView,
-  pastUtcMidnight,
-  pollUntil,
   type ServerProcess,
   startServer,
   stopAll,
 } from "../helpers/server-process.js";
+import { pastMidnight, waitFor } from "../helpers/service.js";
 
 let server: ServerProcess;
 let keyA: string;
@@ -27,7 +26,7 @@ let keyB: string;
 let readOnlyA: string;
 let exportId: string;
 
-const to = pastUtcMidnight();
+const to = pastMidnight();
 const smallExport = {
   dataset: "events",
   from: new Date(to - 3_600_000).toISOString(),
@@ -72,7 +71,7 @@ test("tenant A creates an export; it runs to succeeded", async () => {
   const created = await a.post("/v1/exports", smallExport);
   assert.equal(created.status, 202, JSON.stringify(created.json));
   exportId = created.json.id;
-  const done = await pollUntil(
+  const done = await waitFor(
     async () => (await a.get(`/v1/exports/${exportId}`)).json,
     (e) => !["queued", "running"].includes(e.status),
     30_000,

@@ -194,26 +194,6 @@ export function removeDir(dir: string): void {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-/** Polls `fn` every 50 ms until `predicate` holds; throws with the last value after `timeoutMs`. */
-export async function pollUntil<T>(
-  fn: () => Promise<T> | T,
-  predicate: (value: T) => boolean,
-  timeoutMs: number,
-  intervalMs = 50,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (predicate(value)) return value;
-    if (Date.now() > deadline) {
-      throw new Error(
-        `pollUntil timed out after ${timeoutMs} ms; last value: ${JSON.stringify(value)?.slice(0, 2000)}`,
-      );
-    }
-    await sleep(intervalMs);
-  }
-}
-
 /** The parts of an export's status the end-to-end tests read. */
 export interface ExportView {
   id: string;
@@ -317,12 +297,6 @@ export function client(url: string, key: string) {
       return fetch(`${url}${path}`, { ...init, headers: { authorization: headers.authorization } });
     },
   };
-}
-
-/** A past UTC midnight (yesterday's by default), so demo data in ranges ending there is complete. */
-export function pastUtcMidnight(daysAgo = 1): number {
-  const now = new Date();
-  return Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - daysAgo);
 }
 
 /** Every file below `dir`, as paths relative to it; [] when `dir` does not exist. */

@@ -47,7 +47,7 @@ export function pastMidnight(daysAgo = 1): number {
 }
 
 export async function waitFor<T>(
-  probe: () => Promise<T>,
+  probe: () => Promise<T> | T,
   done: (value: T) => boolean,
   timeoutMs = 30_000,
 ): Promise<T> {
