@@ -5,6 +5,8 @@
  * Run: npm run bench:api   (ROUNDS=3, SECONDS=10 by default)
  */
 import { execFileSync, spawn } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../test/helpers/net.js";
 import { cli, client, startServer } from "../test/helpers/server-process.js";
@@ -39,7 +41,11 @@ const line = (label: string, r: Result) =>
   `${label.padEnd(24)} ${Math.round(r.requests.average).toLocaleString("en-US").padStart(8)} req/s  p50 ${r.latency.p50} ms  p99 ${r.latency.p99} ms  non-2xx ${r.non2xx}  errors ${r.errors}`;
 
 const dataDir = tempDir("exportd-bench-api-");
-const server = await startServer({ dataDir, env: { EXPORTD_LOG_LEVEL: "warn" } });
+const server = await startServer({
+  dataDir,
+  env: { EXPORTD_LOG_LEVEL: "warn" },
+  nodeArgs: (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean),
+});
 const key = cli(dataDir, ["keys", "create", "--tenant", "bench"]).trim().split("\n").at(-1) as string;
 cli(dataDir, ["tenants", "set", "bench", "--requests-per-minute", "1000000"]);
 const http = client(server.url, key);
@@ -54,12 +60,21 @@ await waitFor(
   (e) => e.status === "succeeded",
 );
 
+const bodyFile = path.join(dataDir, "status.json");
+fs.writeFileSync(
+  bodyFile,
+  await (
+    await fetch(`${server.url}/v1/exports/${created.body.id}`, {
+      headers: { authorization: `Bearer ${key}` },
+    })
+  ).text(),
+);
 const barePort = await freePort();
 const bare = spawn(
   process.execPath,
   ["--import", "tsx", fileURLToPath(new URL("./bare-fastify.ts", import.meta.url))],
   {
-    env: { ...process.env, PORT: String(barePort) },
+    env: { ...process.env, PORT: String(barePort), BODY_FILE: bodyFile },
     stdio: ["ignore", "pipe", "inherit"],
   },
 );

@@ -1,10 +1,15 @@
-/** The anchor for bench/api.ts: a bare Fastify route answering a small JSON object, nothing else. */
+/**
+ * The anchor for bench/api.ts: a bare Fastify route answering the same JSON document exportd
+ * answers (read from $BODY_FILE), so both sides write the same bytes and the difference is
+ * exportd's own work: authentication, the database, link signing and the response schema.
+ */
+import fs from "node:fs";
 import Fastify from "fastify";
 
+const body = JSON.parse(fs.readFileSync(process.env.BODY_FILE as string, "utf8")) as unknown;
 const app = Fastify({ logger: false });
-app.get("/v1/exports/:id", async (request) => ({
-  id: (request.params as { id: string }).id,
-  status: "succeeded",
-}));
+app.get("/v1/exports/:id", async () => body);
 await app.listen({ port: Number(process.env.PORT), host: "127.0.0.1" });
 process.stdout.write("ready\n");
+// Exit normally on SIGTERM, so `--cpu-prof` writes its profile.
+process.once("SIGTERM", () => void app.close().then(() => process.exit(0)));

@@ -38,7 +38,7 @@ export function keyPrefix(key: string): string | null {
 }
 
 export function keyMatches(key: string, storedHash: string): boolean {
-  const given = Buffer.from(hashKey(key), "hex");
+  const given = createHash("sha256").update(key).digest();
   const stored = Buffer.from(storedHash, "hex");
   return given.length === stored.length && timingSafeEqual(given, stored);
 }

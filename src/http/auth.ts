@@ -4,11 +4,13 @@
  * and every handler scopes its queries with it.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { Logger } from "pino";
 import { keyMatches, keyPrefix } from "../domain/api-keys.js";
 import { AppError } from "../domain/errors.js";
 import type { Scope } from "../domain/scopes.js";
-import type { TenantLimits } from "../domain/tenant.js";
+import type { Tenant, TenantLimits } from "../domain/tenant.js";
 import type { MetadataStore } from "../store/types.js";
+import { TtlCache } from "./ttl-cache.js";
 
 export interface AuthContext {
   tenantId: string;
@@ -31,6 +33,11 @@ declare module "fastify" {
 
 /** last_used_at is written at most this often per key, so reads stay reads. */
 const TOUCH_EVERY_MS = 60_000;
+/**
+ * A tenant's plan and limits are read at most this often per process. The key itself is checked
+ * on every request, so a revoked key is refused at once; a plan change takes effect within this.
+ */
+const TENANT_CACHE_MS = 1_000;
 
 function unauthorized(message: string): AppError {
   return new AppError("unauthorized", message, [], { "www-authenticate": 'Bearer realm="exportd"' });
@@ -38,6 +45,14 @@ function unauthorized(message: string): AppError {
 
 export function installAuth(app: FastifyInstance, store: MetadataStore, clock: () => number): void {
   const lastTouched = new Map<string, number>();
+  const tenants = new TtlCache<Tenant>(TENANT_CACHE_MS);
+  const tenantOf = async (id: string, now: number): Promise<Tenant | null> => {
+    const cached = tenants.get(id, now);
+    if (cached) return cached;
+    const tenant = await store.getTenant(id);
+    if (tenant) tenants.set(id, tenant, now);
+    return tenant;
+  };
   app.decorateRequest("auth", null);
   app.addHook("onRequest", async (request: FastifyRequest) => {
     const scope = request.routeOptions.config.scope;
@@ -58,7 +73,8 @@ export function installAuth(app: FastifyInstance, store: MetadataStore, clock: (
         [{ field: "authorization", code: "missing_scope", message: scope }],
       );
     }
-    const tenant = await store.getTenant(record.tenantId);
+    const now = clock();
+    const tenant = await tenantOf(record.tenantId, now);
     if (!tenant) throw unauthorized("The API key is not valid.");
     request.auth = {
       tenantId: tenant.id,
@@ -69,12 +85,13 @@ export function installAuth(app: FastifyInstance, store: MetadataStore, clock: (
       scopes: record.scopes,
     };
     const exportId = (request.params as { id?: unknown } | undefined)?.id;
-    request.log = request.log.child({
+    // Fastify makes each request's logger a pino child of its own: binding in place spares a
+    // second child per request.
+    (request.log as Logger).setBindings({
       tenant_id: record.tenantId,
       key_prefix: record.prefix,
       ...(typeof exportId === "string" ? { export_id: exportId } : {}),
     });
-    const now = clock();
     if (now - (lastTouched.get(record.id) ?? 0) >= TOUCH_EVERY_MS) {
       lastTouched.set(record.id, now);
       await store.touchApiKey(record.id, now);

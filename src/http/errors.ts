@@ -105,8 +105,15 @@ function toAppError(err: FastifyError): AppError {
   );
 }
 
+/**
+ * Request ids: a random per-process prefix and a counter. Unique across processes and restarts
+ * (72 random bits), without drawing random bytes on every request.
+ */
+const requestIdPrefix = `req_${randomBytes(9).toString("base64url")}`;
+let requestCounter = 0;
 export function newRequestId(): string {
-  return `req_${randomBytes(12).toString("base64url")}`;
+  requestCounter = (requestCounter + 1) % Number.MAX_SAFE_INTEGER;
+  return `${requestIdPrefix}${requestCounter.toString(36).padStart(6, "0")}`;
 }
 
 function rawEnvelope(code: ErrorCode, message: string): { requestId: string; body: string } {

@@ -2,20 +2,14 @@
 import type { DatasetDescriptor } from "../domain/dataset.js";
 import { type ExportRecord, isCancellable } from "../domain/export.js";
 import { partDownloadName } from "../domain/naming.js";
-import type { ObjectStore } from "../storage/types.js";
+import type { PartLinks } from "./part-links.js";
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
-
-export interface LinkOptions {
-  storage: ObjectStore;
-  ttlSeconds: number;
-  now: number;
-}
 
 /** Parts are listed while running and after success; links are signed only for a succeeded export. */
 export async function presentExport(
   record: ExportRecord,
-  links: LinkOptions | null,
+  links: PartLinks | null,
   queuePosition: number | null,
 ) {
   // Failed and canceled exports have no files; the others list what is published (with links once
@@ -63,9 +57,7 @@ export async function presentExport(
       ? await Promise.all(
           record.parts.map(async (part) => {
             const filename = partDownloadName(request, part.index);
-            const link = signed
-              ? await links.storage.signedLink(part.objectKey, filename, links.ttlSeconds, links.now)
-              : null;
+            const link = signed ? await links.sign(part.objectKey, filename) : null;
             return {
               index: part.index,
               rows: part.rows,

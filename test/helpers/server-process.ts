@@ -70,12 +70,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * 50 ms for up to 15 s). Fails at once, with the process's stderr, if it exits first.
  */
 export async function startServer(
-  options: { dataDir?: string; env?: Record<string, string> } = {},
+  options: { dataDir?: string; env?: Record<string, string>; nodeArgs?: string[] } = {},
 ): Promise<ServerProcess> {
   const dataDir = options.dataDir ?? tempDataDir();
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, [CLI, "serve"], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, "serve"], {
     env: {
       ...baseEnv(),
       PORT: String(port),

@@ -6,12 +6,13 @@ import type { FastifyInstance } from "fastify";
 import { canonicalJson } from "../../domain/canonical-json.js";
 import { normalizeCreateRequest } from "../../domain/dataset.js";
 import { AppError, invalidRequest } from "../../domain/errors.js";
-import { type ExportRecord, newExport } from "../../domain/export.js";
+import { type ExportRecord, isFinal, newExport } from "../../domain/export.js";
 import { isUuid, newId } from "../../domain/ids.js";
 import { partDownloadName } from "../../domain/naming.js";
 import { purgeExportFiles } from "../../purge.js";
 import { callerOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
+import { PartLinks } from "../part-links.js";
 import { presentDryRun, presentExport } from "../presenters.js";
 import {
   CreateExportBody,
@@ -25,8 +26,10 @@ import {
   errorResponses,
   ListExportsQuery,
 } from "../schemas.js";
+import { TtlCache } from "../ttl-cache.js";
 
 const TAGS = ["exports"];
+const FINAL_EXPORT_CACHE_MS = 1_000;
 
 function encodeCursor(id: string): string {
   return Buffer.from(id).toString("base64url");
@@ -42,13 +45,24 @@ function decodeCursor(cursor: string): string {
 export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
   const { store, datasets, config, clock } = deps;
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const links = () => ({ storage: deps.storage, ttlSeconds: config.linkTtlSeconds, now: clock() });
+  const links = new PartLinks(deps.storage, config.linkTtlSeconds, clock);
 
+  // A final export changes only when the sweeper expires it, so it is read again at most once a
+  // second; queued and running ones are read every time, so progress is never stale.
+  const finalExports = new TtlCache<ExportRecord>(FINAL_EXPORT_CACHE_MS);
   const findExport = async (tenantId: string, id: string): Promise<ExportRecord> => {
+    const cacheKey = `${tenantId}/${id}`;
+    const now = clock();
+    const cached = finalExports.get(cacheKey, now);
+    if (cached) return cached;
     const record = isUuid(id) ? await store.getExport(tenantId, id) : null;
     if (!record) throw new AppError("not_found", "No export with this id.");
+    if (isFinal(record.status)) finalExports.set(cacheKey, record, now);
     return record;
   };
+  /** Only a queued export has a place in the queue; asking for the others costs a query for nothing. */
+  const queuePosition = (record: ExportRecord): Promise<number | null> | null =>
+    record.status === "queued" ? store.queuePosition(record.tenantId, record.id) : null;
 
   api.post(
     "/v1/exports",
@@ -125,7 +139,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       return reply
         .code(202)
         .header("location", `/v1/exports/${created.id}`)
-        .send(await presentExport(created, null, await store.queuePosition(caller.tenantId, created.id)));
+        .send(await presentExport(created, null, await queuePosition(created)));
     },
   );
 
@@ -153,9 +167,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];
       return {
-        data: await Promise.all(
-          page.map(async (r) => presentExport(r, links(), await store.queuePosition(caller.tenantId, r.id))),
-        ),
+        data: await Promise.all(page.map(async (r) => presentExport(r, links, await queuePosition(r)))),
         next_cursor: rows.length > limit && last ? encodeCursor(last.id) : null,
       };
     },
@@ -176,8 +188,9 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
     async (request, reply) => {
       const caller = callerOf(request);
       const record = await findExport(caller.tenantId, request.params.id);
-      const position = await store.queuePosition(caller.tenantId, record.id);
-      return reply.header("cache-control", "no-store").send(await presentExport(record, links(), position));
+      return reply
+        .header("cache-control", "no-store")
+        .send(await presentExport(record, links, await queuePosition(record)));
     },
   );
 
@@ -267,7 +280,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
         ]);
       }
       const filename = partDownloadName(record.request, part.index);
-      const link = await deps.storage.signedLink(part.objectKey, filename, config.linkTtlSeconds, clock());
+      const link = await links.sign(part.objectKey, filename);
       reply.header("cache-control", "no-store");
       if (redirect === false) {
         return {

@@ -285,12 +285,16 @@ export class PostgresStore implements MetadataStore {
   }
 
   private async withParts(rows: ExportRow[], on: Queryable = this.pool): Promise<ExportRecord[]> {
-    if (rows.length === 0) return [];
-    const parts = await this.rows<PartRow>(
-      "SELECT * FROM export_parts WHERE export_id = ANY($1) ORDER BY export_id, idx",
-      [rows.map((r) => r.id)],
-      on,
-    );
+    // progress_parts grows in the transaction that inserts a part: 0 means there is none to read.
+    const withAny = rows.filter((r) => r.progress_parts > 0).map((r) => r.id);
+    const parts =
+      withAny.length === 0
+        ? []
+        : await this.rows<PartRow>(
+            "SELECT * FROM export_parts WHERE export_id = ANY($1) ORDER BY export_id, idx",
+            [withAny],
+            on,
+          );
     const byExport = new Map<string, ExportPart[]>(rows.map((r) => [r.id, []]));
     for (const p of parts) byExport.get(p.export_id)?.push(toPart(p));
     return rows.map((r) => toExport(r, byExport.get(r.id) ?? []));

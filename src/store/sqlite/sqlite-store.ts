@@ -305,7 +305,8 @@ export class SqliteStore implements MetadataStore {
   }
 
   private withParts(rows: ExportRow[]): ExportRecord[] {
-    const parts = this.partsOf(rows.map((r) => r.id));
+    // progress_parts grows in the transaction that inserts a part: 0 means there is none to read.
+    const parts = this.partsOf(rows.filter((r) => r.progress_parts > 0).map((r) => r.id));
     return rows.map((r) => toExport(r, parts.get(r.id) ?? []));
   }
 
