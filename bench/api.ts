@@ -2,44 +2,20 @@
  * API throughput: GET /v1/exports/{id} with a key, at 50 connections (autocannon, in its own
  * process), against a bare Fastify route in the same run. exportd authenticates, reads SQLite,
  * signs the part links and serializes the full status; the anchor does none of it.
- * Run: npm run bench:api   (ROUNDS=3, SECONDS=10 by default)
+ * Run: npm run bench:api   (BENCH_ROUNDS=3, BENCH_SECONDS=10 by default; BENCH_NODE_ARGS adds flags to the server)
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../test/helpers/net.js";
 import { cli, client, startServer } from "../test/helpers/server-process.js";
 import { pastMidnight, tempDir, waitFor } from "../test/helpers/service.js";
+import { type LoadResult, load, loadLine } from "./load.js";
+import { int, ratioText, report, spread } from "./report.js";
 
-const ROUNDS = Number(process.env.ROUNDS ?? 3);
-const SECONDS = Number(process.env.SECONDS ?? 10);
-const autocannon = fileURLToPath(new URL("../node_modules/autocannon/autocannon.js", import.meta.url));
-
-interface Result {
-  requests: { average: number };
-  latency: { p50: number; p99: number };
-  non2xx: number;
-  errors: number;
-}
-
-function load(url: string, headers: string[]): Result {
-  const args = [
-    autocannon,
-    "-c",
-    "50",
-    "-d",
-    String(SECONDS),
-    "-j",
-    ...headers.flatMap((h) => ["-H", h]),
-    url,
-  ];
-  return JSON.parse(execFileSync(process.execPath, args, { maxBuffer: 1 << 26 }).toString()) as Result;
-}
-
-const line = (label: string, r: Result) =>
-  `${label.padEnd(24)} ${Math.round(r.requests.average).toLocaleString("en-US").padStart(8)} req/s  p50 ${r.latency.p50} ms  p99 ${r.latency.p99} ms  non-2xx ${r.non2xx}  errors ${r.errors}`;
-
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const dataDir = tempDir("exportd-bench-api-");
 const server = await startServer({
   dataDir,
@@ -80,23 +56,58 @@ const bare = spawn(
 );
 await new Promise((resolve) => bare.stdout?.once("data", resolve));
 
-const ratios: number[] = [];
+interface Round {
+  anchor: LoadResult;
+  ours: LoadResult;
+}
+const shape = { connections: 50, seconds: SECONDS };
+const rounds: Round[] = [];
 try {
   for (let round = 1; round <= ROUNDS; round++) {
-    const anchor = load(`http://127.0.0.1:${barePort}/v1/exports/${created.body.id}`, []);
-    const ours = load(`${server.url}/v1/exports/${created.body.id}`, [`authorization=Bearer ${key}`]);
+    const anchor = load({ url: `http://127.0.0.1:${barePort}/v1/exports/${created.body.id}`, ...shape });
+    const ours = load({
+      url: `${server.url}/v1/exports/${created.body.id}`,
+      headers: { authorization: `Bearer ${key}` },
+      ...shape,
+    });
     if (ours.non2xx > 0 || ours.errors > 0)
       throw new Error(`exportd answered errors: ${JSON.stringify(ours)}`);
-    ratios.push(ours.requests.average / anchor.requests.average);
+    rounds.push({ anchor, ours });
     process.stdout.write(
-      `round ${round}\n  ${line("bare Fastify route", anchor)}\n  ${line("exportd GET export", ours)}\n`,
+      `round ${round}\n  ${loadLine("bare Fastify route", anchor)}\n  ${loadLine("exportd GET export", ours)}\n`,
     );
   }
 } finally {
   bare.kill();
   await server.stop();
 }
-ratios.sort((a, b) => a - b);
-process.stdout.write(
-  `ratio exportd/bare over ${ROUNDS} rounds: ${ratios[0]?.toFixed(2)}–${ratios.at(-1)?.toFixed(2)}, median ${ratios[Math.floor(ratios.length / 2)]?.toFixed(2)} (floor 0.5)\n`,
-);
+const ratios = rounds.map((r) => r.ours.requests.average / r.anchor.requests.average);
+const row = (label: string, pick: (r: Round) => LoadResult): string[] => {
+  const results = rounds.map(pick);
+  const rate = spread(results.map((r) => r.requests.average));
+  const p50 = spread(results.map((r) => r.latency.p50));
+  const p99 = spread(results.map((r) => r.latency.p99));
+  return [label, `${int(rate.min)}–${int(rate.max)}`, `${p50.min}–${p50.max}`, `${p99.min}–${p99.max}`];
+};
+report({
+  id: "3-api",
+  title: "3. API: GET /v1/exports/{id}",
+  command: "npm run bench:api   (BENCH_ROUNDS=3 BENCH_SECONDS=10)",
+  method:
+    `autocannon in its own process, 50 connections, ${SECONDS} s per side per round, alternating. exportd: ` +
+    "the built server on SQLite, a Bearer key, a succeeded one-part export (authentication, tenant " +
+    "scope, rate limit, a signed link, the full status document). Anchor: a bare Fastify route in its " +
+    "own process answering the same JSON document, so both write the same bytes.",
+  table: {
+    columns: ["side", "req/s (min–max)", "p50 ms", "p99 ms"],
+    rows: [row("bare Fastify route", (r) => r.anchor), row("exportd GET export", (r) => r.ours)],
+  },
+  floors: [
+    {
+      name: "API req/s vs bare Fastify",
+      floor: "≥ 0.5×",
+      measured: ratioText(ratios),
+      met: spread(ratios).median >= 0.5,
+    },
+  ],
+});
