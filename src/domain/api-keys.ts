@@ -38,7 +38,12 @@ export function keyPrefix(key: string): string | null {
 }
 
 export function keyMatches(key: string, storedHash: string): boolean {
-  const given = createHash("sha256").update(key).digest();
+  return hashesMatch(hashKey(key), storedHash);
+}
+
+/** Two hex SHA-256 digests compared in constant time. */
+export function hashesMatch(givenHash: string, storedHash: string): boolean {
+  const given = Buffer.from(givenHash, "hex");
   const stored = Buffer.from(storedHash, "hex");
   return given.length === stored.length && timingSafeEqual(given, stored);
 }

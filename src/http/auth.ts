@@ -5,11 +5,11 @@
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
-import { keyMatches, keyPrefix } from "../domain/api-keys.js";
+import { hashesMatch, hashKey, keyPrefix } from "../domain/api-keys.js";
 import { AppError } from "../domain/errors.js";
 import type { Scope } from "../domain/scopes.js";
 import type { Tenant, TenantLimits } from "../domain/tenant.js";
-import type { MetadataStore } from "../store/types.js";
+import type { ApiKeyRecord, MetadataStore } from "../store/types.js";
 import { TtlCache } from "./ttl-cache.js";
 
 export interface AuthContext {
@@ -38,6 +38,12 @@ const TOUCH_EVERY_MS = 60_000;
  * on every request, so a revoked key is refused at once; a plan change takes effect within this.
  */
 const TENANT_CACHE_MS = 1_000;
+/**
+ * A verified key is trusted this long per process without reading it again: a revoked or
+ * rotated-out key stops working within this on every API process. Only valid keys are kept, by
+ * the SHA-256 of the key (never the key itself).
+ */
+export const KEY_CACHE_MS = 1_000;
 
 function unauthorized(message: string): AppError {
   return new AppError("unauthorized", message, [], { "www-authenticate": 'Bearer realm="exportd"' });
@@ -45,6 +51,7 @@ function unauthorized(message: string): AppError {
 
 export function installAuth(app: FastifyInstance, store: MetadataStore, clock: () => number): void {
   const lastTouched = new Map<string, number>();
+  const keys = new TtlCache<ApiKeyRecord>(KEY_CACHE_MS);
   const tenants = new TtlCache<Tenant>(TENANT_CACHE_MS);
   const tenantOf = async (id: string, now: number): Promise<Tenant | null> => {
     const cached = tenants.get(id, now);
@@ -61,10 +68,17 @@ export function installAuth(app: FastifyInstance, store: MetadataStore, clock: (
     const match = header ? /^Bearer[ ]+(\S+)\s*$/i.exec(header) : null;
     if (!match) throw unauthorized("Send an API key as `Authorization: Bearer <key>`.");
     const key = match[1] as string;
-    const prefix = keyPrefix(key);
-    const record = prefix ? await store.findApiKeyByPrefix(prefix) : null;
-    if (!record || !keyMatches(key, record.hash) || record.revokedAt !== null) {
-      throw unauthorized("The API key is not valid.");
+    const now = clock();
+    const digest = hashKey(key);
+    let record = keys.get(digest, now);
+    if (!record) {
+      const prefix = keyPrefix(key);
+      const found = prefix ? await store.findApiKeyByPrefix(prefix) : null;
+      if (!found || !hashesMatch(digest, found.hash) || found.revokedAt !== null) {
+        throw unauthorized("The API key is not valid.");
+      }
+      record = found;
+      keys.set(digest, found, now);
     }
     if (!record.scopes.includes(scope)) {
       throw new AppError(
@@ -73,7 +87,6 @@ export function installAuth(app: FastifyInstance, store: MetadataStore, clock: (
         [{ field: "authorization", code: "missing_scope", message: scope }],
       );
     }
-    const now = clock();
     const tenant = await tenantOf(record.tenantId, now);
     if (!tenant) throw unauthorized("The API key is not valid.");
     request.auth = {

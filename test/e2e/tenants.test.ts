@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
+import { KEY_CACHE_MS } from "../../src/http/auth.js";
 import {
   type ApiResponse,
   api,
@@ -173,12 +174,21 @@ test("no Authorization, a garbage key, an altered key and a revoked key → 401 
   const altered = keyA.slice(0, -1) + last;
   assertError(await api(server.url, altered).get("/v1/exports"), 401, "unauthorized", "altered key");
 
-  // A key revoked through the CLI stops working at once, in the running server.
+  // A key revoked through the CLI stops working in the running server within the second its
+  // verification is cached for, and stays refused.
   const doomed = createKey(server.dataDir, "acme");
   assert.equal((await api(server.url, doomed).get("/v1/exports")).status, 200);
   const prefix = doomed.split("_")[1]!;
   cli(server.dataDir, ["keys", "revoke", prefix]);
-  assertError(await api(server.url, doomed).get("/v1/exports"), 401, "unauthorized", "revoked key");
+  const revokedAt = Date.now();
+  const refused = await waitFor(
+    () => api(server.url, doomed).get("/v1/exports"),
+    (res) => res.status === 401,
+    5_000,
+  );
+  assert.ok(Date.now() - revokedAt <= KEY_CACHE_MS + 500, "refused within the key cache's lifetime");
+  assertError(refused, 401, "unauthorized", "revoked key");
+  assertError(await api(server.url, doomed).get("/v1/exports"), 401, "unauthorized", "still revoked");
   // The other keys of the tenant are untouched.
   assert.equal((await api(server.url, keyA).get("/v1/exports")).status, 200);
 });

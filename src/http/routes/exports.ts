@@ -2,7 +2,7 @@
 
 import { createHash } from "node:crypto";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import { canonicalJson } from "../../domain/canonical-json.js";
 import { normalizeCreateRequest } from "../../domain/dataset.js";
 import { AppError, invalidRequest } from "../../domain/errors.js";
@@ -50,6 +50,8 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
   // A final export changes only when the sweeper expires it, so it is read again at most once a
   // second; queued and running ones are read every time, so progress is never stale.
   const finalExports = new TtlCache<ExportRecord>(FINAL_EXPORT_CACHE_MS);
+  /** Serialized status documents of the cached final records, by record object. */
+  const finalDocuments = new WeakMap<ExportRecord, { second: number; body: string }>();
   const findExport = async (tenantId: string, id: string): Promise<ExportRecord> => {
     const cacheKey = `${tenantId}/${id}`;
     const now = clock();
@@ -188,9 +190,21 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
     async (request, reply) => {
       const caller = callerOf(request);
       const record = await findExport(caller.tenantId, request.params.id);
-      return reply
-        .header("cache-control", "no-store")
-        .send(await presentExport(record, links, await queuePosition(record)));
+      reply.header("cache-control", "no-store");
+      if (!isFinal(record.status))
+        return reply.send(await presentExport(record, links, await queuePosition(record)));
+      // A final export's document (links included) is the same for every request within a second:
+      // serialize it once per cached record and second.
+      const second = Math.floor(clock() / 1000);
+      let document = finalDocuments.get(record);
+      if (document?.second !== second) {
+        // The route's schema serializer returns a string for a JSON schema.
+        const body = reply.serialize(await presentExport(record, links, null)) as string;
+        document = { second, body };
+        finalDocuments.set(record, document);
+      }
+      // A string with a JSON content type is sent as it is, not serialized again.
+      return (reply as FastifyReply).type("application/json; charset=utf-8").send(document.body);
     },
   );
 
