@@ -306,63 +306,69 @@ describe("SQL datasets", () => {
       assert.deepEqual(parseCsv(nobody.parts[0] as string), [["id"]]);
     });
 
-    test(`${source}: a worker stopped after the first part; a second one finishes it, identical to an uninterrupted run`, async () => {
-      const body = { dataset, part_max_rows: 7, compression: "gzip", timezone: "Europe/Berlin" };
-      const first = await startTestService({ EXPORTD_CONFIG: configFile });
-      const key = await first.key("acme");
-      // Stop the worker as soon as the first part is recorded: the export goes back to the queue.
-      const store = first.store;
-      const recordPart = store.recordPart.bind(store);
-      let stopped: Promise<void> | null = null;
-      store.recordPart = async (...args) => {
-        const result = await recordPart(...args);
-        stopped ??= first.worker!.stop();
-        return result;
-      };
-      const res = await first.app!.inject({
-        method: "POST",
-        url: "/v1/exports",
-        headers: { authorization: `Bearer ${key}` },
-        payload: { from: "2026-03-01", to: "2026-11-01", ...body },
-      });
-      const id = (res.json() as ExportView).id;
-      await waitFor(
-        async () => stopped,
-        (s) => s !== null,
-      );
-      await stopped;
-      const tenantId = (await store.findTenantByName("acme"))!.id;
-      const halfway = await store.getExport(tenantId, id);
-      assert.equal(halfway?.status, "queued");
-      assert.equal(halfway?.parts.length, 1);
-      await first.close();
-
-      const second = await startTestService({ EXPORTD_CONFIG: configFile, EXPORTD_DATA_DIR: first.dataDir });
-      try {
-        const resumed = await waitFor(
-          () => second.store.getExport(tenantId, id),
-          (e) => e?.status === "succeeded",
-        );
-        const res2 = await second.app!.inject({
+    // In UTC, PostgreSQL CSV cursors come from the exported time and id fields instead of extra COPY fields.
+    for (const timezone of ["Europe/Berlin", "UTC"]) {
+      test(`${source}: a worker stopped after the first part; a second one finishes it, identical to an uninterrupted run (${timezone})`, async () => {
+        const body = { dataset, part_max_rows: 7, compression: "gzip", timezone };
+        const first = await startTestService({ EXPORTD_CONFIG: configFile });
+        const key = await first.key("acme");
+        // Stop the worker as soon as the first part is recorded: the export goes back to the queue.
+        const store = first.store;
+        const recordPart = store.recordPart.bind(store);
+        let stopped: Promise<void> | null = null;
+        store.recordPart = async (...args) => {
+          const result = await recordPart(...args);
+          stopped ??= first.worker!.stop();
+          return result;
+        };
+        const res = await first.app!.inject({
           method: "POST",
           url: "/v1/exports",
           headers: { authorization: `Bearer ${key}` },
           payload: { from: "2026-03-01", to: "2026-11-01", ...body },
         });
-        const id2 = (res2.json() as ExportView).id;
-        const uninterrupted = await waitFor(
-          () => second.store.getExport(tenantId, id2),
-          (e) => e?.status === "succeeded",
+        const id = (res.json() as ExportView).id;
+        await waitFor(
+          async () => stopped,
+          (s) => s !== null,
         );
-        assert.equal(resumed?.progress.rows, sortedFor(source, rows, "acme").length);
-        assert.deepEqual(
-          resumed?.parts.map((p) => [p.rows, p.sha256]),
-          uninterrupted?.parts.map((p) => [p.rows, p.sha256]),
-        );
-      } finally {
-        await second.dispose();
-      }
-    });
+        await stopped;
+        const tenantId = (await store.findTenantByName("acme"))!.id;
+        const halfway = await store.getExport(tenantId, id);
+        assert.equal(halfway?.status, "queued");
+        assert.equal(halfway?.parts.length, 1);
+        await first.close();
+
+        const second = await startTestService({
+          EXPORTD_CONFIG: configFile,
+          EXPORTD_DATA_DIR: first.dataDir,
+        });
+        try {
+          const resumed = await waitFor(
+            () => second.store.getExport(tenantId, id),
+            (e) => e?.status === "succeeded",
+          );
+          const res2 = await second.app!.inject({
+            method: "POST",
+            url: "/v1/exports",
+            headers: { authorization: `Bearer ${key}` },
+            payload: { from: "2026-03-01", to: "2026-11-01", ...body },
+          });
+          const id2 = (res2.json() as ExportView).id;
+          const uninterrupted = await waitFor(
+            () => second.store.getExport(tenantId, id2),
+            (e) => e?.status === "succeeded",
+          );
+          assert.equal(resumed?.progress.rows, sortedFor(source, rows, "acme").length);
+          assert.deepEqual(
+            resumed?.parts.map((p) => [p.rows, p.sha256]),
+            uninterrupted?.parts.map((p) => [p.rows, p.sha256]),
+          );
+        } finally {
+          await second.dispose();
+        }
+      });
+    }
   }
 
   test("limits: too many rows and too much data fail for good; a long range is refused at create", async () => {

@@ -1,23 +1,28 @@
 /**
- * Finds row ends in PostgreSQL's COPY output and strips the two trailing cursor fields (time and key)
- * that exportd appends to every row, so that parts can be cut at exact row counts and a resumed run
- * knows where the last row of a part was.
+ * Turns PostgreSQL's COPY output, as CopyData messages with their framing (copy-out.ts), into export
+ * bytes: one row per message, the two trailing cursor fields (time and key) that exportd appends to
+ * every row stripped, so that parts can be cut at exact row counts and a resumed run knows where the
+ * last row of a part was.
  *
- * - CSV: a row ends at a LF outside quotes; quoted fields may hold LF, CR, delimiters and doubled
- *   quotes. Rows are written back with the requested newline (COPY only writes LF), while newlines
- *   inside quoted fields stay as they are, just as the JS encoder leaves them.
- * - text (JSONL): every row is one JSON text, which never holds a raw control character, so a row ends
- *   at the first LF and the only escape COPY added is the doubled backslash, undone here.
+ * - CSV: rows are written back with the requested newline (COPY only writes LF); quoted fields may
+ *   hold LF, CR, delimiters and doubled quotes, and stay as they are, just as the JS encoder leaves
+ *   them. The framing tells where a row ends, so quotes never need to be looked at.
+ * - text (JSONL): every row is one JSON text, which never holds a raw control character, so the only
+ *   escape COPY added is the doubled backslash, undone here.
  *
- * The cursor fields never need quoting (epoch microseconds; an integer or hex-encoded key), so they are
- * found from the row end with two lastIndexOf calls. All searches use Buffer.indexOf (native), and the
- * output is assembled with one native copy per row.
+ * The cursor fields never need quoting (COPY's ISO time; an integer or hex-encoded key), so they are
+ * found by walking back from the row end to the second delimiter. When the exported row already holds
+ * the exact time and key (`cursorFields`), COPY sends no cursor fields — formatting them is about a
+ * tenth of PostgreSQL's work — and `cursorOf` reads those two fields of the one row it is asked about. Rows are moved into place inside
+ * one copy of the input with copyWithin (native, and no view object per row, unlike Buffer.copy),
+ * while the untouched input keeps the cursor fields for `cursorOf`.
  */
 
+const COPY_DATA = 0x64;
 const LF = 0x0a;
 const CR = 0x0d;
-const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
+const QUOTE = 0x22;
 const TAB = 0x09;
 
 export interface ScanOptions {
@@ -26,6 +31,11 @@ export interface ScanOptions {
   delimiter: string;
   /** Row terminator of the output. */
   newline: "\n" | "\r\n";
+  /**
+   * CSV only: the indexes of the exported fields that hold the cursor's time and key, exactly and never
+   * quoted; then COPY appends no cursor fields. Absent: the two trailing fields are the cursor.
+   */
+  cursorFields?: { time: number; key: number };
 }
 
 export interface ScannedRows {
@@ -40,105 +50,107 @@ export interface ScannedRows {
 export class CopyScanner {
   private readonly delimiter: number;
   private readonly crlf: boolean;
+  private readonly text: boolean;
+  private readonly cursorFields: { time: number; key: number } | null;
   private rest: Buffer = Buffer.alloc(0);
 
-  constructor(private readonly options: ScanOptions) {
+  constructor(options: ScanOptions) {
     this.delimiter = options.format === "csv" ? (Buffer.from(options.delimiter)[0] ?? 0x2c) : TAB;
     this.crlf = options.newline === "\r\n";
+    this.text = options.format === "text";
+    this.cursorFields = options.format === "csv" ? (options.cursorFields ?? null) : null;
   }
 
-  /** Bytes of an unfinished row waiting for the next chunk. */
+  /** Bytes of an unfinished message waiting for the next chunk. */
   get pending(): number {
     return this.rest.length;
   }
 
-  /** Scans `chunks` (after what was left over last time); an unfinished last row waits for more. */
+  /** Scans `chunks` of CopyData messages (after what was left over last time); an unfinished one waits. */
   scan(chunks: Buffer[]): ScannedRows {
-    const input = this.rest.length ? Buffer.concat([this.rest, ...chunks]) : Buffer.concat(chunks);
-    // Output is never longer than the input: each row loses at least 4 bytes of cursor fields and gains
-    // at most one (CR).
-    const out = Buffer.allocUnsafe(input.length);
+    const input =
+      this.rest.length || chunks.length !== 1 ? Buffer.concat([this.rest, ...chunks]) : (chunks[0] as Buffer);
+    const len = input.length;
+    // Each row loses its 5-byte message header and at least 4 bytes of cursor fields and gains at most a
+    // CR, so row i is always moved to before where row i+1 starts: compaction in place is safe.
+    const out = Buffer.allocUnsafe(len);
+    input.copy(out, 0, 0, len);
     const rowEnds: number[] = [];
     const cursorAt: number[] = [];
+    const delimiter = this.delimiter;
+    const fields = this.cursorFields;
     let outPos = 0;
     let pos = 0;
-    const len = input.length;
-    // Next quote (CSV) or backslash (text) at or after the current position; `len` when there is none.
-    // Kept across rows so that rows without one do not search the whole rest of the buffer again.
-    let nextQuote = this.options.format === "csv" ? input.indexOf(QUOTE) : -1;
-    if (nextQuote < 0) nextQuote = len;
-    let nextBackslash = this.options.format === "text" ? input.indexOf(BACKSLASH) : -1;
+    // Next backslash (text format) at or after the current position; `len` when there is none. Kept
+    // across rows so that rows without one do not search the rest of the buffer again.
+    let nextBackslash = this.text ? input.indexOf(BACKSLASH) : -1;
     if (nextBackslash < 0) nextBackslash = len;
 
-    while (pos < len) {
-      let end = -1;
-      let p = pos;
-      for (;;) {
-        const lf = input.indexOf(LF, p);
-        if (lf < 0) break;
-        if (nextQuote < p) {
-          nextQuote = input.indexOf(QUOTE, p);
-          if (nextQuote < 0) nextQuote = len;
-        }
-        if (nextQuote > lf) {
-          end = lf;
-          break;
-        }
-        // Skip a quoted field: up to a quote not followed by another quote.
-        let q = nextQuote + 1;
-        let closed = -1;
-        for (;;) {
-          const c = input.indexOf(QUOTE, q);
-          if (c < 0 || c + 1 >= len) break; // cannot tell yet whether it is a doubled quote
-          if (input[c + 1] === QUOTE) {
-            q = c + 2;
-            continue;
-          }
-          closed = c;
-          break;
-        }
-        if (closed < 0) break;
-        p = closed + 1;
-        nextQuote = input.indexOf(QUOTE, p);
-        if (nextQuote < 0) nextQuote = len;
+    while (pos + 5 <= len) {
+      if (input[pos] !== COPY_DATA) throw new Error(`unexpected COPY message ${input[pos]}`);
+      const end = pos + 1 + input.readUInt32BE(pos + 1);
+      if (end > len) break;
+      const start = pos + 5;
+      if (end <= start || input[end - 1] !== LF) throw new Error("COPY row without its row end");
+      if (fields) {
+        out.copyWithin(outPos, start, end - 1);
+        outPos += end - 1 - start;
+        if (this.crlf) out[outPos++] = CR;
+        out[outPos++] = LF;
+        rowEnds.push(outPos);
+        cursorAt.push(start, end - 1);
+        pos = end;
+        continue;
       }
-      if (end < 0) break;
+      let keyStart = end - 2;
+      while (keyStart >= start && input[keyStart] !== delimiter) keyStart--;
+      let timeStart = keyStart - 1;
+      while (timeStart >= start && input[timeStart] !== delimiter) timeStart--;
+      if (timeStart < start) throw new Error("COPY row without its cursor fields");
 
-      const keyStart = input.lastIndexOf(this.delimiter, end - 1);
-      const timeStart = input.lastIndexOf(this.delimiter, keyStart - 1);
-      if (timeStart < pos) throw new Error("COPY row without its cursor fields");
+      if (nextBackslash < start) {
+        nextBackslash = input.indexOf(BACKSLASH, start);
+        if (nextBackslash < 0) nextBackslash = len;
+      }
       if (nextBackslash < timeStart) {
-        // Text format doubles every backslash; copy up to each pair's first one and skip the second.
-        let p2 = pos;
+        // Text format doubles every backslash; keep up to each pair's first one and skip the second.
+        let from = start;
         while (nextBackslash < timeStart) {
           if (input[nextBackslash + 1] !== BACKSLASH)
             throw new Error("unexpected COPY escape in a JSON line");
-          outPos += input.copy(out, outPos, p2, nextBackslash + 1);
-          p2 = nextBackslash + 2;
-          nextBackslash = input.indexOf(BACKSLASH, p2);
+          out.copyWithin(outPos, from, nextBackslash + 1);
+          outPos += nextBackslash + 1 - from;
+          from = nextBackslash + 2;
+          nextBackslash = input.indexOf(BACKSLASH, from);
           if (nextBackslash < 0) nextBackslash = len;
         }
-        outPos += input.copy(out, outPos, p2, timeStart);
+        out.copyWithin(outPos, from, timeStart);
+        outPos += timeStart - from;
       } else {
-        outPos += input.copy(out, outPos, pos, timeStart);
+        out.copyWithin(outPos, start, timeStart);
+        outPos += timeStart - start;
       }
       if (this.crlf) out[outPos++] = CR;
       out[outPos++] = LF;
       rowEnds.push(outPos);
-      cursorAt.push(timeStart + 1, keyStart + 1, end);
-      pos = end + 1;
-      if (nextBackslash < pos) {
-        // A backslash in the cursor fields (never expected): search again from the next row.
-        nextBackslash = input.indexOf(BACKSLASH, pos);
-        if (nextBackslash < 0) nextBackslash = len;
-      }
+      cursorAt.push(timeStart + 1, keyStart + 1, end - 1);
+      pos = end;
     }
 
-    this.rest = Buffer.from(input.subarray(pos));
+    this.rest = pos < len ? Buffer.from(input.subarray(pos)) : Buffer.alloc(0);
     return {
       bytes: out.subarray(0, outPos),
       rowEnds,
       cursorOf(index) {
+        if (fields) {
+          const cells = csvFields(
+            input,
+            cursorAt[index * 2] as number,
+            cursorAt[index * 2 + 1] as number,
+            delimiter,
+          );
+          return [cells[fields.time] ?? "", cells[fields.key] ?? ""];
+        }
         const [t, k, e] = [cursorAt[index * 3], cursorAt[index * 3 + 1], cursorAt[index * 3 + 2]] as number[];
         const key = input.toString("latin1", k, e);
         // An empty key is the only one COPY quotes.
@@ -150,5 +162,37 @@ export class CopyScanner {
   /** Call at the end of the COPY: anything left is a truncated row. */
   finish(): void {
     if (this.rest.length) throw new Error(`COPY output ended inside a row (${this.rest.length} bytes left)`);
+  }
+}
+
+/** The fields of one CSV row (without its LF), quotes undone: only for the few rows whose cursor is read. */
+function csvFields(input: Buffer, start: number, end: number, delimiter: number): string[] {
+  const fields: string[] = [];
+  let p = start;
+  for (;;) {
+    if (input[p] === QUOTE) {
+      let text = "";
+      let from = p + 1;
+      for (;;) {
+        const q = input.indexOf(QUOTE, from);
+        if (q < 0 || q >= end) throw new Error("COPY row with an unclosed quote");
+        text += input.toString("utf8", from, q);
+        if (input[q + 1] === QUOTE) {
+          text += '"';
+          from = q + 2;
+          continue;
+        }
+        p = q + 1;
+        break;
+      }
+      fields.push(text);
+    } else {
+      let q = p;
+      while (q < end && input[q] !== delimiter) q++;
+      fields.push(input.toString("utf8", p, q));
+      p = q;
+    }
+    if (p >= end) return fields;
+    p++; // the delimiter
   }
 }
