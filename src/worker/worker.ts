@@ -221,9 +221,19 @@ export class ExportWorker {
         });
       const tenant = await store.getTenant(record.tenantId);
       if (!tenant) throw new Error(`tenant ${record.tenantId} of export ${record.id} does not exist`);
-      // Estimated once at create; a resumed run keeps that estimate instead of counting again.
-      const estimatedRows =
-        record.estimatedRows ?? (await dataset.estimateRows(tenant, record.request, this.clock()));
+      // Estimated once, beside the first run rather than in front of it (an exact count of a large
+      // range takes a while); the next progress write carries it. A resumed run keeps the estimate.
+      let estimatedRows = record.estimatedRows;
+      let storedEstimate = record.estimatedRows;
+      const estimating =
+        estimatedRows === null
+          ? dataset.estimateRows(tenant, record.request, this.clock()).then(
+              (rows) => {
+                estimatedRows = rows;
+              },
+              (err: unknown) => log.warn({ err }, "row estimate failed; progress goes on without it"),
+            )
+          : null;
 
       await runExport({
         dataset,
@@ -258,10 +268,18 @@ export class ExportWorker {
           progress = toProgress(p);
           const check = await store.updateProgress(record.id, this.lease(), progress, estimatedRows);
           if (check === "lost") throw new RunAborted("lost");
+          storedEstimate = estimatedRows;
         },
       });
 
       signal.throwIfAborted();
+      // An export that finished before its count: record the estimate with the final progress.
+      await estimating;
+      if (estimatedRows !== storedEstimate) {
+        if ((await store.updateProgress(record.id, this.lease(), progress, estimatedRows)) === "lost") {
+          throw new RunAborted("lost");
+        }
+      }
       const expiresAt = this.clock() + config.retentionDays * 86_400_000;
       if ((await store.completeExport(record.id, this.lease(), expiresAt)) === "lost") {
         throw new RunAborted("lost");
