@@ -38,13 +38,14 @@ export function report(section: BenchSection): void {
   if (file) fs.appendFileSync(file, `${JSON.stringify(section)}\n`);
 }
 
-/** A fixed-width text table (also valid as a Markdown table). */
+/** A fixed-width text table, valid as a Markdown table (a `|` inside a cell is escaped). */
 export function renderTable(table: BenchSection["table"]): string {
-  const widths = table.columns.map((c, i) =>
-    Math.max(c.length, ...table.rows.map((r) => (r[i] ?? "").length)),
-  );
+  const escape = (cell: string) => cell.replaceAll("|", "\\|");
+  const columns = table.columns.map(escape);
+  const rows = table.rows.map((r) => r.map(escape));
+  const widths = columns.map((c, i) => Math.max(c.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
-  return [line(table.columns), line(widths.map((w) => "-".repeat(w))), ...table.rows.map(line)].join("\n");
+  return [line(columns), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
 export interface Spread {
