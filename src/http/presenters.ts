@@ -45,7 +45,7 @@ export async function presentExport(
       part_max_rows: request.partMaxRows,
     },
     progress: {
-      percent: record.status === "succeeded" || record.status === "expired" ? 100 : record.progress.percent,
+      percent: record.progress.percent,
       rows: record.progress.rows,
       parts: record.progress.parts,
       estimated_rows: record.estimatedRows,

@@ -195,6 +195,7 @@ for (const [name, open] of stores) {
       const done = await store.getExport(tenant.id, e.id);
       assert.equal(done?.status, "succeeded");
       assert.equal(done?.expiresAt, 777);
+      assert.equal(done?.progress.percent, 100, "a finished export is complete, whatever the last tick said");
     });
 
     test("claim: many workers at once take each export exactly once", async () => {
