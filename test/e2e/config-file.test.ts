@@ -3,9 +3,8 @@
  * HTTP and downloaded through its signed link; a bad config file stops the start naming the key.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { gunzipSync } from "node:zlib";
@@ -13,6 +12,7 @@ import { parse } from "csv-parse/sync";
 import pg from "pg";
 import { stringify } from "yaml";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
+import { CLI, createKey, type ServerProcess, startServer, stopAll } from "../helpers/server-process.js";
 import { tempDir, waitFor } from "../helpers/service.js";
 
 interface ExportView {
@@ -21,21 +21,10 @@ interface ExportView {
   parts: { url: string }[];
 }
 
-const CLI = path.resolve(import.meta.dirname, "../../dist/cli/main.js");
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 describe("exportd serve with EXPORTD_CONFIG", () => {
   let db: TestDatabase;
   let dir: string;
-  let child: ChildProcess | null = null;
+  let server: ServerProcess;
 
   before(async () => {
     db = await createTestDatabase();
@@ -52,7 +41,7 @@ describe("exportd serve with EXPORTD_CONFIG", () => {
   });
 
   after(async () => {
-    child?.kill("SIGKILL");
+    await stopAll();
     await db?.dispose();
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -80,33 +69,11 @@ describe("exportd serve with EXPORTD_CONFIG", () => {
         },
       }),
     );
-    const port = await freePort();
-    const env = {
-      ...process.env,
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      EXPORTD_DATA_DIR: path.join(dir, "data"),
-      EXPORTD_CONFIG: config,
-      EXPORTD_LOG_LEVEL: "warn",
-    };
-    const key = execFileSync(process.execPath, [CLI, "keys", "create", "--tenant", "acme"], {
-      env,
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "ignore"],
-    })
-      .trim()
-      .split("\n")
-      .pop() as string;
-    child = spawn(process.execPath, [CLI, "serve"], { env, stdio: "ignore" });
-    const base = `http://127.0.0.1:${port}`;
-    await waitFor(
-      () =>
-        fetch(`${base}/healthz`).then(
-          (r) => r.ok,
-          () => false,
-        ),
-      (ok) => ok,
-    );
+    const env = { EXPORTD_CONFIG: config };
+    const dataDir = path.join(dir, "data");
+    const key = createKey(dataDir, "acme", undefined, env);
+    server = await startServer({ dataDir, env });
+    const base = server.url;
     const headers = { authorization: `Bearer ${key}`, "content-type": "application/json" };
     const datasets = (await (await fetch(`${base}/v1/datasets`, { headers })).json()) as {
       data: { name: string }[];
@@ -141,9 +108,7 @@ describe("exportd serve with EXPORTD_CONFIG", () => {
     }
     assert.equal(ids.length, 2500);
     assert.ok(ids.every((n, i) => n % 2 === 0 && (i === 0 || n > (ids[i - 1] as number))));
-    child.kill("SIGTERM");
-    await new Promise((r) => child?.once("exit", r));
-    child = null;
+    await server.stop();
   });
 
   test("a bad config file stops the start and names the key", () => {
