@@ -40,9 +40,9 @@ export function report(section: BenchSection): void {
 
 /** A fixed-width text table, valid as a Markdown table (a `|` inside a cell is escaped). */
 export function renderTable(table: BenchSection["table"]): string {
-  const escape = (cell: string) => cell.replaceAll("|", "\\|");
-  const columns = table.columns.map(escape);
-  const rows = table.rows.map((r) => r.map(escape));
+  const escapePipes = (cell: string) => cell.replaceAll("|", "\\|");
+  const columns = table.columns.map(escapePipes);
+  const rows = table.rows.map((r) => r.map(escapePipes));
   const widths = columns.map((c, i) => Math.max(c.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
   return [line(columns), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
