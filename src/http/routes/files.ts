@@ -1,8 +1,11 @@
 /**
  * GET /files/<key>?expires&filename&signature — downloads from the local object store. No
  * Authorization: the HMAC signature (checked in constant time, before the disk is touched) and the
- * expiry are the authorization. Range, ETag and conditional requests come from @fastify/send.
+ * expiry are the authorization. Range, ETag and conditional requests come from @fastify/send; the
+ * body of a 200 or 206 is written by file-body.ts (reused 1 MiB buffers, not send's stream).
  */
+import type { FileHandle } from "node:fs/promises";
+import fs from "node:fs/promises";
 import send from "@fastify/send";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
@@ -11,7 +14,20 @@ import { contentDisposition } from "../../storage/content-disposition.js";
 import { isSafeKey } from "../../storage/local.js";
 import type { LinkSigner } from "../../storage/signing.js";
 import type { HttpDeps } from "../deps.js";
+import { writeFileRange } from "../file-body.js";
 import { errorResponses, FileParams, FileQuery } from "../schemas.js";
+
+/** The bytes a 200 or 206 answer of send carries: all of Content-Length, from Content-Range's start. */
+function bodyRange(
+  status: number,
+  headers: Record<string, string>,
+): { start: number; length: number } | null {
+  const length = Number(headers["Content-Length"]);
+  if (!Number.isSafeInteger(length) || length < 0) return null;
+  if (status === 200) return { start: 0, length };
+  const start = status === 206 ? /^bytes (\d+)-/.exec(String(headers["Content-Range"]))?.[1] : undefined;
+  return start === undefined ? null : { start: Number(start), length };
+}
 
 export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSigner, root: string): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -62,12 +78,39 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSig
         throw new AppError("not_found", "The file no longer exists.");
       }
       if (result.type === "directory") throw new AppError("not_found", "The file no longer exists.");
-      return reply
+      const range = request.method === "GET" ? bodyRange(result.statusCode, result.headers) : null;
+      // The body of a 200 or 206: our own reads (file-body.ts). The file is opened before any header
+      // is set, so a file deleted since send's stat still gets the plain 404 envelope.
+      let file: FileHandle | null = null;
+      if (range !== null) {
+        result.stream.destroy();
+        try {
+          file = await fs.open(result.metadata.path, "r");
+        } catch {
+          throw new AppError("not_found", "The file no longer exists.");
+        }
+      }
+      reply
         .code(result.statusCode)
         .headers(result.headers)
         .header("content-disposition", contentDisposition(filename))
-        .header("cache-control", "private, no-cache")
-        .send(result.stream);
+        .header("cache-control", "private, no-cache");
+      // 304s and HEAD: send's own empty stream, through Fastify.
+      if (range === null || file === null) return reply.send(result.stream);
+
+      // Fastify still runs the onResponse hooks (the request log line) of a hijacked reply.
+      reply.hijack();
+      for (const [name, value] of Object.entries(reply.getHeaders())) {
+        if (value !== undefined) reply.raw.setHeader(name, value);
+      }
+      reply.raw.writeHead(reply.statusCode);
+      writeFileRange(reply.raw, file, range.start, range.length)
+        .catch((err: unknown) => {
+          request.log.error({ err }, "download cut short");
+          reply.raw.destroy();
+        })
+        .finally(() => file.close().catch(() => undefined));
+      return reply;
     },
   );
 }
