@@ -31,10 +31,9 @@ function csvEncoder({ columns, csv }: EncoderOptions): Encoder {
     if (typeof value !== "string") return String(value);
     return text(value);
   };
-  const formulaStart = new Set<string>(FORMULA_STARTS);
-  const guarded = (value: Cell): string =>
-    typeof value === "string" && formulaStart.has(value.charAt(0)) ? text(`'${value}`) : field(value);
-  const cell = columns.map((c) => (csv.formulaGuard && FORMULA_GUARDED_TYPES.has(c.type) ? guarded : field));
+  const formulaStart = new Set<number>(FORMULA_STARTS.map((c) => c.charCodeAt(0)));
+  // Only text is guarded, and only in the column types that may hold a formula.
+  const guarded = columns.map((c) => csv.formulaGuard === true && FORMULA_GUARDED_TYPES.has(c.type));
   const width = columns.length;
   return {
     contentType: "text/csv; charset=utf-8",
@@ -43,12 +42,25 @@ function csvEncoder({ columns, csv }: EncoderOptions): Encoder {
       return csv.header ? bom + columns.map((c) => field(c.name)).join(delimiter) + newline : bom;
     },
     encode(rows, start, end) {
+      // One flat loop, no closure per cell: this runs for every value of every row.
       let out = "";
       for (let r = start; r < end; r++) {
         const row = rows[r] as Cell[];
-        let line = (cell[0] as typeof field)(row[0] ?? null);
-        for (let c = 1; c < width; c++) line += delimiter + (cell[c] as typeof field)(row[c] ?? null);
-        out += line + newline;
+        for (let c = 0; c < width; c++) {
+          const value = row[c];
+          let cell: string;
+          if (typeof value === "string") {
+            cell =
+              guarded[c] === true && formulaStart.has(value.charCodeAt(0)) ? text(`'${value}`) : text(value);
+          } else if (value === null || value === undefined) {
+            cell = "";
+          } else {
+            // Numbers, bigints and booleans never need quotes.
+            cell = String(value);
+          }
+          out += c === 0 ? cell : delimiter + cell;
+        }
+        out += newline;
       }
       return out;
     },
