@@ -56,7 +56,9 @@ export class ExportFailure extends AppError {}
  * compressor convert it again would walk the whole batch twice.
  */
 function slice(batch: RowBatch, encoder: Encoder, start: number, end: number): Buffer {
-  if (batch.kind === "cells") return Buffer.from(encoder.encode(batch.rows, start, end), "utf8");
+  if (batch.kind === "cells") {
+    return Buffer.from(encoder.encode(batch.rows, start, end, batch.quotesDoubled), "utf8");
+  }
   const from = start === 0 ? 0 : (batch.rowEnds[start - 1] as number);
   return batch.bytes.subarray(from, batch.rowEnds[end - 1] as number);
 }
