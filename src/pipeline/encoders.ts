@@ -10,13 +10,16 @@ export interface Encoder {
   readonly contentType: string;
   /** What every part starts with (BOM, header row). */
   prelude(): string;
-  encode(rows: Cell[][], start: number, end: number): string;
+  /** `quotesDoubled`: see CellBatch (CSV only; other formats never get it). */
+  encode(rows: Cell[][], start: number, end: number, quotesDoubled?: readonly boolean[]): string;
 }
 
 export interface EncoderOptions {
   columns: ColumnSpec[];
   csv: CsvOptions;
 }
+
+const NONE_DOUBLED: readonly boolean[] = [];
 
 function csvEncoder({ columns, csv }: EncoderOptions): Encoder {
   const delimiter = csv.delimiter;
@@ -26,15 +29,18 @@ function csvEncoder({ columns, csv }: EncoderOptions): Encoder {
   // The empty string is quoted so that it differs from NULL (an empty field), as PostgreSQL's COPY does.
   const text = (value: string): string =>
     value === "" ? '""' : needsQuotes.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
+  // Text whose quotes the source already doubled: doubling adds no quote, delimiter, CR or LF where
+  // there was none, so the same test decides, and the guard's leading ' is no quote either.
+  const doubledText = (value: string): string =>
+    value === "" ? '""' : needsQuotes.test(value) ? `"${value}"` : value;
   const field = (value: Cell): string => {
     if (value === null) return "";
     if (typeof value !== "string") return String(value);
     return text(value);
   };
-  const formulaStart = new Set<string>(FORMULA_STARTS);
-  const guarded = (value: Cell): string =>
-    typeof value === "string" && formulaStart.has(value.charAt(0)) ? text(`'${value}`) : field(value);
-  const cell = columns.map((c) => (csv.formulaGuard && FORMULA_GUARDED_TYPES.has(c.type) ? guarded : field));
+  const formulaStart = new Set<number>(FORMULA_STARTS.map((c) => c.charCodeAt(0)));
+  // Only text is guarded, and only in the column types that may hold a formula.
+  const guarded = columns.map((c) => csv.formulaGuard === true && FORMULA_GUARDED_TYPES.has(c.type));
   const width = columns.length;
   return {
     contentType: "text/csv; charset=utf-8",
@@ -42,13 +48,28 @@ function csvEncoder({ columns, csv }: EncoderOptions): Encoder {
       const bom = csv.bom ? "\uFEFF" : "";
       return csv.header ? bom + columns.map((c) => field(c.name)).join(delimiter) + newline : bom;
     },
-    encode(rows, start, end) {
+    encode(rows, start, end, quotesDoubled) {
+      // One flat loop, no closure per cell: this runs for every value of every row.
+      const doubled = quotesDoubled ?? NONE_DOUBLED;
       let out = "";
       for (let r = start; r < end; r++) {
         const row = rows[r] as Cell[];
-        let line = (cell[0] as typeof field)(row[0] ?? null);
-        for (let c = 1; c < width; c++) line += delimiter + (cell[c] as typeof field)(row[c] ?? null);
-        out += line + newline;
+        for (let c = 0; c < width; c++) {
+          const value = row[c];
+          let cell: string;
+          if (typeof value === "string") {
+            const guardedValue =
+              guarded[c] === true && formulaStart.has(value.charCodeAt(0)) ? `'${value}` : value;
+            cell = doubled[c] === true ? doubledText(guardedValue) : text(guardedValue);
+          } else if (value === null || value === undefined) {
+            cell = "";
+          } else {
+            // Numbers, bigints and booleans never need quotes.
+            cell = String(value);
+          }
+          out += c === 0 ? cell : delimiter + cell;
+        }
+        out += newline;
       }
       return out;
     },

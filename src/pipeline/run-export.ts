@@ -50,9 +50,15 @@ export interface RunExportResult {
 /** Thrown for a user error that makes the export fail for good (too_many_rows …). */
 export class ExportFailure extends AppError {}
 
-/** Rows `start` to `end` (exclusive) of a batch, encoded: by the encoder, or as the source encoded them. */
-function slice(batch: RowBatch, encoder: Encoder, start: number, end: number): string | Buffer {
-  if (batch.kind === "cells") return encoder.encode(batch.rows, start, end);
+/**
+ * Rows `start` to `end` (exclusive) of a batch, encoded: by the encoder, or as the source encoded them.
+ * The encoder's text becomes bytes here, once: counting its UTF-8 length and then letting the
+ * compressor convert it again would walk the whole batch twice.
+ */
+function slice(batch: RowBatch, encoder: Encoder, start: number, end: number): Buffer {
+  if (batch.kind === "cells") {
+    return Buffer.from(encoder.encode(batch.rows, start, end, batch.quotesDoubled), "utf8");
+  }
   const from = start === 0 ? 0 : (batch.rowEnds[start - 1] as number);
   return batch.bytes.subarray(from, batch.rowEnds[end - 1] as number);
 }
@@ -118,7 +124,7 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
           );
         }
         const data = slice(batch, encoder, offset, offset + take);
-        totalBytes += typeof data === "string" ? Buffer.byteLength(data) : data.length;
+        totalBytes += data.length;
         if (totalBytes > maxBytes) {
           throw new ExportFailure(
             "too_much_data",

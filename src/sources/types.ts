@@ -22,6 +22,11 @@ interface BatchPosition {
 export interface CellBatch extends BatchPosition {
   kind: "cells";
   rows: Cell[][];
+  /**
+   * CSV only: columns (by index) whose text cells already have every `"` doubled, done by the
+   * source where it is cheaper (SQLite's replace()); the encoder then only decides whether to wrap them.
+   */
+  quotesDoubled?: readonly boolean[];
 }
 
 /**

@@ -19,7 +19,7 @@ import {
   TransitionError,
 } from "../../src/domain/export.js";
 import { partDownloadName, partObjectKey } from "../../src/domain/naming.js";
-import { localDate, parseInstant, TimestampFormatter } from "../../src/domain/time.js";
+import { localDate, offsetMinutes, parseInstant, TimestampFormatter } from "../../src/domain/time.js";
 import { DEMO_EVENTS_DESCRIPTOR } from "../../src/sources/demo-events.js";
 import { LinkSigner } from "../../src/storage/signing.js";
 
@@ -74,6 +74,72 @@ describe("time", () => {
     assert.equal(new TimestampFormatter("UTC").format(0), "1970-01-01T00:00:00.000Z");
     assert.equal(new TimestampFormatter("Asia/Kolkata").format(0), "1970-01-01T05:30:00.000+05:30");
     assert.equal(localDate(Date.UTC(2026, 10, 1, 23, 30), "Asia/Tokyo"), "2026-11-02");
+  });
+
+  test("the per-minute cache writes what Date writes, in any order, at the edges, or throws as Date does", () => {
+    // The formatter as it was before the cache: a Date and its ISO text per instant.
+    const reference = (zone: string, micros: boolean, ms: number): string => {
+      const offset = offsetMinutes(ms, zone);
+      const abs = Math.abs(offset);
+      const pad = (n: number) => String(n).padStart(2, "0");
+      const suffix =
+        zone === "UTC" ? "Z" : `${offset < 0 ? "-" : "+"}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+      return new Date(ms + offset * 60_000).toISOString().slice(0, -1) + (micros ? "000" : "") + suffix;
+    };
+    const instants: number[] = [
+      0,
+      -1,
+      -59_999,
+      -60_000,
+      -60_001,
+      1.5,
+      -0.25,
+      59_999.9,
+      Date.UTC(2026, 9, 25, 0, 59, 59, 999),
+      Date.UTC(2026, 9, 25, 1, 0, 0, 0),
+      Date.UTC(2026, 2, 29, 0, 59, 59, 999),
+      Date.UTC(2026, 2, 29, 1, 0, 0, 1),
+      Date.UTC(9999, 11, 31, 23, 59, 59, 999),
+      Date.UTC(10000, 0, 1),
+      Date.UTC(-1, 0, 1, 12, 34, 56, 789),
+      Date.UTC(1900, 0, 1, 0, 0, 0, 1),
+      // Date's limits: some zones' offsets push these past them, and then both throw.
+      8.64e15 - 1,
+      -8.64e15 + 1,
+      8.64e15 - 2 * 86_400_000 - 1,
+    ];
+    // Runs of nearby rows (one cache entry serves many), and jumps back and forth between them.
+    let seed = 7;
+    const next = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed;
+    };
+    for (let i = 0; i < 2000; i++) {
+      const base = Date.UTC(2026, 2, 29, 0, 50) + (next() % 7_200_000);
+      instants.push(base, base + (next() % 1000), Date.UTC(1950 + (next() % 150), next() % 12, 1) + next());
+    }
+    for (const zone of ["UTC", "Europe/Berlin", "America/St_Johns", "Asia/Kolkata", "Australia/Lord_Howe"]) {
+      for (const micros of [false, true]) {
+        const f = new TimestampFormatter(zone, { micros });
+        const outcome = (format: () => string) => {
+          try {
+            return format();
+          } catch (err) {
+            return (err as Error).name;
+          }
+        };
+        for (const ms of instants) {
+          assert.equal(
+            outcome(() => f.format(ms)),
+            outcome(() => reference(zone, micros, ms)),
+            `${zone} ${ms}`,
+          );
+        }
+        assert.throws(() => f.format(Number.NaN), RangeError);
+        assert.throws(() => f.format(8.64e15 + 1), RangeError);
+        assert.equal(f.format(1000), reference(zone, micros, 1000), "after a throw");
+      }
+    }
   });
 });
 

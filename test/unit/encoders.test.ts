@@ -64,6 +64,25 @@ test("csv: header off, BOM on, a slice of rows", () => {
   );
 });
 
+test("csv: cells whose quotes the source doubled encode like the original text, guard included", () => {
+  const texts = [...hard, "-1", '"=quoted"', "+", "@x", "\tx", "\rx"];
+  const original: Cell[][] = texts.map((text) => [text, 1, JSON.stringify(text)]);
+  original.push([null, null, null]);
+  const doubled: Cell[][] = original.map((row) =>
+    row.map((v) => (typeof v === "string" ? v.replaceAll('"', '""') : v)),
+  );
+  for (const formulaGuard of [false, true]) {
+    for (const delimiter of [",", "\t", ";"]) {
+      const enc = ENCODERS.csv({ columns, csv: { delimiter, header: true, bom: false, formulaGuard } });
+      assert.equal(
+        enc.encode(doubled, 0, doubled.length, [true, false, true]),
+        enc.encode(original, 0, original.length),
+        `${JSON.stringify(delimiter)} guard ${formulaGuard}`,
+      );
+    }
+  }
+});
+
 describe("jsonl", () => {
   test("every line parses; strings stay strings, JSON columns become JSON", () => {
     const enc = ENCODERS.jsonl({ columns, csv: { delimiter: ",", header: true, bom: false } });
