@@ -337,7 +337,7 @@ try {
   const floorOf = (id: string) => (id.startsWith("pg-csv") ? "≥ 1.0× (issue)" : "≥ 1.0× (aim)");
   const section: BenchSection = {
     id: "1-export",
-    title: "Export throughput",
+    title: "1. Export throughput",
     command: COMMAND,
     method:
       "The real exportd server, a fresh process per export, timed from POST /v1/exports to `succeeded` " +
@@ -386,7 +386,7 @@ try {
   };
   const memory: BenchSection = {
     id: "2-rss",
-    title: "Worker memory",
+    title: "2. Worker memory",
     command: COMMAND,
     method:
       "Peak resident set (VmHWM) of the exportd server process, worker included, after each export of section 1; " +
