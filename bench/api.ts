@@ -11,30 +11,26 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../test/helpers/net.js";
-import { cli, client, type ServerProcess, startServer } from "../test/helpers/server-process.js";
+import { client } from "../test/helpers/server-process.js";
 import { pastMidnight, tempDir, waitFor } from "../test/helpers/service.js";
+import { type Cluster, startCluster } from "./cluster.js";
 import { type LoadResult, load, loadLine } from "./load.js";
 import { int, ratioText, report, spread } from "./report.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
 
 interface Case {
   label: string;
-  server: ServerProcess;
-  key: string;
+  cluster: Cluster;
   id: string;
   body: string;
 }
 
-/** A server with a key of its own and one export, waited on until `status`. */
-async function prepare(label: string, role: "all" | "api", status: string): Promise<Case> {
-  const dataDir = tempDir("exportd-bench-api-");
-  const server = await startServer({ dataDir, env: { EXPORTD_ROLE: role }, nodeArgs });
-  const key = cli(dataDir, ["keys", "create", "--tenant", "bench"]).trim().split("\n").at(-1) as string;
-  cli(dataDir, ["tenants", "set", "bench", "--requests-per-minute", "1000000"]);
-  const http = client(server.url, key);
+/** A server of its own with one export, waited on until `status`. */
+async function prepare(label: string, apiOnly: boolean, status: string): Promise<Case> {
+  const cluster = await startCluster({ workers: 0, apiOnly });
+  const http = client(cluster.url, cluster.key);
   const to = pastMidnight();
   const created = await http.create({
     dataset: "events",
@@ -45,16 +41,14 @@ async function prepare(label: string, role: "all" | "api", status: string): Prom
     () => http.get(created.body.id),
     (e) => e.status === status,
   );
-  const res = await fetch(`${server.url}/v1/exports/${created.body.id}`, {
-    headers: { authorization: `Bearer ${key}` },
-  });
-  return { label, server, key, id: created.body.id, body: await res.text() };
+  const res = await http.raw(`/v1/exports/${created.body.id}`);
+  return { label, cluster, id: created.body.id, body: await res.text() };
 }
 
 const cases = [
-  await prepare("succeeded export (cached 1 s)", "all", "succeeded"),
+  await prepare("succeeded export (cached 1 s)", false, "succeeded"),
   // No worker in this process: the export stays queued.
-  await prepare("queued export (read every time)", "api", "queued"),
+  await prepare("queued export (read every time)", true, "queued"),
 ];
 
 // The anchor answers each export id with exportd's own document for it.
@@ -82,8 +76,8 @@ try {
     for (const c of cases) {
       const anchor = load({ url: `http://127.0.0.1:${barePort}/v1/exports/${c.id}`, ...shape });
       const ours = load({
-        url: `${c.server.url}/v1/exports/${c.id}`,
-        headers: { authorization: `Bearer ${c.key}` },
+        url: `${c.cluster.url}/v1/exports/${c.id}`,
+        headers: { authorization: `Bearer ${c.cluster.key}` },
         ...shape,
       });
       if (ours.non2xx > 0 || ours.errors > 0 || anchor.non2xx > 0)
@@ -96,7 +90,7 @@ try {
   }
 } finally {
   bare.kill();
-  await Promise.all(cases.map((c) => c.server.stop()));
+  await Promise.all(cases.map((c) => c.cluster.stop()));
 }
 
 const rates = (results: LoadResult[]) => {

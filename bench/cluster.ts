@@ -1,19 +1,27 @@
 /**
  * Starts exportd for a benchmark as real processes of the built CLI: either one process doing
  * everything (`workers: 0`, the embedded default) or an API process plus `workers` worker
- * processes on one metadata store (SQLite file or PostgreSQL) and one local object store.
+ * processes on one metadata store (SQLite file or PostgreSQL) and one local object store, with a
+ * tenant "bench" whose key and limits let a benchmark measure speed rather than its caps.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { CLI, cli, createKey, startServer } from "../test/helpers/server-process.js";
+import fs from "node:fs";
+import { CLI, cli, createKey, type ServerProcess, startServer } from "../test/helpers/server-process.js";
 import { tempDir } from "../test/helpers/service.js";
+
+/** Flags for the API (or all-in-one) process, from BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof". */
+export const benchNodeArgs = (): string[] => (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
 
 export interface Cluster {
   url: string;
   key: string;
   dataDir: string;
   env: Record<string, string>;
+  /** The API (or all-in-one) process. */
+  api: ServerProcess;
   /** Starts more worker processes (only when the API runs without an in-process worker). */
   addWorkers(count: number): void;
+  /** Stops every process and removes the data folder (parts included). */
   stop(): Promise<void>;
 }
 
@@ -39,6 +47,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const api = await startServer({
     dataDir,
     env: { ...env, EXPORTD_ROLE: options.workers === 0 && !options.apiOnly ? "all" : "api" },
+    nodeArgs: benchNodeArgs(),
   });
   const workers: ChildProcess[] = [];
   const addWorkers = (count: number) => {
@@ -61,16 +70,19 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     key,
     dataDir,
     env,
+    api,
     addWorkers,
     async stop() {
-      await Promise.all([api.stop(), ...workers.map(stopChild)]);
+      await Promise.all([api.stop(), ...workers.map((w) => stopChild(w))]);
+      fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+/** Stops a child process with `signal` and waits for its exit. */
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGTERM");
+  child.kill(signal);
   await exited;
 }

@@ -11,14 +11,14 @@ import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { freePort } from "../test/helpers/net.js";
-import { cli, client, startServer } from "../test/helpers/server-process.js";
+import { client } from "../test/helpers/server-process.js";
 import { pastMidnight, tempDir, waitFor } from "../test/helpers/service.js";
+import { startCluster, stopChild } from "./cluster.js";
 import { int, peakRssMb, ratioText, report, spread } from "./report.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const STREAMS = Number(process.env.BENCH_STREAMS ?? 4);
 const SIZE = 2 ** 30;
-const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const run = promisify(execFile);
 
 /** nginx from Debian's packages when it is not installed (the bench machines run as root). */
@@ -104,15 +104,6 @@ http {
   return { url, child };
 }
 
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once("exit", () => resolve());
-    // SIGQUIT: nginx's graceful stop.
-    child.kill("SIGQUIT");
-  });
-}
-
 /**
  * `streams` curl processes at once, each downloading the whole file to /dev/null. MB/s (10^6
  * bytes) of all of them together, timed by curl itself (connect to last byte).
@@ -149,9 +140,8 @@ async function downloadedSha256(url: string): Promise<string> {
 }
 
 ensureNginx();
-const dataDir = tempDir("exportd-bench-download-");
 const nginxDir = tempDir("exportd-bench-nginx-");
-const server = await startServer({ dataDir, nodeArgs });
+const cluster = await startCluster({ workers: 0 });
 let nginx: ChildProcess | null = null;
 
 interface Round {
@@ -166,8 +156,7 @@ let rssMb = 0;
 let filename = "";
 try {
   // A real export, so the link is the one exportd hands out (download route, redirect=false).
-  const key = cli(dataDir, ["keys", "create", "--tenant", "bench"]).trim().split("\n").at(-1) as string;
-  const http = client(server.url, key);
+  const http = client(cluster.url, cluster.key);
   const to = pastMidnight();
   const created = await http.create({
     dataset: "events",
@@ -186,7 +175,7 @@ try {
   filename = link.filename;
   const fileUrl = new URL(link.url);
   const objectKey = decodeURIComponent(fileUrl.pathname.slice("/files/".length));
-  const objectsDir = path.join(dataDir, "objects");
+  const objectsDir = path.join(cluster.dataDir, "objects");
 
   process.stdout.write(`writing 1 GiB of random bytes to objects/${objectKey}\n`);
   const sha256 = writePart(path.join(objectsDir, objectKey));
@@ -212,11 +201,11 @@ try {
       );
     }
   }
-  if (server.child.pid) rssMb = peakRssMb(server.child.pid);
+  if (cluster.api.child.pid) rssMb = peakRssMb(cluster.api.child.pid);
 } finally {
-  if (nginx) await stopChild(nginx);
-  await server.stop();
-  fs.rmSync(dataDir, { recursive: true, force: true });
+  // SIGQUIT: nginx's graceful stop.
+  if (nginx) await stopChild(nginx, "SIGQUIT");
+  await cluster.stop();
   fs.rmSync(nginxDir, { recursive: true, force: true });
 }
 
