@@ -37,10 +37,6 @@ export function keyPrefix(key: string): string | null {
   return KEY_PATTERN.exec(key)?.[1] ?? null;
 }
 
-export function keyMatches(key: string, storedHash: string): boolean {
-  return hashesMatch(hashKey(key), storedHash);
-}
-
 /** Two hex SHA-256 digests compared in constant time. */
 export function hashesMatch(givenHash: string, storedHash: string): boolean {
   const given = Buffer.from(givenHash, "hex");

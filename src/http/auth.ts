@@ -33,10 +33,7 @@ declare module "fastify" {
 
 /** last_used_at is written at most this often per key, so reads stay reads. */
 const TOUCH_EVERY_MS = 60_000;
-/**
- * A tenant's plan and limits are read at most this often per process. The key itself is checked
- * on every request, so a revoked key is refused at once; a plan change takes effect within this.
- */
+/** A tenant's plan and limits are read at most this often per process: a plan change takes effect within this. */
 const TENANT_CACHE_MS = 1_000;
 /**
  * A verified key is trusted this long per process without reading it again: a revoked or

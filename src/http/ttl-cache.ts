@@ -23,8 +23,4 @@ export class TtlCache<V> {
     if (this.entries.size >= this.max) this.entries.clear();
     this.entries.set(key, { value, until: now + this.ttlMs });
   }
-
-  delete(key: string): void {
-    this.entries.delete(key);
-  }
 }

@@ -127,6 +127,14 @@ export function statusFrom(to: ExportStatus): string {
     .join(", ")})`;
 }
 
+/**
+ * Ids of the exports whose parts need reading: progress_parts grows in the transaction that inserts
+ * a part, so 0 means there is none.
+ */
+export function idsWithParts(rows: ExportRow[]): string[] {
+  return rows.filter((r) => r.progress_parts > 0).map((r) => r.id);
+}
+
 export function toPart(row: PartRow): ExportPart {
   return { index: row.idx, objectKey: row.object_key, rows: row.rows, bytes: row.bytes, sha256: row.sha256 };
 }

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { describe, test } from "node:test";
 import { ConfigError, loadConfig } from "../../src/config/index.js";
-import { generateKey, hashKey, keyMatches, keyPrefix } from "../../src/domain/api-keys.js";
+import { generateKey, hashesMatch, hashKey, keyPrefix } from "../../src/domain/api-keys.js";
 import { normalizeCreateRequest } from "../../src/domain/dataset.js";
 import { AppError } from "../../src/domain/errors.js";
 import { renderErrorsDoc } from "../../src/domain/errors-doc.js";
@@ -216,9 +216,9 @@ describe("keys and links", () => {
     assert.equal(keyPrefix(k.key), k.prefix);
     assert.equal(k.hash, hashKey(k.key));
     assert.ok(!k.hash.includes(k.key));
-    assert.ok(keyMatches(k.key, k.hash));
+    assert.ok(hashesMatch(hashKey(k.key), k.hash));
     const altered = `${k.key.slice(0, -1)}${k.key.endsWith("x") ? "y" : "x"}`;
-    assert.ok(!keyMatches(altered, k.hash));
+    assert.ok(!hashesMatch(hashKey(altered), k.hash));
     assert.equal(keyPrefix("Bearer nonsense"), null);
   });
 

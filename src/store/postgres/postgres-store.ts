@@ -17,6 +17,7 @@ import { newId } from "../../domain/ids.js";
 import { DEFAULT_PLAN, type Plan, type Tenant, type TenantLimits } from "../../domain/tenant.js";
 import {
   type ExportRow,
+  idsWithParts,
   type KeyRow,
   LIMIT_COLUMNS,
   type PartRow,
@@ -285,8 +286,7 @@ export class PostgresStore implements MetadataStore {
   }
 
   private async withParts(rows: ExportRow[], on: Queryable = this.pool): Promise<ExportRecord[]> {
-    // progress_parts grows in the transaction that inserts a part: 0 means there is none to read.
-    const withAny = rows.filter((r) => r.progress_parts > 0).map((r) => r.id);
+    const withAny = idsWithParts(rows);
     const parts =
       withAny.length === 0
         ? []

@@ -19,6 +19,7 @@ import { newId } from "../../domain/ids.js";
 import { DEFAULT_PLAN, type Plan, type Tenant, type TenantLimits } from "../../domain/tenant.js";
 import {
   type ExportRow,
+  idsWithParts,
   type KeyRow,
   LIMIT_COLUMNS,
   type PartRow,
@@ -305,8 +306,7 @@ export class SqliteStore implements MetadataStore {
   }
 
   private withParts(rows: ExportRow[]): ExportRecord[] {
-    // progress_parts grows in the transaction that inserts a part: 0 means there is none to read.
-    const parts = this.partsOf(rows.filter((r) => r.progress_parts > 0).map((r) => r.id));
+    const parts = this.partsOf(idsWithParts(rows));
     return rows.map((r) => toExport(r, parts.get(r.id) ?? []));
   }
 
