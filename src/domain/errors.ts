@@ -3,6 +3,7 @@
  * the `error` of a failed export — uses a code declared here. docs/errors.md is generated from this
  * table (`npm run docs:errors`) and a test keeps the two equal.
  */
+import type { ExportStatus } from "./export.js";
 
 export interface ErrorSpec {
   /** HTTP status for request errors; null for codes that only appear on a failed export. */
@@ -143,10 +144,41 @@ export const ERROR_CATALOGUE = {
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
 
+/**
+ * The codes of `details` entries: why one field is wrong. They never reuse a top-level code (a unit
+ * test checks), so a client branching on a code cannot confuse the two. docs/errors.md lists them.
+ */
+export const DETAIL_CODES = {
+  invalid: "The value breaks a rule the message states (pattern, length, allowed characters, count).",
+  invalid_type: "The value has the wrong JSON type; the message names the expected one.",
+  invalid_value: "The value is not one of the allowed values; the message lists them.",
+  invalid_json: "The body is not valid JSON.",
+  required: "A field that must be given is missing (for `part`: the export has several parts).",
+  unknown_field: "The field is not part of the request.",
+  unknown_dataset: "No dataset of this name for this key (`GET /v1/datasets` lists them).",
+  not_in_plan: "The dataset is not part of the tenant's plan; the message lists the plans that have it.",
+  unknown_column: "The dataset has no such column.",
+  duplicate_column: "The column is listed twice.",
+  unknown_filter: "The dataset has no such filter.",
+  unsupported_format: "The dataset does not export in this format.",
+  invalid_date: "Not an ISO 8601 date-time with offset, nor a date (nor `now`, for `to`).",
+  empty_range: "`from` is not before `to`: the range holds no time.",
+  range_too_long: "The range is longer than the dataset's `max_range_days`.",
+  out_of_range: "The number lies outside the allowed range (a part index past the last part).",
+  missing_scope: "The key lacks the scope named in the message.",
+  reused: "The `Idempotency-Key` was already used with another body.",
+} as const satisfies Record<string, string>;
+
+/**
+ * A detail code: one of DETAIL_CODES, or — for the `status` field of `export_not_ready` and
+ * `not_cancellable` — the export's current status.
+ */
+export type DetailCode = keyof typeof DETAIL_CODES | ExportStatus;
+
 /** One entry of an error's `details`: which field is wrong and why. */
 export interface ErrorDetail {
   field: string;
-  code: string;
+  code: DetailCode;
   message: string;
 }
 

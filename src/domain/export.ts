@@ -82,6 +82,11 @@ export interface ExportRequest {
   dataset: string;
   from: number;
   to: number;
+  /**
+   * `to` as the client wrote it ("now", a date or an instant), so the status can say that "now" was
+   * asked for; absent on exports created before it was kept.
+   */
+  toRequested?: string;
   filters: Record<string, string[]>;
   columns: string[];
   format: Format;

@@ -132,7 +132,13 @@ export const ExportSchema = Type.Object(
     expires_at: NullableTimestamp,
     request: Type.Object({
       from: Timestamp,
-      to: Timestamp,
+      to: Type.String({ format: "date-time", description: "End, exclusive, as resolved at creation." }),
+      to_requested: Nullable(
+        Type.String({
+          description:
+            '`to` as sent: "now" when the end was the creation time, else the date or instant given. Null for exports created before it was kept.',
+        }),
+      ),
       filters: Type.Record(Type.String(), Type.Array(Type.String())),
       columns: Type.Array(Type.String()),
       format: Type.String(),
