@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 import { canonicalJson } from "../../domain/canonical-json.js";
 import { normalizeCreateRequest } from "../../domain/dataset.js";
 import { AppError, invalidRequest } from "../../domain/errors.js";
-import { type ExportRecord, isFinal, newExport } from "../../domain/export.js";
+import { downloadRefusal, type ExportRecord, isFinal, newExport } from "../../domain/export.js";
 import { isUuid, newId } from "../../domain/ids.js";
 import { partDownloadName } from "../../domain/naming.js";
 import { purgeExportFiles } from "../../purge.js";
@@ -263,16 +263,8 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
     },
     async (request, reply) => {
       const record = await findExport(callerOf(request).tenantId, request.params.id);
-      if (record.status === "expired") {
-        throw new AppError("export_expired", "The export's files were deleted by the retention policy.");
-      }
-      if (record.status !== "succeeded") {
-        throw new AppError(
-          "export_not_ready",
-          `The export is ${record.status}; files are ready once it succeeded.`,
-          [{ field: "status", code: record.status, message: `Current status: ${record.status}.` }],
-        );
-      }
+      const refusal = downloadRefusal(record);
+      if (refusal) throw refusal;
       const { part: index, redirect } = request.query;
       if (index === undefined && record.parts.length > 1) {
         throw invalidRequest([
