@@ -19,7 +19,7 @@ import { isSafeKey } from "../../storage/local.js";
 import type { LinkSigner } from "../../storage/signing.js";
 import type { HttpDeps } from "../deps.js";
 import { writeFileRange } from "../file-body.js";
-import { errorResponses, FileParams, FileQuery } from "../schemas.js";
+import { FileParams, FileQuery, FileResponses } from "../schemas.js";
 
 /** The bytes a 200 or 206 answer of send carries: all of Content-Length, from Content-Range's start. */
 function bodyRange(
@@ -48,6 +48,18 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSig
   api.get(
     "/files/*",
     {
+      config: {
+        errors: [
+          "invalid_signature",
+          "link_expired",
+          "not_found",
+          "export_not_ready",
+          "export_expired",
+          "precondition_failed",
+          "range_not_satisfiable",
+          "service_unavailable",
+        ],
+      },
       schema: {
         tags: ["files"],
         summary: "Download through a signed link",
@@ -55,7 +67,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSig
           "Links come from the export status or the download route. Supports Range and If-None-Match.",
         params: FileParams,
         querystring: FileQuery,
-        response: errorResponses(403, 404, 412, 416),
+        response: FileResponses,
       },
     },
     async (request, reply) => {
@@ -105,7 +117,8 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSig
         }
       }
       reply
-        .code(result.statusCode)
+        // send answers only the 200, 206 and 304 declared in the schema here (errors went above).
+        .code(result.statusCode as keyof typeof FileResponses)
         .headers(result.headers)
         // The same type as the S3 store serves (send would guess from the extension alone).
         .header("content-type", contentTypeOf(key))
