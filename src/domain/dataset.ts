@@ -120,7 +120,7 @@ export function normalizeCreateRequest(
     throw new AppError("plan_required", `The dataset "${dataset.name}" is not part of the "${plan}" plan.`, [
       {
         field: "dataset",
-        code: "plan_required",
+        code: "not_in_plan",
         message: `Plans with ${dataset.name}: ${dataset.plans?.join(", ")}.`,
       },
     ]);
@@ -162,7 +162,7 @@ export function normalizeCreateRequest(
     });
   }
   if (from !== null && to !== null && from >= to) {
-    details.push({ field: "from", code: "invalid_date_range", message: "`from` must be before `to`." });
+    details.push({ field: "from", code: "empty_range", message: "`from` must be before `to`." });
   }
 
   const columnNames = new Set(dataset.columns.map((c) => c.name));
@@ -271,6 +271,7 @@ export function normalizeCreateRequest(
     dataset: dataset.name,
     from: range.from,
     to: range.to,
+    toRequested: input.to,
     filters,
     columns,
     format,

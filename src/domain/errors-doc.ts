@@ -1,5 +1,6 @@
 /** Renders docs/errors.md from the error catalogue, so the page and the code cannot drift. */
-import { ERROR_CATALOGUE, type ErrorSpec } from "./errors.js";
+import { DETAIL_CODES, ERROR_CATALOGUE, type ErrorSpec } from "./errors.js";
+import { EXPORT_STATUSES } from "./export.js";
 
 export function renderErrorsDoc(): string {
   const entries = Object.entries(ERROR_CATALOGUE) as [string, ErrorSpec][];
@@ -34,6 +35,16 @@ export function renderErrorsDoc(): string {
     "| code | HTTP | retry? | when |",
     "|---|---|---|---|",
     ...entries.filter(([, s]) => s.status === null).map(row),
+    "",
+    "## Detail codes",
+    "",
+    "The `code` of each `details` entry says why that one field is wrong. Detail codes never reuse a",
+    "code of the tables above.",
+    "",
+    "| detail code | when |",
+    "|---|---|",
+    ...Object.entries(DETAIL_CODES).map(([code, when]) => `| \`${code}\` | ${when} |`),
+    `| ${EXPORT_STATUSES.map((s) => `\`${s}\``).join(", ")} | On \`export_not_ready\` and \`not_cancellable\`: the export's current status (field \`status\`). |`,
     "",
   ].join("\n");
 }

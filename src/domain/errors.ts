@@ -3,6 +3,7 @@
  * the `error` of a failed export — uses a code declared here. docs/errors.md is generated from this
  * table (`npm run docs:errors`) and a test keeps the two equal.
  */
+import type { ExportStatus } from "./export.js";
 
 export interface ErrorSpec {
   /** HTTP status for request errors; null for codes that only appear on a failed export. */
@@ -11,142 +12,208 @@ export interface ErrorSpec {
   readonly retryable: boolean;
   /** When the code is used, written for the client developer. */
   readonly when: string;
+  /**
+   * Which requests may be answered with the code, so that the OpenAPI document lists it on exactly
+   * those routes: `every` request; `authenticated` routes (those with a scope); routes that take a
+   * `body` (POST, PUT, PATCH, DELETE); `write`s that maintenance pauses; `named`: only routes that
+   * list it in their `config.errors`. Null for codes that only appear on a failed export.
+   */
+  readonly on: RequestClass | null;
 }
+
+/** See ErrorSpec.on. */
+export type RequestClass = "every" | "authenticated" | "body" | "write" | "named";
 
 export const ERROR_CATALOGUE = {
   invalid_request: {
     status: 400,
     retryable: false,
+    on: "every",
     when: "The request is malformed: bad JSON, unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`. `details` lists each bad field.",
   },
   invalid_date_range: {
     status: 400,
     retryable: false,
+    on: "named",
     when: "The time range is longer than the dataset allows. `details` names the limit.",
   },
   unauthorized: {
     status: 401,
     retryable: false,
+    on: "authenticated",
     when: "The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key.",
   },
   insufficient_scope: {
     status: 403,
     retryable: false,
+    on: "authenticated",
     when: "The key is valid but lacks the scope this route needs; the message names the scope.",
   },
   plan_required: {
     status: 403,
     retryable: false,
+    on: "named",
     when: "The dataset is not part of the tenant's plan. The message names the dataset; an upgrade of the plan is needed.",
   },
   invalid_signature: {
     status: 403,
     retryable: false,
+    on: "named",
     when: "A signed download link was altered or is malformed. Ask the API for a fresh link.",
   },
   link_expired: {
     status: 403,
     retryable: false,
+    on: "named",
     when: "A signed download link is past its expiry. Ask the API for a fresh link (`GET /v1/exports/{id}/download`).",
   },
   not_found: {
     status: 404,
     retryable: false,
+    on: "named",
     when: "No such route, or no such export for this tenant (another tenant's export is also not found).",
   },
   not_cancellable: {
     status: 409,
     retryable: false,
+    on: "named",
     when: "The export already reached a final status and can no longer be canceled.",
   },
   export_not_ready: {
     status: 409,
     retryable: true,
+    on: "named",
     when: "A download was asked for an export that has not succeeded (yet); `details` carries the current status.",
   },
   idempotency_conflict: {
     status: 409,
     retryable: false,
+    on: "named",
     when: "The `Idempotency-Key` was already used in the last 24 hours with a different request body. Use a new key for a new request.",
   },
   export_expired: {
     status: 410,
     retryable: false,
+    on: "named",
     when: "The export's files were deleted by the retention policy. Create a new export.",
   },
   precondition_failed: {
     status: 412,
     retryable: false,
+    on: "named",
     when: "A download's `If-Match` or `If-Unmodified-Since` does not hold: the file is not the one the client expects.",
   },
   payload_too_large: {
     status: 413,
     retryable: false,
+    on: "body",
     when: "The request body is larger than the server accepts.",
   },
   unsupported_media_type: {
     status: 415,
     retryable: false,
+    on: "body",
     when: "The request body is not `application/json`.",
   },
   range_not_satisfiable: {
     status: 416,
     retryable: false,
+    on: "named",
     when: "A download's `Range` lies outside the file; `Content-Range: bytes */SIZE` gives the size.",
   },
   rate_limited: {
     status: 429,
     retryable: true,
+    on: "authenticated",
     when: "The key sent more requests than its plan allows per minute. Wait for `Retry-After` seconds; the `RateLimit-*` headers show the budget.",
   },
   too_many_exports: {
     status: 429,
     retryable: true,
+    on: "named",
     when: "The tenant already has as many exports waiting in the queue as its plan allows. Retry after some finish (`Retry-After`).",
   },
   internal_error: {
     status: 500,
     retryable: true,
+    on: "every",
     when: "An unexpected failure inside exportd. The request id in the envelope finds it in the logs.",
   },
   maintenance: {
     status: 503,
     retryable: true,
+    on: "write",
     when: "exportd is in maintenance: writes (create, cancel) are refused, reads and downloads keep working. Retry after `Retry-After` seconds.",
   },
   service_unavailable: {
     status: 503,
     retryable: true,
+    on: "authenticated",
     when: "A dependency (metadata store or object store) is not reachable right now.",
   },
   too_many_rows: {
     status: null,
     retryable: false,
+    on: null,
     when: "The export would pass the dataset's row limit. Narrow the range or the filters; it will never succeed as is.",
   },
   too_much_data: {
     status: null,
     retryable: false,
+    on: null,
     when: "The export would pass the dataset's byte limit (`max_bytes`, counted before compression). Narrow the range, the filters or the columns; it will never succeed as is.",
   },
   source_error: {
     status: null,
     retryable: true,
+    on: null,
     when: "Reading the dataset failed and retries ran out.",
   },
   storage_error: {
     status: null,
     retryable: true,
+    on: null,
     when: "Writing the export's files failed and retries ran out.",
   },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
 
+/**
+ * The codes of `details` entries: why one field is wrong. They never reuse a top-level code (a unit
+ * test checks), so a client branching on a code cannot confuse the two. docs/errors.md lists them.
+ */
+export const DETAIL_CODES = {
+  invalid: "The value breaks a rule the message states (pattern, length, allowed characters, count).",
+  invalid_type: "The value has the wrong JSON type; the message names the expected one.",
+  invalid_value: "The value is not one of the allowed values; the message lists them.",
+  invalid_json: "The body is not valid JSON.",
+  required: "A field that must be given is missing (for `part`: the export has several parts).",
+  unknown_field: "The field is not part of the request.",
+  unknown_dataset: "No dataset of this name for this key (`GET /v1/datasets` lists them).",
+  not_in_plan: "The dataset is not part of the tenant's plan; the message lists the plans that have it.",
+  unknown_column: "The dataset has no such column.",
+  duplicate_column: "The column is listed twice.",
+  unknown_filter: "The dataset has no such filter.",
+  unsupported_format: "The dataset does not export in this format.",
+  invalid_date: "Not an ISO 8601 date-time with offset, nor a date (nor `now`, for `to`).",
+  empty_range: "`from` is not before `to`: the range holds no time.",
+  range_too_long: "The range is longer than the dataset's `max_range_days`.",
+  out_of_range: "The number lies outside the allowed range (a part index past the last part).",
+  missing_scope: "The key lacks the scope named in the message.",
+  reused: "The `Idempotency-Key` was already used with another body.",
+} as const satisfies Record<string, string>;
+
+/**
+ * A detail code: one of DETAIL_CODES, or — for the `status` field of `export_not_ready` and
+ * `not_cancellable` — the export's current status.
+ */
+export type DetailCode = keyof typeof DETAIL_CODES | ExportStatus;
+
 /** One entry of an error's `details`: which field is wrong and why. */
 export interface ErrorDetail {
   field: string;
-  code: string;
+  code: DetailCode;
   message: string;
 }
 

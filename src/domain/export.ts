@@ -6,7 +6,7 @@
  *   queued | running → failed | canceled
  *   running → queued            (a retryable failure waiting for its next attempt, or a released lease)
  */
-import type { ErrorCode } from "./errors.js";
+import { AppError, type ErrorCode } from "./errors.js";
 
 export const EXPORT_STATUSES = ["queued", "running", "succeeded", "failed", "canceled", "expired"] as const;
 export type ExportStatus = (typeof EXPORT_STATUSES)[number];
@@ -52,6 +52,21 @@ export function isCancellable(status: ExportStatus): boolean {
   return canTransition(status, "canceled");
 }
 
+/**
+ * Why the files of an export cannot be downloaded, or null when they can (succeeded). The download
+ * route and the signed-link route both answer with it, so one state gets one answer wherever asked.
+ */
+export function downloadRefusal(record: { status: ExportStatus }): AppError | null {
+  const { status } = record;
+  if (status === "succeeded") return null;
+  if (status === "expired") {
+    return new AppError("export_expired", "The export's files were deleted by the retention policy.");
+  }
+  return new AppError("export_not_ready", `The export is ${status}; files are ready once it succeeded.`, [
+    { field: "status", code: status, message: `Current status: ${status}.` },
+  ]);
+}
+
 export const FORMATS = ["csv", "jsonl"] as const;
 export type Format = (typeof FORMATS)[number];
 export const COMPRESSIONS = ["gzip", "none"] as const;
@@ -82,6 +97,11 @@ export interface ExportRequest {
   dataset: string;
   from: number;
   to: number;
+  /**
+   * `to` as the client wrote it ("now", a date or an instant), so the status can say that "now" was
+   * asked for; absent on exports created before it was kept.
+   */
+  toRequested?: string;
   filters: Record<string, string[]>;
   columns: string[];
   format: Format;

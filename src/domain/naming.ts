@@ -30,6 +30,12 @@ export function exportPrefix(tenantId: string, exportId: string): string {
   return `exports/${tenantId}/${exportId}/`;
 }
 
+/** The export an object key belongs to (the inverse of exportPrefix); null for a key outside every export. */
+export function exportOfKey(key: string): { tenantId: string; exportId: string } | null {
+  const match = /^exports\/([^/]+)\/([^/]+)\//.exec(key);
+  return match ? { tenantId: match[1] as string, exportId: match[2] as string } : null;
+}
+
 /** The download name, e.g. events_2026-11-01_2026-11-23.part-000.csv.gz: from and to as dates in the request's zone. */
 export function partDownloadName(request: ExportRequest, index: number): string {
   const from = localDate(request.from, request.timezone);

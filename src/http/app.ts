@@ -13,6 +13,7 @@ import { installAuth } from "./auth.js";
 import type { HttpDeps } from "./deps.js";
 import { handleClientError, installErrorHandling, newRequestId, sendError, sendRawError } from "./errors.js";
 import { installMaintenance } from "./maintenance.js";
+import { documentHeaders, documentRoute } from "./openapi.js";
 import { datasetRoutes } from "./routes/datasets.js";
 import { exportRoutes } from "./routes/exports.js";
 import { fileRoutes } from "./routes/files.js";
@@ -114,15 +115,21 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
       info: {
         title: "exportd",
         version: "0.1.0",
+        license: { name: "Apache-2.0", identifier: "Apache-2.0" },
         description:
           "Asynchronous data exports: create an export, watch its progress, cancel it, and download its parts through short-lived signed links.",
       },
+      servers: [{ url: deps.config.publicUrl, description: "This exportd (EXPORTD_PUBLIC_URL)." }],
       components: {
         securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "An exportd API key." } },
       },
       security: [{ bearer: [] }],
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+    // Error responses, public routes and answer headers are derived (openapi.ts), not written per route.
+    transform: documentRoute,
+    transformObject: (document) =>
+      "openapiObject" in document ? documentHeaders(document.openapiObject) : document.swaggerObject,
   });
   await app.register(swaggerUi, { routePrefix: "/docs", staticCSP: true });
 

@@ -12,6 +12,11 @@ export const MAINTENANCE_SETTING = "maintenance";
 const CACHE_MS = 2000;
 const WRITE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
+/** Whether maintenance pauses requests of this method to this path (or route pattern). */
+export function pausedByMaintenance(method: string, path: string): boolean {
+  return WRITE_METHODS.has(method) && path.startsWith("/v1/");
+}
+
 export interface MaintenanceState {
   enabled: boolean;
   retryAfterSeconds: number;
@@ -52,7 +57,7 @@ export function installMaintenance(
     return cached.state;
   };
   app.addHook("onRequest", async (request) => {
-    if (!WRITE_METHODS.has(request.method) || !request.url.startsWith("/v1/")) return;
+    if (!pausedByMaintenance(request.method, request.url)) return;
     const state = await current();
     if (!state.enabled) return;
     throw new AppError(

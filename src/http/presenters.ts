@@ -30,6 +30,7 @@ export async function presentExport(
     request: {
       from: iso(request.from) as string,
       to: iso(request.to) as string,
+      to_requested: request.toRequested ?? null,
       filters: request.filters,
       columns: request.columns,
       format: request.format,

@@ -29,8 +29,6 @@ export const ErrorEnvelopeSchema = Type.Object(
   { $id: "Error" },
 );
 
-const ErrorRef = Type.Ref("Error");
-
 export const CreateExportHeaders = Type.Object({
   "idempotency-key": Type.Optional(
     Type.String({
@@ -132,7 +130,13 @@ export const ExportSchema = Type.Object(
     expires_at: NullableTimestamp,
     request: Type.Object({
       from: Timestamp,
-      to: Timestamp,
+      to: Type.String({ format: "date-time", description: "End, exclusive, as resolved at creation." }),
+      to_requested: Nullable(
+        Type.String({
+          description:
+            '`to` as sent: "now" when the end was the creation time, else the date or instant given. Null for exports created before it was kept.',
+        }),
+      ),
       filters: Type.Record(Type.String(), Type.Array(Type.String())),
       columns: Type.Array(Type.String()),
       format: Type.String(),
@@ -234,14 +238,110 @@ export const DryRunSchema = Type.Object({
   limits: Type.Object({ max_rows: Type.Integer(), max_bytes: Type.Integer() }),
 });
 
-export const FileParams = Type.Object({ "*": Type.String() });
+export const FileParams = Type.Object({
+  "*": Type.String({ description: "The part's object key, slashes included, as the signed link gives it." }),
+});
 export const FileQuery = Type.Object({
   expires: Type.Optional(Type.String({ maxLength: 20 })),
   filename: Type.Optional(Type.String({ maxLength: 300 })),
   signature: Type.Optional(Type.String({ maxLength: 100 })),
 });
 
-/** Standard error responses for the OpenAPI document. */
-export function errorResponses(...statuses: number[]): Record<number, typeof ErrorRef> {
-  return Object.fromEntries(statuses.map((s) => [s, ErrorRef]));
+/**
+ * A header a route declares on one of its responses: required unless `optional` (openapi.ts turns
+ * the mark into the header's `required`). Error envelopes and the headers every answer carries by
+ * rule (X-Request-Id, RateLimit-*, Retry-After) are derived in openapi.ts, not declared per route.
+ */
+export function responseHeader(
+  description: string,
+  { optional = false, schema = { type: "string" } }: { optional?: boolean; schema?: object } = {},
+): Record<string, unknown> {
+  return { ...schema, description, ...(optional ? { "x-optional": true } : {}) };
 }
+
+/**
+ * `schema` with response headers for the document. A shared schema (one with an `$id`) is referenced
+ * rather than copied, so the document holds it once; the static type stays the schema's own.
+ */
+export function withHeaders<T extends TSchema>(schema: T, headers: Record<string, unknown>): T {
+  const { $id } = schema as { $id?: unknown };
+  const body = typeof $id === "string" ? { $ref: $id } : schema;
+  return { ...body, headers } as unknown as T;
+}
+
+/** A response without a body (a redirect, a 304), with its headers. */
+export function noBody(description: string, headers: Record<string, unknown>) {
+  return { type: "null", description, headers };
+}
+
+const CACHE_CONTROL = responseHeader("`no-store`: the answer holds fresh signed links.");
+
+/** The status of an export as GET /v1/exports/{id} answers it; cancel answers it without headers. */
+export const StatusResponse = withHeaders(ExportSchema, { "Cache-Control": CACHE_CONTROL });
+export const CancelResponse = withHeaders(ExportSchema, {});
+
+export const CreateExportResponses = {
+  200: DryRunSchema,
+  202: withHeaders(ExportSchema, {
+    Location: responseHeader("Where to poll the export: `/v1/exports/{id}`."),
+    "Idempotent-Replayed": responseHeader(
+      "`true` when the same Idempotency-Key and body already created this export, which is answered again.",
+      { optional: true },
+    ),
+  }),
+};
+
+export const DownloadResponses = {
+  200: withHeaders(DownloadLinkSchema, { "Cache-Control": CACHE_CONTROL }),
+  302: noBody("To a fresh signed link, valid 20 minutes by default. The link needs no Authorization.", {
+    Location: responseHeader("The signed link."),
+    "Cache-Control": CACHE_CONTROL,
+  }),
+};
+
+const PART_TYPES = ["application/gzip", "text/csv; charset=utf-8", "application/x-ndjson"];
+const fileHeaders = {
+  ETag: responseHeader("The file's entity tag, for If-None-Match, If-Match and If-Range."),
+  "Last-Modified": responseHeader("When the file was written."),
+  "Cache-Control": responseHeader("`private, no-cache`."),
+};
+const fileBody = (description: string, headers: Record<string, unknown>) => ({
+  description,
+  content: Object.fromEntries(PART_TYPES.map((t) => [t, { schema: { type: "string", format: "binary" } }])),
+  headers: { ...fileHeaders, ...headers },
+});
+const downloadHeaders = {
+  "Content-Disposition": responseHeader("`attachment` with the part's download name."),
+  "Accept-Ranges": responseHeader("`bytes`."),
+  "Content-Length": responseHeader("Bytes in this answer.", { schema: { type: "integer", minimum: 0 } }),
+};
+
+export const FileResponses = {
+  200: fileBody("The whole part. Content-Type: application/gzip for .gz parts, else the format's type.", {
+    ...downloadHeaders,
+  }),
+  206: fileBody("The requested byte range of the part.", {
+    ...downloadHeaders,
+    "Content-Range": responseHeader("`bytes START-END/SIZE`."),
+  }),
+  304: noBody("The client's copy (If-None-Match, If-Modified-Since) is current.", fileHeaders),
+};
+
+const ReadinessSchema = Type.Object({
+  status: Type.String({ description: "`ready` or `unavailable`." }),
+  checks: Type.Record(Type.String(), Type.String(), {
+    description: "Each dependency (database, storage, redis when configured) → `ok` or `unavailable`.",
+  }),
+});
+
+export const HealthResponses = { 200: Type.Object({ status: Type.Literal("ok") }) };
+export const ReadinessResponses = {
+  200: ReadinessSchema,
+  503: { ...ReadinessSchema, description: "A dependency does not answer." },
+};
+export const MetricsResponses = {
+  200: {
+    description: "Prometheus text exposition format.",
+    content: { "text/plain; version=0.0.4; charset=utf-8": { schema: { type: "string" } } },
+  },
+};

@@ -7,7 +7,6 @@ import { type CsvOptions, csvNewline, FORMULA_STARTS, type Format } from "../dom
 import type { Cell } from "../sources/types.js";
 
 export interface Encoder {
-  readonly contentType: string;
   /** What every part starts with (BOM, header row). */
   prelude(): string;
   /** `quotesDoubled`: see CellBatch (CSV only; other formats never get it). */
@@ -43,7 +42,6 @@ function csvEncoder({ columns, csv }: EncoderOptions): Encoder {
   const guarded = columns.map((c) => csv.formulaGuard === true && FORMULA_GUARDED_TYPES.has(c.type));
   const width = columns.length;
   return {
-    contentType: "text/csv; charset=utf-8",
     prelude() {
       const bom = csv.bom ? "\uFEFF" : "";
       return csv.header ? bom + columns.map((c) => field(c.name)).join(delimiter) + newline : bom;
@@ -82,7 +80,6 @@ function jsonlEncoder({ columns }: EncoderOptions): Encoder {
   const isJson = columns.map((c) => c.type === "json");
   const width = columns.length;
   return {
-    contentType: "application/x-ndjson",
     prelude: () => "",
     encode(rows, start, end) {
       let out = "";

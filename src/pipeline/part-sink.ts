@@ -39,8 +39,8 @@ export class PartSink {
     });
   }
 
-  static async open(store: ObjectStore, key: string, contentType: string, compressor: TransformType) {
-    const upload = await storageOp(() => store.upload(key, contentType));
+  static async open(store: ObjectStore, key: string, compressor: TransformType) {
+    const upload = await storageOp(() => store.upload(key));
     return new PartSink(compressor, upload);
   }
 

@@ -84,7 +84,7 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
     // One batch may hold many parts' rows: notice a cancel or shutdown before starting each part.
     o.signal.throwIfAborted();
     const key = partObjectKey(o.tenant.id, o.exportId, partIndex, o.attempt, request);
-    part = await PartSink.open(o.storage, key, encoder.contentType, COMPRESSORS[request.compression](o));
+    part = await PartSink.open(o.storage, key, COMPRESSORS[request.compression](o));
     partRows = 0;
     await part.write(encoder.prelude());
     return part;

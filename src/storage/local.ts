@@ -32,7 +32,7 @@ export class LocalObjectStore implements ObjectStore {
     return path.join(this.root, key);
   }
 
-  async upload(key: string, _contentType: string): Promise<ObjectUpload> {
+  async upload(key: string): Promise<ObjectUpload> {
     const finalPath = this.pathOf(key);
     const tempPath = `${finalPath}${UPLOAD_MARK}${randomBytes(6).toString("hex")}`;
     await fs.mkdir(path.dirname(finalPath), { recursive: true });

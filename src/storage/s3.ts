@@ -2,7 +2,7 @@
  * S3-compatible object store. Parts stream up as multipart uploads (lib-storage's Upload, which
  * keeps a bounded number of 8 MB chunks in memory); S3 shows an object only once the upload is
  * completed, so nothing partial is ever visible. Links are presigned GETs that carry the download
- * name (response-content-disposition).
+ * name and type (response-content-disposition, response-content-type).
  */
 import { PassThrough } from "node:stream";
 import {
@@ -19,6 +19,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import type { S3Settings } from "../config/index.js";
 import { contentDisposition } from "./content-disposition.js";
+import { contentTypeOf } from "./content-type.js";
 import type { ObjectStore, ObjectUpload, SignedLink } from "./types.js";
 
 const PART_SIZE = 8 * 1024 * 1024;
@@ -43,11 +44,11 @@ export class S3ObjectStore implements ObjectStore {
     });
   }
 
-  async upload(key: string, contentType: string): Promise<ObjectUpload> {
+  async upload(key: string): Promise<ObjectUpload> {
     const body = new PassThrough({ highWaterMark: 1024 * 1024 });
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key: key, Body: body, ContentType: contentType },
+      params: { Bucket: this.bucket, Key: key, Body: body, ContentType: contentTypeOf(key) },
       partSize: PART_SIZE,
       queueSize: 2,
       leavePartsOnError: false,
@@ -141,6 +142,8 @@ export class S3ObjectStore implements ObjectStore {
       Bucket: this.bucket,
       Key: key,
       ResponseContentDisposition: contentDisposition(filename),
+      // Also right for objects uploaded with another type by earlier versions.
+      ResponseContentType: contentTypeOf(filename),
     });
     const url = await getSignedUrl(this.client, command, {
       expiresIn: ttlSeconds,

@@ -19,8 +19,11 @@ export interface SignedLink {
 }
 
 export interface ObjectStore {
-  /** Starts writing an object; nothing is visible under `key` until commit. */
-  upload(key: string, contentType: string): Promise<ObjectUpload>;
+  /**
+   * Starts writing an object; nothing is visible under `key` until commit. Its Content-Type comes
+   * from the key's suffix (content-type.ts).
+   */
+  upload(key: string): Promise<ObjectUpload>;
   /** Keys of the whole objects under a prefix (uploads in flight are not objects). */
   list(prefix: string): Promise<string[]>;
   /** Drops uploads under a prefix that never committed (left by a crashed writer). */
@@ -28,7 +31,10 @@ export interface ObjectStore {
   /** Deletes everything under a prefix, uploads in flight included. */
   deletePrefix(prefix: string): Promise<void>;
   delete(key: string): Promise<void>;
-  /** A link anyone holding it may GET until it expires, served with `filename` as the download name. */
+  /**
+   * A link anyone holding it may GET until it expires, served with `filename` as the download name
+   * and the Content-Type of contentTypeOf(filename).
+   */
   signedLink(key: string, filename: string, ttlSeconds: number, now: number): Promise<SignedLink>;
   ping(): Promise<void>;
   close(): Promise<void>;

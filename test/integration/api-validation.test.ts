@@ -50,7 +50,8 @@ describe("create validation", () => {
     ["unknown column", { ...valid, columns: ["id", "password"] }, "columns[1]", "unknown_column"],
     ["duplicate column", { ...valid, columns: ["id", "id"] }, "columns[1]", "duplicate_column"],
     ["unknown filter", { ...valid, filters: { country: "FR" } }, "filters.country", "unknown_filter"],
-    ["from after to", { ...valid, from: valid.to, to: valid.from }, "from", "invalid_date_range"],
+    ["from after to", { ...valid, from: valid.to, to: valid.from }, "from", "empty_range"],
+    ["from equal to to", { ...valid, from: valid.from, to: valid.from }, "from", "empty_range"],
     ["unparseable from", { ...valid, from: "yesterday" }, "from", "invalid_date"],
     ["impossible date", { ...valid, from: "2026-02-31" }, "from", "invalid_date"],
     ["instant without offset", { ...valid, to: "2026-11-01T10:00:00" }, "to", "invalid_date"],
@@ -116,6 +117,17 @@ describe("create validation", () => {
       Math.abs(Date.parse(body.request.to) - Date.now()) < 60_000,
       "to=now resolves to the creation time",
     );
+    assert.equal(body.request.to_requested, "now", "the echo says that now was asked for");
+    const status = await svc.app!.inject({
+      method: "GET",
+      url: `/v1/exports/${body.id}`,
+      headers: { authorization: `Bearer ${key}` },
+    });
+    assert.equal(status.json().request.to, body.request.to, "the resolved end is kept");
+    assert.equal(status.json().request.to_requested, "now");
+    const dated = (await post({ ...valid, from: "2026-10-31", to: "2026-11-01" })).json();
+    assert.equal(dated.request.to_requested, "2026-11-01");
+    assert.equal(dated.request.to, "2026-11-01T00:00:00.000Z");
   });
 });
 

@@ -14,7 +14,7 @@ import { startTestS3, type TestS3 } from "../helpers/s3.js";
 import { tempDir } from "../helpers/service.js";
 
 async function put(store: ObjectStore, key: string, body: Buffer): Promise<void> {
-  const upload = await store.upload(key, "application/octet-stream");
+  const upload = await store.upload(key);
   upload.stream.end(body);
   await upload.commit();
 }
@@ -50,7 +50,7 @@ for (const [name, make] of adapters) {
     });
 
     test("an upload is invisible until committed; abort leaves nothing", async () => {
-      const upload = await store.upload(`${prefix}part-001.a1.csv.gz`, "text/csv");
+      const upload = await store.upload(`${prefix}part-001.a1.csv.gz`);
       upload.stream.write(randomBytes(1024));
       assert.deepEqual(await store.list(prefix), [`${prefix}part-000.a1.csv.gz`]);
       await upload.abort();
@@ -60,7 +60,7 @@ for (const [name, make] of adapters) {
     test("a large upload (several multipart chunks) arrives whole", async () => {
       const body = randomBytes(20 * 1024 * 1024 + 123);
       const key = `${prefix}part-002.a1.csv.gz`;
-      const upload = await store.upload(key, "application/gzip");
+      const upload = await store.upload(key);
       for (let i = 0; i < body.length; i += 1 << 20) {
         if (!upload.stream.write(body.subarray(i, i + (1 << 20)))) {
           await new Promise((r) => upload.stream.once("drain", r));
@@ -74,7 +74,7 @@ for (const [name, make] of adapters) {
 
     test("an abandoned upload in flight is dropped and never listed", async () => {
       const key = `${prefix}part-003.a1.csv.gz`;
-      const upload = await store.upload(key, "application/gzip");
+      const upload = await store.upload(key);
       // More than one multipart chunk, so S3 really holds an unfinished upload.
       upload.stream.write(randomBytes(9 * 1024 * 1024));
       await new Promise((r) => setTimeout(r, 500));

@@ -160,6 +160,7 @@ describe("create requests", () => {
       "default",
     );
     assert.equal(r.to, now);
+    assert.equal(r.toRequested, "now", "the request remembers that now was asked for");
     assert.equal(r.from, Date.UTC(2026, 10, 20));
     assert.deepEqual(r.filters, { type: ["click"], user_id: ["user_1"] });
     assert.equal(r.format, "csv");

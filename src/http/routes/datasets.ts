@@ -4,7 +4,7 @@ import { planAllows } from "../../domain/tenant.js";
 import { callerOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 import { presentDataset } from "../presenters.js";
-import { DatasetListSchema, errorResponses } from "../schemas.js";
+import { DatasetListSchema } from "../schemas.js";
 
 export function datasetRoutes(app: FastifyInstance, deps: HttpDeps): void {
   app.get(
@@ -14,7 +14,7 @@ export function datasetRoutes(app: FastifyInstance, deps: HttpDeps): void {
       schema: {
         tags: ["datasets"],
         summary: "List datasets",
-        response: { 200: DatasetListSchema, ...errorResponses(401, 403) },
+        response: { 200: DatasetListSchema },
       },
     },
     async (request) => {

@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 import { canonicalJson } from "../../domain/canonical-json.js";
 import { normalizeCreateRequest } from "../../domain/dataset.js";
 import { AppError, invalidRequest } from "../../domain/errors.js";
-import { type ExportRecord, isFinal, newExport } from "../../domain/export.js";
+import { downloadRefusal, type ExportRecord, isFinal, newExport } from "../../domain/export.js";
 import { isUuid, newId } from "../../domain/ids.js";
 import { partDownloadName } from "../../domain/naming.js";
 import { purgeExportFiles } from "../../purge.js";
@@ -15,16 +15,16 @@ import type { HttpDeps } from "../deps.js";
 import { PartLinks } from "../part-links.js";
 import { presentDryRun, presentExport } from "../presenters.js";
 import {
+  CancelResponse,
   CreateExportBody,
   CreateExportHeaders,
-  DownloadLinkSchema,
+  CreateExportResponses,
   DownloadQuery,
-  DryRunSchema,
+  DownloadResponses,
   ExportIdParams,
   ExportListSchema,
-  ExportSchema,
-  errorResponses,
   ListExportsQuery,
+  StatusResponse,
 } from "../schemas.js";
 import { TtlCache } from "../ttl-cache.js";
 
@@ -69,7 +69,10 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
   api.post(
     "/v1/exports",
     {
-      config: { scope: "exports:write" },
+      config: {
+        scope: "exports:write",
+        errors: ["invalid_date_range", "plan_required", "idempotency_conflict", "too_many_exports"],
+      },
       schema: {
         tags: TAGS,
         summary: "Create an export",
@@ -77,7 +80,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
           'Queues an export and answers 202 with its status and a Location header to poll. With `"dry_run": true` it only validates and estimates, and answers 200. With an `Idempotency-Key` header, repeating the same request within 24 hours returns the same export (`Idempotent-Replayed: true`); the same key with another body is a 409.',
         headers: CreateExportHeaders,
         body: CreateExportBody,
-        response: { 200: DryRunSchema, 202: ExportSchema, ...errorResponses(400, 401, 403, 409, 429, 503) },
+        response: CreateExportResponses,
       },
     },
     async (request, reply) => {
@@ -154,7 +157,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
         summary: "List exports",
         description: "Newest first. Pass `next_cursor` as `cursor` for the next page.",
         querystring: ListExportsQuery,
-        response: { 200: ExportListSchema, ...errorResponses(400, 401, 403) },
+        response: { 200: ExportListSchema },
       },
     },
     async (request) => {
@@ -178,13 +181,13 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
   api.get(
     "/v1/exports/:id",
     {
-      config: { scope: "exports:read" },
+      config: { scope: "exports:read", errors: ["not_found"] },
       schema: {
         tags: TAGS,
         summary: "Get an export",
         description: "Status, honest progress, and the parts with fresh signed links once succeeded.",
         params: ExportIdParams,
-        response: { 200: ExportSchema, ...errorResponses(401, 403, 404) },
+        response: { 200: StatusResponse },
       },
     },
     async (request, reply) => {
@@ -211,13 +214,13 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
   api.post(
     "/v1/exports/:id/cancel",
     {
-      config: { scope: "exports:write" },
+      config: { scope: "exports:write", errors: ["not_found", "not_cancellable"] },
       schema: {
         tags: TAGS,
         summary: "Cancel an export",
         description: "Stops a queued or running export and deletes its files. 409 once the export is final.",
         params: ExportIdParams,
-        response: { 200: ExportSchema, ...errorResponses(401, 403, 404, 409) },
+        response: { 200: CancelResponse },
       },
     },
     async (request) => {
@@ -250,7 +253,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
   api.get(
     "/v1/exports/:id/download",
     {
-      config: { scope: "exports:download" },
+      config: { scope: "exports:download", errors: ["not_found", "export_not_ready", "export_expired"] },
       schema: {
         tags: TAGS,
         summary: "Download a part",
@@ -258,21 +261,13 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
           "302 to a fresh signed link (valid 20 minutes by default). `part` is needed when the export has several parts. `redirect=false` answers the link as JSON instead.",
         params: ExportIdParams,
         querystring: DownloadQuery,
-        response: { 200: DownloadLinkSchema, ...errorResponses(400, 401, 403, 404, 409, 410) },
+        response: DownloadResponses,
       },
     },
     async (request, reply) => {
       const record = await findExport(callerOf(request).tenantId, request.params.id);
-      if (record.status === "expired") {
-        throw new AppError("export_expired", "The export's files were deleted by the retention policy.");
-      }
-      if (record.status !== "succeeded") {
-        throw new AppError(
-          "export_not_ready",
-          `The export is ${record.status}; files are ready once it succeeded.`,
-          [{ field: "status", code: record.status, message: `Current status: ${record.status}.` }],
-        );
-      }
+      const refusal = downloadRefusal(record);
+      if (refusal) throw refusal;
       const { part: index, redirect } = request.query;
       if (index === undefined && record.parts.length > 1) {
         throw invalidRequest([

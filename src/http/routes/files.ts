@@ -10,12 +10,16 @@ import send from "@fastify/send";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import { AppError } from "../../domain/errors.js";
+import { downloadRefusal } from "../../domain/export.js";
+import { isUuid } from "../../domain/ids.js";
+import { exportOfKey } from "../../domain/naming.js";
 import { contentDisposition } from "../../storage/content-disposition.js";
+import { contentTypeOf } from "../../storage/content-type.js";
 import { isSafeKey } from "../../storage/local.js";
 import type { LinkSigner } from "../../storage/signing.js";
 import type { HttpDeps } from "../deps.js";
 import { writeFileRange } from "../file-body.js";
-import { errorResponses, FileParams, FileQuery } from "../schemas.js";
+import { FileParams, FileQuery, FileResponses } from "../schemas.js";
 
 /** The bytes a 200 or 206 answer of send carries: all of Content-Length, from Content-Range's start. */
 function bodyRange(
@@ -31,9 +35,31 @@ function bodyRange(
 
 export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSigner, root: string): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  /**
+   * The answer for a validly signed link whose file is missing: what the download route answers for
+   * its export (410 once the retention sweep deleted it), or 404 when the export is gone too.
+   */
+  const missingFile = async (key: string): Promise<AppError> => {
+    const owner = exportOfKey(key);
+    const record =
+      owner && isUuid(owner.exportId) ? await deps.store.getExport(owner.tenantId, owner.exportId) : null;
+    return (record && downloadRefusal(record)) ?? new AppError("not_found", "The file no longer exists.");
+  };
   api.get(
     "/files/*",
     {
+      config: {
+        errors: [
+          "invalid_signature",
+          "link_expired",
+          "not_found",
+          "export_not_ready",
+          "export_expired",
+          "precondition_failed",
+          "range_not_satisfiable",
+          "service_unavailable",
+        ],
+      },
       schema: {
         tags: ["files"],
         summary: "Download through a signed link",
@@ -41,7 +67,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSig
           "Links come from the export status or the download route. Supports Range and If-None-Match.",
         params: FileParams,
         querystring: FileQuery,
-        response: errorResponses(403, 404, 412, 416),
+        response: FileResponses,
       },
     },
     async (request, reply) => {
@@ -75,9 +101,9 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSig
         }
         if (result.statusCode === 412)
           throw new AppError("precondition_failed", "The file is not the one expected.");
-        throw new AppError("not_found", "The file no longer exists.");
+        throw await missingFile(key);
       }
-      if (result.type === "directory") throw new AppError("not_found", "The file no longer exists.");
+      if (result.type === "directory") throw await missingFile(key);
       const range = request.method === "GET" ? bodyRange(result.statusCode, result.headers) : null;
       // The body of a 200 or 206: our own reads (file-body.ts). The file is opened before any header
       // is set, so a file deleted since send's stat still gets the plain 404 envelope.
@@ -87,12 +113,15 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSig
         try {
           file = await fs.open(result.metadata.path, "r");
         } catch {
-          throw new AppError("not_found", "The file no longer exists.");
+          throw await missingFile(key);
         }
       }
       reply
-        .code(result.statusCode)
+        // send answers only the 200, 206 and 304 declared in the schema here (errors went above).
+        .code(result.statusCode as keyof typeof FileResponses)
         .headers(result.headers)
+        // The same type as the S3 store serves (send would guess from the extension alone).
+        .header("content-type", contentTypeOf(key))
         .header("content-disposition", contentDisposition(filename))
         .header("cache-control", "private, no-cache");
       // 304s and HEAD: send's own empty stream, through Fastify.

@@ -4,13 +4,25 @@
  */
 import type { FastifyInstance } from "fastify";
 import type { HttpDeps } from "../deps.js";
+import { HealthResponses, MetricsResponses, ReadinessResponses } from "../schemas.js";
 
 export function healthRoutes(app: FastifyInstance, deps: HttpDeps): void {
-  app.get("/healthz", { schema: { tags: ["health"], summary: "Liveness" } }, async () => ({ status: "ok" }));
+  app.get(
+    "/healthz",
+    { schema: { tags: ["health"], summary: "Liveness", response: HealthResponses } },
+    async () => ({ status: "ok" }),
+  );
 
   app.get(
     "/readyz",
-    { schema: { tags: ["health"], summary: "Readiness: database and storage" } },
+    {
+      schema: {
+        tags: ["health"],
+        summary: "Readiness: database and storage",
+        operationId: "readiness",
+        response: ReadinessResponses,
+      },
+    },
     async (_req, reply) => {
       const check = async (probe: () => Promise<void>) => {
         try {
@@ -33,7 +45,7 @@ export function healthRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
   app.get(
     "/metrics",
-    { schema: { tags: ["health"], summary: "Prometheus metrics" } },
+    { schema: { tags: ["health"], summary: "Prometheus metrics", response: MetricsResponses } },
     async (_request, reply) => {
       const { contentType, body } = await deps.metrics.render();
       return reply.header("content-type", contentType).send(body);

@@ -1,0 +1,176 @@
+/**
+ * One answer for one state, one type for one kind of file: a signed link used after the retention
+ * sweep answers as the API does (410 export_expired), and both object stores serve each format ×
+ * compression with the same Content-Type.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { signingSecret } from "../../src/service.js";
+import { contentTypeOf } from "../../src/storage/content-type.js";
+import { LocalObjectStore } from "../../src/storage/local.js";
+import { LinkSigner } from "../../src/storage/signing.js";
+import { startTestS3, type TestS3 } from "../helpers/s3.js";
+import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+interface View {
+  id: string;
+  status: string;
+  expires_at: string | null;
+  parts: { filename: string; url: string | null }[];
+}
+
+function client(svc: TestService, key: string) {
+  const headers = { authorization: `Bearer ${key}` };
+  const get = async (id: string) =>
+    (await svc.app!.inject({ method: "GET", url: `/v1/exports/${id}`, headers })).json() as View;
+  return {
+    async run(body: Record<string, unknown>): Promise<View> {
+      const res = await svc.app!.inject({ method: "POST", url: "/v1/exports", headers, payload: body });
+      assert.equal(res.statusCode, 202, res.body);
+      return waitFor(
+        () => get(res.json().id),
+        (e) => e.status !== "queued" && e.status !== "running",
+        60_000,
+      );
+    },
+    get,
+    download: (id: string) => svc.app!.inject({ method: "GET", url: `/v1/exports/${id}/download`, headers }),
+    /** A local link through the in-process /files route, without the API key. */
+    fetchLocal(url: string) {
+      const u = new URL(url);
+      return svc.app!.inject({ method: "GET", url: u.pathname + u.search });
+    },
+  };
+}
+
+/** A link to any key, signed with the service's own secret (as if the API had handed it out). */
+function signLocal(svc: TestService, key: string, filename: string, now: number) {
+  const signer = new LinkSigner(signingSecret(svc.config));
+  return new LocalObjectStore(svc.config.objectsDir, signer, svc.config.publicUrl).signedLink(
+    key,
+    filename,
+    1200,
+    now,
+  );
+}
+
+const oneHour = () => {
+  const to = pastMidnight();
+  return { dataset: "events", from: new Date(to - HOUR).toISOString(), to: new Date(to).toISOString() };
+};
+
+describe("a signed link after the retention sweep", () => {
+  let now = Date.now();
+  let svc: TestService;
+  before(async () => {
+    svc = await startTestService(
+      { EXPORTD_RETENTION_DAYS: "7", EXPORTD_SWEEP_INTERVAL_SECONDS: "3600" },
+      () => now,
+    );
+  });
+  after(() => svc.dispose());
+
+  test("answers 410 export_expired on /files, as the download route does; a forgotten export 404", async () => {
+    const api = client(svc, await svc.key("acme"));
+    const done = await api.run(oneHour());
+    assert.equal(done.status, "succeeded");
+    // A link signed a minute before the export expires is still valid after the sweep.
+    now = Date.parse(done.expires_at!) - 60_000;
+    const url = (await api.get(done.id)).parts[0]!.url!;
+    assert.equal((await api.fetchLocal(url)).statusCode, 200);
+    now += 2 * 60_000;
+    await svc.sweeper!.sweepOnce();
+    assert.equal((await api.get(done.id)).status, "expired");
+
+    const viaLink = await api.fetchLocal(url);
+    const viaApi = await api.download(done.id);
+    assert.equal(viaLink.statusCode, 410, viaLink.body);
+    assert.equal(viaLink.json().error.code, "export_expired");
+    assert.equal(viaApi.statusCode, viaLink.statusCode);
+    assert.equal(viaApi.json().error.code, viaLink.json().error.code);
+
+    // Once the export itself is forgotten, nothing is known about the file: 404, as the API answers.
+    now += 180 * DAY;
+    await svc.sweeper!.sweepOnce();
+    const key = decodeURIComponent(new URL(url).pathname).replace("/files/", "");
+    const fresh = await signLocal(svc, key, done.parts[0]!.filename, now);
+    const forgotten = await api.fetchLocal(fresh.url);
+    assert.equal(forgotten.statusCode, 404, forgotten.body);
+    assert.equal(forgotten.json().error.code, "not_found");
+    assert.equal((await api.download(done.id)).statusCode, 404);
+  });
+
+  test("a validly signed link to a key no export ever had answers 404 not_found", async () => {
+    const key = "exports/nobody/0190f5e4-0000-7000-8000-000000000000/part-000.a1.csv.gz";
+    const link = await signLocal(svc, key, "x.csv.gz", now);
+    const res = await client(svc, "").fetchLocal(link.url);
+    assert.equal(res.statusCode, 404);
+    assert.equal(res.json().error.code, "not_found");
+  });
+});
+
+const COMBINATIONS = [
+  { format: "csv", compression: "gzip", type: "application/gzip" },
+  { format: "csv", compression: "none", type: "text/csv; charset=utf-8" },
+  { format: "jsonl", compression: "gzip", type: "application/gzip" },
+  { format: "jsonl", compression: "none", type: "application/x-ndjson" },
+] as const;
+
+describe("both object stores serve one Content-Type per kind of file", () => {
+  let s3: TestS3;
+  let local: TestService;
+  let remote: TestService;
+  before(async () => {
+    s3 = await startTestS3();
+    local = await startTestService();
+    remote = await startTestService(s3.env);
+  });
+  after(async () => {
+    await local?.dispose();
+    await remote?.dispose();
+    await s3?.stop();
+  });
+
+  for (const { format, compression, type } of COMBINATIONS) {
+    test(`${format} × ${compression} → ${type} on local storage and on S3`, async () => {
+      assert.equal(contentTypeOf(`x.${format}${compression === "gzip" ? ".gz" : ""}`), type);
+      const body = { ...oneHour(), format, compression };
+
+      const localApi = client(local, await local.key("acme"));
+      const onDisk = await localApi.run(body);
+      assert.equal(onDisk.status, "succeeded");
+      const localRes = await localApi.fetchLocal(onDisk.parts[0]!.url!);
+      assert.equal(localRes.statusCode, 200);
+      assert.equal(localRes.headers["content-type"], type);
+
+      const remoteApi = client(remote, await remote.key("acme"));
+      const inS3 = await remoteApi.run(body);
+      assert.equal(inS3.status, "succeeded");
+      const s3Res = await fetch(inS3.parts[0]!.url!);
+      assert.equal(s3Res.status, 200);
+      await s3Res.arrayBuffer();
+      assert.equal(s3Res.headers.get("content-type"), type, "the presigned link's type");
+      // The object's own type too, for clients that read the bucket without the link.
+      const sdk = new S3Client({
+        region: s3.settings.region,
+        endpoint: s3.settings.endpoint!,
+        forcePathStyle: true,
+        credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+      });
+      try {
+        const key = decodeURIComponent(new URL(inS3.parts[0]!.url!).pathname).replace(
+          `/${s3.settings.bucket}/`,
+          "",
+        );
+        const head = await sdk.send(new HeadObjectCommand({ Bucket: s3.settings.bucket, Key: key }));
+        assert.equal(head.ContentType, type, "the stored object's type");
+      } finally {
+        sdk.destroy();
+      }
+    });
+  }
+});
