@@ -9,16 +9,26 @@
  */
 import { randomBytes } from "node:crypto";
 import os from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Config } from "../config/index.js";
 import { ERROR_CATALOGUE, type ErrorCode } from "../domain/errors.js";
-import { advanceProgress, type ExportError, type ExportRecord, retryDelayMs } from "../domain/export.js";
+import {
+  advanceProgress,
+  type ExportError,
+  type ExportPart,
+  type ExportProgress,
+  type ExportRecord,
+  retryDelayMs,
+} from "../domain/export.js";
 import { exportPrefix } from "../domain/naming.js";
 import type { ExportOutcome, Metrics } from "../metrics/metrics.js";
 import { ExportFailure, type PipelineProgress, runExport } from "../pipeline/run-export.js";
 import { purgeExportFiles } from "../purge.js";
 import type { DatasetRegistry } from "../sources/registry.js";
+import type { Dataset, TenantRef } from "../sources/types.js";
 import { StorageError, storageOp } from "../storage/errors.js";
+import { Backoff, isPermanentStorageError, STORAGE_BACKOFF } from "../storage/retry.js";
 import type { ObjectStore } from "../storage/types.js";
 import type { ClaimedExport, Lease, MetadataStore } from "../store/types.js";
 
@@ -178,13 +188,15 @@ export class ExportWorker {
   }
 
   private async run(record: ExportRecord, controller: AbortController): Promise<ExportOutcome> {
-    const { store, storage, datasets, config } = this.deps;
+    const { store, datasets, config } = this.deps;
     const log = this.deps.logger.child({
       export_id: record.id,
       tenant_id: record.tenantId,
       attempt: record.attempts,
+      run: record.runs,
     });
     const { signal } = controller;
+    // The heartbeat goes on while the run waits out a failing object store, so it is not taken over.
     const heartbeat = setInterval(() => {
       store.heartbeat(record.id, this.lease()).then(
         (check) => {
@@ -195,90 +207,60 @@ export class ExportWorker {
     }, config.worker.heartbeatMs);
 
     try {
+      if (record.takeovers > config.worker.maxTakeovers) {
+        await this.fail(record, this.crashedError(record.takeovers), log);
+        return "failed";
+      }
       if (record.attempts > config.worker.maxAttempts) {
         await this.fail(record, record.error ?? this.systemError("internal_error"), log);
         return "failed";
       }
       const dataset = datasets.get(record.dataset);
       if (!dataset) throw new Error(`dataset ${record.dataset} is not configured on this worker`);
-      log.info({ resume_part: record.parts.length }, "export started");
-
-      // A previous attempt may have died mid-part: drop its unpublished files before resuming.
-      const prefix = exportPrefix(record.tenantId, record.id);
-      const published = new Set(record.parts.map((p) => p.objectKey));
-      await storageOp(async () => {
-        await storage.dropIncompleteUploads(prefix);
-        for (const key of await storage.list(prefix)) if (!published.has(key)) await storage.delete(key);
-      });
-
-      let progress = record.progress;
-      let lastProgressAt = 0;
-      const toProgress = (p: PipelineProgress) =>
-        advanceProgress(progress, {
-          percent: Math.floor(p.position * 10_000) / 100,
-          rows: p.rows,
-          parts: p.parts,
-        });
       const tenant = await store.getTenant(record.tenantId);
       if (!tenant) throw new Error(`tenant ${record.tenantId} of export ${record.id} does not exist`);
+      log.info({ resume_part: record.parts.length, takeovers: record.takeovers }, "export started");
+
       // Estimated once, beside the first run rather than in front of it (an exact count of a large
       // range takes a while); the next progress write carries it. A resumed run keeps the estimate.
-      let estimatedRows = record.estimatedRows;
-      let storedEstimate = record.estimatedRows;
+      const estimate = { rows: record.estimatedRows, stored: record.estimatedRows };
       const estimating =
-        estimatedRows === null
+        estimate.rows === null
           ? dataset.estimateRows(tenant, record.request, this.clock()).then(
               (rows) => {
-                estimatedRows = rows;
+                estimate.rows = rows;
               },
               (err: unknown) => log.warn({ err }, "row estimate failed; progress goes on without it"),
             )
           : null;
 
-      await runExport({
-        dataset,
-        storage,
-        tenant: { id: tenant.id, name: tenant.name },
-        exportId: record.id,
-        attempt: record.attempts,
-        request: record.request,
-        gzipLevel: config.gzipLevel,
-        startPart: record.parts.length,
-        startRows: record.parts.reduce((sum, p) => sum + p.rows, 0),
-        startBytes: record.parts.reduce((sum, p) => sum + p.bytes, 0),
-        after: record.cursor,
-        signal,
-        now: this.clock(),
-        onPart: async (part, cursor, p) => {
-          progress = toProgress(p);
-          if ((await store.recordPart(record.id, this.lease(), part, cursor, progress)) === "lost") {
-            // Nobody else writes this key (it carries our attempt), so deleting it is safe.
-            await storage.delete(part.objectKey);
-            throw new RunAborted("lost");
-          }
-          this.deps.metrics.partPublished(part.rows, part.bytes);
-          log.debug({ part: part.index, rows: part.rows, bytes: part.bytes }, "part published");
-          // Shutting down: this part is safe, so hand the export back now rather than start another.
-          if (this.stopping) throw new RunAborted("shutdown");
-        },
-        onProgress: async (p) => {
-          const now = this.clock();
-          if (now - lastProgressAt < PROGRESS_EVERY_MS) return;
-          lastProgressAt = now;
-          progress = toProgress(p);
-          const check = await store.updateProgress(record.id, this.lease(), progress, estimatedRows);
-          if (check === "lost") throw new RunAborted("lost");
-          storedEstimate = estimatedRows;
-        },
-      });
+      const checkpoint = { parts: [...record.parts], cursor: record.cursor, progress: record.progress };
+      const backoff = new Backoff({ budgetMs: config.worker.storageRetryMs, ...STORAGE_BACKOFF }, this.clock);
+      for (;;) {
+        try {
+          await this.runFromCheckpoint(record, dataset, tenant, checkpoint, estimate, backoff, signal, log);
+          break;
+        } catch (err) {
+          // A part stream cannot be replayed mid-stream: on an object-store failure, wait and run
+          // again from the last published part, within this attempt, until the budget is spent.
+          if (signal.aborted || !(err instanceof StorageError) || isPermanentStorageError(err)) throw err;
+          const delay = backoff.next();
+          if (delay === null) throw err;
+          this.deps.metrics.storageRetried();
+          log.warn(
+            { err, retry_in_ms: Math.round(delay), failures: backoff.failures },
+            "object store failed; resuming from the last published part after a pause",
+          );
+          await sleep(delay, undefined, { signal });
+        }
+      }
 
       signal.throwIfAborted();
       // An export that finished before its count: record the estimate with the final progress.
       await estimating;
-      if (estimatedRows !== storedEstimate) {
-        if ((await store.updateProgress(record.id, this.lease(), progress, estimatedRows)) === "lost") {
-          throw new RunAborted("lost");
-        }
+      if (estimate.rows !== estimate.stored) {
+        const check = await store.updateProgress(record.id, this.lease(), checkpoint.progress, estimate.rows);
+        if (check === "lost") throw new RunAborted("lost");
       }
       const expiresAt = this.clock() + config.retentionDays * 86_400_000;
       if ((await store.completeExport(record.id, this.lease(), expiresAt)) === "lost") {
@@ -292,6 +274,86 @@ export class ExportWorker {
     } finally {
       clearInterval(heartbeat);
     }
+  }
+
+  /**
+   * One pass of the pipeline from `checkpoint` (the last published part), which it moves forward
+   * with each part it publishes. First drops what an earlier run (or pass) left unpublished.
+   */
+  private async runFromCheckpoint(
+    record: ExportRecord,
+    dataset: Dataset,
+    tenant: TenantRef,
+    checkpoint: { parts: ExportPart[]; cursor: string | null; progress: ExportProgress },
+    estimate: { rows: number | null; stored: number | null },
+    backoff: Backoff,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<void> {
+    const { store, storage, config } = this.deps;
+    const prefix = exportPrefix(record.tenantId, record.id);
+    const published = new Set(checkpoint.parts.map((p) => p.objectKey));
+    await storageOp(async () => {
+      await storage.dropIncompleteUploads(prefix);
+      for (const key of await storage.list(prefix)) if (!published.has(key)) await storage.delete(key);
+    });
+
+    let lastProgressAt = 0;
+    const toProgress = (p: PipelineProgress) =>
+      advanceProgress(checkpoint.progress, {
+        percent: Math.floor(p.position * 10_000) / 100,
+        rows: p.rows,
+        parts: p.parts,
+      });
+    await runExport({
+      dataset,
+      storage,
+      tenant: { id: tenant.id, name: tenant.name },
+      exportId: record.id,
+      run: record.runs,
+      request: record.request,
+      gzipLevel: config.gzipLevel,
+      startPart: checkpoint.parts.length,
+      startRows: checkpoint.parts.reduce((sum, p) => sum + p.rows, 0),
+      startBytes: checkpoint.parts.reduce((sum, p) => sum + p.bytes, 0),
+      after: checkpoint.cursor,
+      signal,
+      now: this.clock(),
+      onPart: async (part, cursor, p) => {
+        const progress = toProgress(p);
+        if ((await store.recordPart(record.id, this.lease(), part, cursor, progress)) === "lost") {
+          // Nobody else writes this key (it carries our run), so deleting it is safe.
+          await storageOp(() => storage.delete(part.objectKey));
+          throw new RunAborted("lost");
+        }
+        checkpoint.parts.push(part);
+        checkpoint.cursor = cursor;
+        checkpoint.progress = progress;
+        backoff.reset();
+        this.deps.metrics.partPublished(part.rows, part.bytes);
+        log.debug({ part: part.index, rows: part.rows, bytes: part.bytes }, "part published");
+        // Shutting down: this part is safe, so hand the export back now rather than start another.
+        if (this.stopping) throw new RunAborted("shutdown");
+      },
+      onProgress: async (p) => {
+        const now = this.clock();
+        if (now - lastProgressAt < PROGRESS_EVERY_MS) return;
+        lastProgressAt = now;
+        checkpoint.progress = toProgress(p);
+        const check = await store.updateProgress(record.id, this.lease(), checkpoint.progress, estimate.rows);
+        if (check === "lost") throw new RunAborted("lost");
+        estimate.stored = estimate.rows;
+      },
+    });
+  }
+
+  /** The final error of an export whose worker died `takeovers` times in a row without a part done. */
+  private crashedError(takeovers: number): ExportError {
+    return {
+      code: "worker_crashed",
+      message: `The export crashed its worker ${takeovers} times in a row without finishing a part (crash, kill or out of memory), so it is not tried again. Creating it again may succeed; a narrower range or fewer columns makes it lighter.`,
+      retryable: ERROR_CATALOGUE.worker_crashed.retryable,
+    };
   }
 
   /** A failure on our side: the client gets the code, the details stay in the log. */
@@ -317,8 +379,8 @@ export class ExportWorker {
       // Canceled, or another worker took the lease over. Only a cancel means the files must go.
       const current = await store.getExport(record.tenantId, record.id);
       if (current?.status === "canceled") {
-        await purgeExportFiles(store, this.deps.storage, record, this.clock());
-        log.info("export canceled; its files are deleted");
+        await this.purge(record, log);
+        log.info("export canceled");
         return "canceled";
       }
       log.warn("lease lost; another worker continues this export");
@@ -341,8 +403,17 @@ export class ExportWorker {
 
   private async fail(record: ExportRecord, error: ExportError, log: Logger): Promise<void> {
     if ((await this.deps.store.failExport(record.id, this.lease(), error)) === "ok") {
-      await purgeExportFiles(this.deps.store, this.deps.storage, record, this.clock());
       log.warn({ code: error.code }, "export failed");
+      await this.purge(record, log);
+    }
+  }
+
+  /** Deletes a failed or canceled export's files; when the object store is down, the sweeper retries. */
+  private async purge(record: ExportRecord, log: Logger): Promise<void> {
+    try {
+      await purgeExportFiles(this.deps.store, this.deps.storage, record, this.clock());
+    } catch (err) {
+      log.warn({ err }, "deleting the export's files failed; the retention sweeper retries");
     }
   }
 }
