@@ -19,10 +19,11 @@ export interface BackoffPolicy {
 export const STORAGE_BACKOFF = { baseMs: 250, capMs: 10_000 } as const;
 
 /**
- * errno codes that no wait will change: permissions, a read-only file system, a bad name. A full
- * disk (ENOSPC, EDQUOT) or an I/O error may pass (space freed, a device back), so they are retried.
+ * errno codes that no wait will change: permissions, a read-only file system, a bad name, a missing
+ * folder (the objects folder gone; also what a recursive mkdir reports on a read-only file system).
+ * A full disk (ENOSPC, EDQUOT) or an I/O error may pass (space freed, a device back): retried.
  */
-const PERMANENT_CODES = new Set(["EACCES", "EPERM", "EROFS", "ENAMETOOLONG", "EISDIR", "ENOTDIR"]);
+const PERMANENT_CODES = new Set(["EACCES", "EPERM", "EROFS", "ENOENT", "ENAMETOOLONG", "EISDIR", "ENOTDIR"]);
 
 /**
  * Whether waiting cannot help: a permission or configuration problem (errno codes above; an S3
