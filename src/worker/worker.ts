@@ -4,8 +4,10 @@
  * no longer running under this worker's lease, the run is aborted within one heartbeat.
  *
  * A claimed export resumes after its last published part. A run ends in exactly one of:
- * succeeded; failed (user error, or retries used up); back in the queue with back-off (retryable
- * error, or shutdown); abandoned (canceled or taken over — the new owner or the cancel owns it now).
+ * succeeded; failed (user error, retries used up, or its worker crashed too often); back in the
+ * queue with back-off (retryable error, or shutdown); abandoned (canceled or taken over — the new
+ * owner or the cancel owns it now). A failing object store does not end a run: it waits with
+ * back-off and goes on from the last published part, until EXPORTD_STORAGE_RETRY_SECONDS is spent.
  */
 import { randomBytes } from "node:crypto";
 import os from "node:os";
@@ -98,7 +100,8 @@ export class ExportWorker {
    * Its pid tells us at once: when that process no longer exists, end its leases now so the
    * restarted service resumes its exports without waiting. A pid reused by another process only
    * means we wait for the lease as usual; a wrong guess is harmless, since part keys carry the
-   * attempt and a worker that lost its lease cannot publish.
+   * run and a worker that lost its lease cannot publish. Either way the claim that follows is a
+   * takeover: it counts against EXPORTD_MAX_TAKEOVERS, not against the export's attempts.
    */
   private async recoverLocalCrashes(): Promise<void> {
     try {
