@@ -57,6 +57,26 @@ class RunAborted extends Error {
 
 const PROGRESS_EVERY_MS = 500;
 
+/**
+ * One run of an export, carried across its passes: a pass that the object store breaks off is
+ * followed by another from the checkpoint (the last published part, its cursor and progress).
+ */
+interface RunState {
+  record: ExportRecord;
+  dataset: Dataset;
+  tenant: TenantRef;
+  signal: AbortSignal;
+  log: Logger;
+  parts: ExportPart[];
+  cursor: string | null;
+  progress: ExportProgress;
+  /** The latest row estimate, and the one the store holds. */
+  estimatedRows: number | null;
+  storedEstimate: number | null;
+  /** Waits between passes; reset by each published part. */
+  backoff: Backoff;
+}
+
 function processExists(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return true; // not ours to judge: let the lease expire
   try {
@@ -224,24 +244,35 @@ export class ExportWorker {
       if (!tenant) throw new Error(`tenant ${record.tenantId} of export ${record.id} does not exist`);
       log.info({ resume_part: record.parts.length, takeovers: record.takeovers }, "export started");
 
+      const state: RunState = {
+        record,
+        dataset,
+        tenant: { id: tenant.id, name: tenant.name },
+        signal,
+        log,
+        parts: [...record.parts],
+        cursor: record.cursor,
+        progress: record.progress,
+        estimatedRows: record.estimatedRows,
+        storedEstimate: record.estimatedRows,
+        backoff: new Backoff({ budgetMs: config.worker.storageRetryMs, ...STORAGE_BACKOFF }, this.clock),
+      };
       // Estimated once, beside the first run rather than in front of it (an exact count of a large
       // range takes a while); the next progress write carries it. A resumed run keeps the estimate.
-      const estimate = { rows: record.estimatedRows, stored: record.estimatedRows };
       const estimating =
-        estimate.rows === null
+        state.estimatedRows === null
           ? dataset.estimateRows(tenant, record.request, this.clock()).then(
               (rows) => {
-                estimate.rows = rows;
+                state.estimatedRows = rows;
               },
               (err: unknown) => log.warn({ err }, "row estimate failed; progress goes on without it"),
             )
           : null;
 
-      const checkpoint = { parts: [...record.parts], cursor: record.cursor, progress: record.progress };
-      const backoff = new Backoff({ budgetMs: config.worker.storageRetryMs, ...STORAGE_BACKOFF }, this.clock);
+      const { backoff } = state;
       for (;;) {
         try {
-          await this.runFromCheckpoint(record, dataset, tenant, checkpoint, estimate, backoff, signal, log);
+          await this.runPass(state);
           break;
         } catch (err) {
           // A part stream cannot be replayed mid-stream: on an object-store failure, wait and run
@@ -261,8 +292,13 @@ export class ExportWorker {
       signal.throwIfAborted();
       // An export that finished before its count: record the estimate with the final progress.
       await estimating;
-      if (estimate.rows !== estimate.stored) {
-        const check = await store.updateProgress(record.id, this.lease(), checkpoint.progress, estimate.rows);
+      if (state.estimatedRows !== state.storedEstimate) {
+        const check = await store.updateProgress(
+          record.id,
+          this.lease(),
+          state.progress,
+          state.estimatedRows,
+        );
         if (check === "lost") throw new RunAborted("lost");
       }
       const expiresAt = this.clock() + config.retentionDays * 86_400_000;
@@ -280,22 +316,14 @@ export class ExportWorker {
   }
 
   /**
-   * One pass of the pipeline from `checkpoint` (the last published part), which it moves forward
-   * with each part it publishes. First drops what an earlier run (or pass) left unpublished.
+   * One pass of the pipeline from the run's checkpoint (its last published part), which it moves
+   * forward with each part it publishes. First drops what an earlier run (or pass) left unpublished.
    */
-  private async runFromCheckpoint(
-    record: ExportRecord,
-    dataset: Dataset,
-    tenant: TenantRef,
-    checkpoint: { parts: ExportPart[]; cursor: string | null; progress: ExportProgress },
-    estimate: { rows: number | null; stored: number | null },
-    backoff: Backoff,
-    signal: AbortSignal,
-    log: Logger,
-  ): Promise<void> {
+  private async runPass(state: RunState): Promise<void> {
     const { store, storage, config } = this.deps;
+    const { record, signal, log } = state;
     const prefix = exportPrefix(record.tenantId, record.id);
-    const published = new Set(checkpoint.parts.map((p) => p.objectKey));
+    const published = new Set(state.parts.map((p) => p.objectKey));
     await storageOp(async () => {
       await storage.dropIncompleteUploads(prefix);
       for (const key of await storage.list(prefix)) if (!published.has(key)) await storage.delete(key);
@@ -303,36 +331,37 @@ export class ExportWorker {
 
     let lastProgressAt = 0;
     const toProgress = (p: PipelineProgress) =>
-      advanceProgress(checkpoint.progress, {
+      advanceProgress(state.progress, {
         percent: Math.floor(p.position * 10_000) / 100,
         rows: p.rows,
         parts: p.parts,
       });
     await runExport({
-      dataset,
+      dataset: state.dataset,
       storage,
-      tenant: { id: tenant.id, name: tenant.name },
+      tenant: state.tenant,
       exportId: record.id,
       run: record.runs,
       request: record.request,
       gzipLevel: config.gzipLevel,
-      startPart: checkpoint.parts.length,
-      startRows: checkpoint.parts.reduce((sum, p) => sum + p.rows, 0),
-      startBytes: checkpoint.parts.reduce((sum, p) => sum + p.bytes, 0),
-      after: checkpoint.cursor,
+      startPart: state.parts.length,
+      startRows: state.parts.reduce((sum, p) => sum + p.rows, 0),
+      startBytes: state.parts.reduce((sum, p) => sum + p.bytes, 0),
+      after: state.cursor,
       signal,
       now: this.clock(),
       onPart: async (part, cursor, p) => {
         const progress = toProgress(p);
         if ((await store.recordPart(record.id, this.lease(), part, cursor, progress)) === "lost") {
-          // Nobody else writes this key (it carries our run), so deleting it is safe.
-          await storageOp(() => storage.delete(part.objectKey));
+          // Nobody else writes this key (it carries our run), so deleting it is safe. Should the
+          // store fail now, the new owner's resume or the purge deletes it (no part row names it).
+          await storage.delete(part.objectKey).catch((err: unknown) => log.warn({ err }, "late part left"));
           throw new RunAborted("lost");
         }
-        checkpoint.parts.push(part);
-        checkpoint.cursor = cursor;
-        checkpoint.progress = progress;
-        backoff.reset();
+        state.parts.push(part);
+        state.cursor = cursor;
+        state.progress = progress;
+        state.backoff.reset();
         this.deps.metrics.partPublished(part.rows, part.bytes);
         log.debug({ part: part.index, rows: part.rows, bytes: part.bytes }, "part published");
         // Shutting down: this part is safe, so hand the export back now rather than start another.
@@ -342,10 +371,15 @@ export class ExportWorker {
         const now = this.clock();
         if (now - lastProgressAt < PROGRESS_EVERY_MS) return;
         lastProgressAt = now;
-        checkpoint.progress = toProgress(p);
-        const check = await store.updateProgress(record.id, this.lease(), checkpoint.progress, estimate.rows);
+        state.progress = toProgress(p);
+        const check = await store.updateProgress(
+          record.id,
+          this.lease(),
+          state.progress,
+          state.estimatedRows,
+        );
         if (check === "lost") throw new RunAborted("lost");
-        estimate.stored = estimate.rows;
+        state.storedEstimate = state.estimatedRows;
       },
     });
   }
