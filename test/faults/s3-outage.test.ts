@@ -89,6 +89,13 @@ test("a 10 s S3 outage mid-export: exports ride it out on their first attempt; a
     assert.equal(v.status, "running", `${v.id} waits, neither failed nor requeued`);
   await s3.resume();
   const up = Date.now();
+  // How long until the runs notice: the first part published after the server is back.
+  await waitFor(
+    () => Promise.all([keep1, keep2].map(get)),
+    (vs) => vs.some((v, i) => isFinal(v) || v.progress.parts > (duringOutage[i] as View).progress.parts),
+    30_000,
+  );
+  const firstPartAfter = Date.now() - up;
 
   const done = await waitFor(
     () => Promise.all([keep1, keep2].map(get)),
@@ -98,9 +105,10 @@ test("a 10 s S3 outage mid-export: exports ride it out on their first attempt; a
   const metrics = (await svc.app!.inject({ url: "/metrics" })).body;
   const retries = Number(/^exportd_storage_retries_total (\d+)/m.exec(metrics)?.[1]);
   t.diagnostic(
-    `outage ${((up - down) / 1000).toFixed(1)} s; ${retries} storage retries; done ${((Date.now() - up) / 1000).toFixed(1)} s after S3 came back`,
+    `outage ${((up - down) / 1000).toFixed(1)} s; ${retries} storage retries; first part ${(firstPartAfter / 1000).toFixed(1)} s and all done ${((Date.now() - up) / 1000).toFixed(1)} s after S3 came back`,
   );
   assert.ok(retries >= 2, `the runs waited and retried (${retries})`);
+  assert.match(metrics, /^exportd_lease_takeovers_total 0$/m, "the heartbeat kept the leases while waiting");
 
   const rowsPerDay = DAY / 2000; // one demo event per 2-second slot
   const store = new S3ObjectStore(s3.settings);
