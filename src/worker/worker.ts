@@ -219,7 +219,6 @@ export class ExportWorker {
       run: record.runs,
     });
     const { signal } = controller;
-    // The heartbeat goes on while the run waits out a failing object store, so it is not taken over.
     const heartbeat = setInterval(() => {
       store.heartbeat(record.id, this.lease()).then(
         (check) => {
@@ -277,6 +276,7 @@ export class ExportWorker {
         } catch (err) {
           // A part stream cannot be replayed mid-stream: on an object-store failure, wait and run
           // again from the last published part, within this attempt, until the budget is spent.
+          // The heartbeat goes on meanwhile, so nobody takes the export over.
           if (signal.aborted || !(err instanceof StorageError) || isPermanentStorageError(err)) throw err;
           const delay = backoff.next();
           if (delay === null) throw err;
