@@ -388,7 +388,7 @@ export class ExportWorker {
   private crashedError(takeovers: number): ExportError {
     return {
       code: "worker_crashed",
-      message: `The export crashed its worker ${takeovers} times in a row without finishing a part (crash, kill or out of memory), so it is not tried again. Creating it again may succeed; a narrower range or fewer columns makes it lighter.`,
+      message: `The export crashed its worker ${takeovers} times in a row (the process was killed or ran out of memory) before finishing a part, so it is not tried again. Creating it again may succeed; a narrower range or fewer columns makes it lighter.`,
       retryable: ERROR_CATALOGUE.worker_crashed.retryable,
     };
   }

@@ -3,7 +3,8 @@
  * EROFS). A full disk is retried within EXPORTD_STORAGE_RETRY_SECONDS: freed in time, the export
  * succeeds on its first attempt; not freed, it fails with storage_error (not internal_error) and
  * leaves no file behind, and the same export succeeds once space is freed. A read-only folder
- * cannot heal by waiting: storage_error without retries.
+ * cannot heal by waiting: storage_error without retries; a purge it refuses is retried by the
+ * sweeper until the files are gone.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -43,6 +44,7 @@ before(async () => {
     EXPORTD_DATA_DIR: dataDir,
     EXPORTD_MAX_ATTEMPTS: "1",
     EXPORTD_STORAGE_RETRY_SECONDS: "4",
+    EXPORTD_SWEEP_INTERVAL_SECONDS: "0.2",
   });
   headers = { authorization: `Bearer ${await svc.key("acme")}` };
 });
@@ -67,8 +69,8 @@ const request = {
   part_max_rows: 4000,
 };
 
-async function create(): Promise<string> {
-  const res = await svc.app!.inject({ method: "POST", url: "/v1/exports", headers, payload: request });
+async function create(payload: Record<string, unknown> = request): Promise<string> {
+  const res = await svc.app!.inject({ method: "POST", url: "/v1/exports", headers, payload });
   assert.equal(res.statusCode, 202, res.body);
   return res.json().id as string;
 }
@@ -182,6 +184,39 @@ test("the disk fills while a write waits for the stream to drain: a StorageError
       "the half-written upload is gone",
     );
   } finally {
+    fs.rmSync(ballast, { force: true });
+  }
+});
+
+test("a purge refused by a read-only folder is retried by the sweeper until the files are gone", async () => {
+  const plain = { ...request, compression: "none" };
+  const sized = await settled(await create(plain));
+  assert.equal(sized.status, "succeeded");
+  // Room for the first part and a half: the second one hits a full disk.
+  fillDisk(Math.round((sized.parts[0] as View["parts"][0]).bytes * 1.5));
+  const before = await storageRetries();
+  const id = await create(plain);
+  await waitFor(storageRetries, (n) => n > before, 10_000);
+  const waiting = await get(id);
+  assert.equal(waiting.status, "running");
+  assert.equal(waiting.parts.length, 1, "one part published before the disk filled");
+  // Read-only now: the next try fails for good, and so does the purge of the failed export.
+  execFileSync("mount", ["-o", "remount,ro", objects]);
+  let readOnly = true;
+  try {
+    assert.equal((await settled(id)).error?.code, "storage_error");
+    await new Promise((r) => setTimeout(r, 1000)); // several sweeps
+    const ownFiles = () => exportFiles().filter((f) => f.includes(id));
+    assert.equal(ownFiles().length, 1, "the published part is still there: not marked purged");
+    execFileSync("mount", ["-o", "remount,rw", objects]);
+    readOnly = false;
+    assert.deepEqual(
+      await waitFor(ownFiles, (files) => files.length === 0, 5000),
+      [],
+      "deleted once writable",
+    );
+  } finally {
+    if (readOnly) execFileSync("mount", ["-o", "remount,rw", objects]);
     fs.rmSync(ballast, { force: true });
   }
 });
