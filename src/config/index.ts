@@ -47,7 +47,14 @@ export interface Config {
     heartbeatMs: number;
     pollMs: number;
     maxAttempts: number;
+    /** Takeovers in a row (the worker died, no part published since) before the export fails. */
+    maxTakeovers: number;
     retryBaseMs: number;
+    /**
+     * How long a run rides out a failing object store (back-off and jitter, restarting the part from
+     * the last checkpoint) before the attempt fails with storage_error. Reset by each published part.
+     */
+    storageRetryMs: number;
     /** On SIGTERM, how long running exports may take to finish their current part. */
     shutdownGraceMs: number;
   };
@@ -190,7 +197,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       heartbeatMs: Math.min(1000, Math.floor(leaseMs / 3)),
       pollMs: int(env, "EXPORTD_WORKER_POLL_MS", 1000, 10, 60_000),
       maxAttempts: int(env, "EXPORTD_MAX_ATTEMPTS", 3, 1, 100),
+      maxTakeovers: int(env, "EXPORTD_MAX_TAKEOVERS", 5, 0, 1000),
       retryBaseMs: int(env, "EXPORTD_RETRY_BASE_MS", 2000, 1, 3_600_000),
+      storageRetryMs: Math.round(num(env, "EXPORTD_STORAGE_RETRY_SECONDS", 180, 0, 86_400) * 1000),
       shutdownGraceMs: Math.round(num(env, "EXPORTD_SHUTDOWN_GRACE_SECONDS", 10, 0, 3600) * 1000),
     },
     sweepIntervalMs: Math.round(num(env, "EXPORTD_SWEEP_INTERVAL_SECONDS", 60, 0.05, 86_400) * 1000),

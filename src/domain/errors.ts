@@ -173,7 +173,13 @@ export const ERROR_CATALOGUE = {
     status: null,
     retryable: true,
     on: null,
-    when: "Writing the export's files failed and retries ran out.",
+    when: "Writing the export's files failed (object store unreachable, disk full, no permission) and retries ran out.",
+  },
+  worker_crashed: {
+    status: null,
+    retryable: true,
+    on: null,
+    when: "The process running the export stopped (crash, kill, out of memory) several times in a row without finishing a part, so exportd stopped trying rather than keep crashing workers. The message says how many times. Creating it again may succeed; a narrower range or fewer columns makes it lighter.",
   },
 } as const satisfies Record<string, ErrorSpec>;
 

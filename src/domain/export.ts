@@ -147,7 +147,19 @@ export interface ExportRecord {
   estimatedRows: number | null;
   error: ExportError | null;
   parts: ExportPart[];
+  /**
+   * Runs that ended in a failure of the export's own (or are running now): what
+   * EXPORTD_MAX_ATTEMPTS caps. A crash of the worker running it is no failed attempt.
+   */
   attempts: number;
+  /**
+   * Claims of this export away from a worker that stopped heartbeating (crash, kill -9, OOM) since
+   * it last published a part: what EXPORTD_MAX_TAKEOVERS caps, so an export that kills its worker
+   * every time ends instead of crashing workers forever.
+   */
+  takeovers: number;
+  /** Claims so far, of any kind: a run's sequence number, carried by its part keys. */
+  runs: number;
   /** Source position after the last published part: where a resumed run continues. */
   cursor: string | null;
   /** Earliest time a queued export may be claimed (back-off after a retryable failure). */
@@ -180,6 +192,8 @@ export function newExport(init: {
     error: null,
     parts: [],
     attempts: 0,
+    takeovers: 0,
+    runs: 0,
     cursor: null,
     runAfter: init.now,
   };

@@ -14,16 +14,17 @@ function partNumber(index: number): string {
 
 /**
  * Where a part lives in the object store. Tenant first, so one prefix holds a tenant's files. The
- * attempt is part of the key: a worker that lost its lease can never overwrite the new owner's part.
+ * run (the claim's sequence number, `ExportRecord.runs`) is part of the key: every claim, takeovers
+ * included, gets a new one, so a worker that lost its lease can never overwrite the new owner's part.
  */
 export function partObjectKey(
   tenantId: string,
   exportId: string,
   index: number,
-  attempt: number,
+  run: number,
   request: ExportRequest,
 ): string {
-  return `${exportPrefix(tenantId, exportId)}part-${partNumber(index)}.a${attempt}.${partFileSuffix(request)}`;
+  return `${exportPrefix(tenantId, exportId)}part-${partNumber(index)}.r${run}.${partFileSuffix(request)}`;
 }
 
 export function exportPrefix(tenantId: string, exportId: string): string {

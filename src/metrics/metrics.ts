@@ -32,6 +32,11 @@ export class Metrics {
     help: "Exports claimed from a worker whose lease had expired.",
     registers: [this.registry],
   });
+  private readonly storageRetries = new Counter({
+    name: "exportd_storage_retries_total",
+    help: "Runs that waited out a failing object store and resumed from their last published part.",
+    registers: [this.registry],
+  });
   private readonly runs = new Histogram({
     name: "exportd_export_run_seconds",
     help: "Duration of one run of an export by outcome (a resumed export has several runs).",
@@ -70,6 +75,10 @@ export class Metrics {
 
   leaseTakenOver(): void {
     this.takeovers.inc();
+  }
+
+  storageRetried(): void {
+    this.storageRetries.inc();
   }
 
   runFinished(outcome: ExportOutcome, seconds: number): void {

@@ -48,7 +48,9 @@ export class PartSink {
     if (this.failure) throw this.failure;
     if (data.length === 0) return;
     if (!this.compressor.write(data)) {
-      await Promise.race([once(this.compressor, "drain"), this.done]);
+      // Either promise may reject with the stream's raw error (ENOSPC, a reset connection) before
+      // the catch above has labelled it: label it here too, so it is never an internal error.
+      await storageOp(() => Promise.race([once(this.compressor, "drain"), this.done]));
       if (this.failure) throw this.failure;
     }
   }
@@ -63,9 +65,10 @@ export class PartSink {
     return { bytes: this.bytes, sha256: this.hash.digest("hex") };
   }
 
+  /** Drops the part; never throws (an object store that is down now has the upload dropped on resume). */
   async abort(): Promise<void> {
     this.compressor.destroy();
     await this.done.catch(() => undefined);
-    await this.upload.abort();
+    await this.upload.abort().catch(() => undefined);
   }
 }

@@ -26,8 +26,8 @@ export interface RunExportOptions {
   storage: ObjectStore;
   tenant: TenantRef;
   exportId: string;
-  /** The claim's attempt number: part keys carry it. */
-  attempt: number;
+  /** The claim's run number (`ExportRecord.runs`): part keys carry it. */
+  run: number;
   request: ExportRequest;
   gzipLevel: number;
   /** Index of the first part to write and rows already published before it (resume). */
@@ -83,7 +83,7 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
   const openPart = async () => {
     // One batch may hold many parts' rows: notice a cancel or shutdown before starting each part.
     o.signal.throwIfAborted();
-    const key = partObjectKey(o.tenant.id, o.exportId, partIndex, o.attempt, request);
+    const key = partObjectKey(o.tenant.id, o.exportId, partIndex, o.run, request);
     part = await PartSink.open(o.storage, key, COMPRESSORS[request.compression](o));
     partRows = 0;
     await part.write(encoder.prelude());
@@ -95,7 +95,7 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
     part = null;
     const published: ExportPart = {
       index: partIndex,
-      objectKey: partObjectKey(o.tenant.id, o.exportId, partIndex, o.attempt, request),
+      objectKey: partObjectKey(o.tenant.id, o.exportId, partIndex, o.run, request),
       rows: partRows,
       ...finished,
     };

@@ -32,9 +32,19 @@ export interface ExportRow {
   error_message: string | null;
   error_retryable: number | null;
   attempts: number;
+  takeovers: number;
+  runs: number;
   cursor: string | null;
   run_after: number;
 }
+
+/**
+ * The counters a claim moves (SET clause, both engines): a claim of a queued export starts an
+ * attempt; a claim of a running one under an expired lease is a takeover (its worker died), which
+ * is no failed attempt of the export. Every claim is a new run.
+ */
+export const CLAIM_COUNTS = `attempts = attempts + CASE WHEN status = 'running' THEN 0 ELSE 1 END,
+  takeovers = takeovers + CASE WHEN status = 'running' THEN 1 ELSE 0 END, runs = runs + 1`;
 
 export interface PartRow {
   export_id: string;
@@ -177,6 +187,8 @@ export function toExport(row: ExportRow, parts: ExportPart[]): ExportRecord {
     error,
     parts,
     attempts: row.attempts,
+    takeovers: row.takeovers,
+    runs: row.runs,
     cursor: row.cursor,
     runAfter: row.run_after,
   };

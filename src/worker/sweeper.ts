@@ -56,9 +56,24 @@ export class RetentionSweeper {
     for (;;) {
       const now = this.clock();
       const due = await store.listExportsToPurge(now, BATCH);
-      for (const record of due) await purgeExportFiles(store, storage, record, now);
-      if (due.length > 0) this.deps.logger.info({ count: due.length }, "export files deleted by retention");
-      if (due.length < BATCH) break;
+      let failed = 0;
+      for (const record of due) {
+        try {
+          await purgeExportFiles(store, storage, record, now);
+        } catch (err) {
+          // Left unpurged, so listed again by the next sweep: that is the retry.
+          failed++;
+          this.deps.logger.warn(
+            { err, export_id: record.id },
+            "deleting an export's files failed; next sweep retries",
+          );
+        }
+      }
+      if (due.length > failed) {
+        this.deps.logger.info({ count: due.length - failed }, "export files deleted by retention");
+      }
+      // A page with failures would come back as it is: stop here rather than spin on it.
+      if (due.length < BATCH || failed > 0) break;
     }
     const horizon = this.clock() - this.deps.forgetAfterDays * 86_400_000;
     let forgotten = 0;

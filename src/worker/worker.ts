@@ -4,21 +4,33 @@
  * no longer running under this worker's lease, the run is aborted within one heartbeat.
  *
  * A claimed export resumes after its last published part. A run ends in exactly one of:
- * succeeded; failed (user error, or retries used up); back in the queue with back-off (retryable
- * error, or shutdown); abandoned (canceled or taken over — the new owner or the cancel owns it now).
+ * succeeded; failed (user error, retries used up, or its worker crashed too often); back in the
+ * queue with back-off (retryable error, or shutdown); abandoned (canceled or taken over — the new
+ * owner or the cancel owns it now). A failing object store does not end a run: it waits with
+ * back-off and goes on from the last published part, until EXPORTD_STORAGE_RETRY_SECONDS is spent.
  */
 import { randomBytes } from "node:crypto";
 import os from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Config } from "../config/index.js";
 import { ERROR_CATALOGUE, type ErrorCode } from "../domain/errors.js";
-import { advanceProgress, type ExportError, type ExportRecord, retryDelayMs } from "../domain/export.js";
+import {
+  advanceProgress,
+  type ExportError,
+  type ExportPart,
+  type ExportProgress,
+  type ExportRecord,
+  retryDelayMs,
+} from "../domain/export.js";
 import { exportPrefix } from "../domain/naming.js";
 import type { ExportOutcome, Metrics } from "../metrics/metrics.js";
 import { ExportFailure, type PipelineProgress, runExport } from "../pipeline/run-export.js";
 import { purgeExportFiles } from "../purge.js";
 import type { DatasetRegistry } from "../sources/registry.js";
+import type { Dataset, TenantRef } from "../sources/types.js";
 import { StorageError, storageOp } from "../storage/errors.js";
+import { Backoff, isPermanentStorageError, STORAGE_BACKOFF } from "../storage/retry.js";
 import type { ObjectStore } from "../storage/types.js";
 import type { ClaimedExport, Lease, MetadataStore } from "../store/types.js";
 
@@ -44,6 +56,26 @@ class RunAborted extends Error {
 }
 
 const PROGRESS_EVERY_MS = 500;
+
+/**
+ * One run of an export, carried across its passes: a pass that the object store breaks off is
+ * followed by another from the checkpoint (the last published part, its cursor and progress).
+ */
+interface RunState {
+  record: ExportRecord;
+  dataset: Dataset;
+  tenant: TenantRef;
+  signal: AbortSignal;
+  log: Logger;
+  parts: ExportPart[];
+  cursor: string | null;
+  progress: ExportProgress;
+  /** The latest row estimate, and the one the store holds. */
+  estimatedRows: number | null;
+  storedEstimate: number | null;
+  /** Waits between passes; reset by each published part. */
+  backoff: Backoff;
+}
 
 function processExists(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return true; // not ours to judge: let the lease expire
@@ -88,7 +120,8 @@ export class ExportWorker {
    * Its pid tells us at once: when that process no longer exists, end its leases now so the
    * restarted service resumes its exports without waiting. A pid reused by another process only
    * means we wait for the lease as usual; a wrong guess is harmless, since part keys carry the
-   * attempt and a worker that lost its lease cannot publish.
+   * run and a worker that lost its lease cannot publish. Either way the claim that follows is a
+   * takeover: it counts against EXPORTD_MAX_TAKEOVERS, not against the export's attempts.
    */
   private async recoverLocalCrashes(): Promise<void> {
     try {
@@ -178,11 +211,12 @@ export class ExportWorker {
   }
 
   private async run(record: ExportRecord, controller: AbortController): Promise<ExportOutcome> {
-    const { store, storage, datasets, config } = this.deps;
+    const { store, datasets, config } = this.deps;
     const log = this.deps.logger.child({
       export_id: record.id,
       tenant_id: record.tenantId,
       attempt: record.attempts,
+      run: record.runs,
     });
     const { signal } = controller;
     const heartbeat = setInterval(() => {
@@ -195,90 +229,77 @@ export class ExportWorker {
     }, config.worker.heartbeatMs);
 
     try {
+      if (record.takeovers > config.worker.maxTakeovers) {
+        await this.fail(record, this.crashedError(record.takeovers), log);
+        return "failed";
+      }
       if (record.attempts > config.worker.maxAttempts) {
         await this.fail(record, record.error ?? this.systemError("internal_error"), log);
         return "failed";
       }
       const dataset = datasets.get(record.dataset);
       if (!dataset) throw new Error(`dataset ${record.dataset} is not configured on this worker`);
-      log.info({ resume_part: record.parts.length }, "export started");
-
-      // A previous attempt may have died mid-part: drop its unpublished files before resuming.
-      const prefix = exportPrefix(record.tenantId, record.id);
-      const published = new Set(record.parts.map((p) => p.objectKey));
-      await storageOp(async () => {
-        await storage.dropIncompleteUploads(prefix);
-        for (const key of await storage.list(prefix)) if (!published.has(key)) await storage.delete(key);
-      });
-
-      let progress = record.progress;
-      let lastProgressAt = 0;
-      const toProgress = (p: PipelineProgress) =>
-        advanceProgress(progress, {
-          percent: Math.floor(p.position * 10_000) / 100,
-          rows: p.rows,
-          parts: p.parts,
-        });
       const tenant = await store.getTenant(record.tenantId);
       if (!tenant) throw new Error(`tenant ${record.tenantId} of export ${record.id} does not exist`);
+      log.info({ resume_part: record.parts.length, takeovers: record.takeovers }, "export started");
+
+      const state: RunState = {
+        record,
+        dataset,
+        tenant: { id: tenant.id, name: tenant.name },
+        signal,
+        log,
+        parts: [...record.parts],
+        cursor: record.cursor,
+        progress: record.progress,
+        estimatedRows: record.estimatedRows,
+        storedEstimate: record.estimatedRows,
+        backoff: new Backoff({ budgetMs: config.worker.storageRetryMs, ...STORAGE_BACKOFF }, this.clock),
+      };
       // Estimated once, beside the first run rather than in front of it (an exact count of a large
       // range takes a while); the next progress write carries it. A resumed run keeps the estimate.
-      let estimatedRows = record.estimatedRows;
-      let storedEstimate = record.estimatedRows;
       const estimating =
-        estimatedRows === null
+        state.estimatedRows === null
           ? dataset.estimateRows(tenant, record.request, this.clock()).then(
               (rows) => {
-                estimatedRows = rows;
+                state.estimatedRows = rows;
               },
               (err: unknown) => log.warn({ err }, "row estimate failed; progress goes on without it"),
             )
           : null;
 
-      await runExport({
-        dataset,
-        storage,
-        tenant: { id: tenant.id, name: tenant.name },
-        exportId: record.id,
-        attempt: record.attempts,
-        request: record.request,
-        gzipLevel: config.gzipLevel,
-        startPart: record.parts.length,
-        startRows: record.parts.reduce((sum, p) => sum + p.rows, 0),
-        startBytes: record.parts.reduce((sum, p) => sum + p.bytes, 0),
-        after: record.cursor,
-        signal,
-        now: this.clock(),
-        onPart: async (part, cursor, p) => {
-          progress = toProgress(p);
-          if ((await store.recordPart(record.id, this.lease(), part, cursor, progress)) === "lost") {
-            // Nobody else writes this key (it carries our attempt), so deleting it is safe.
-            await storage.delete(part.objectKey);
-            throw new RunAborted("lost");
-          }
-          this.deps.metrics.partPublished(part.rows, part.bytes);
-          log.debug({ part: part.index, rows: part.rows, bytes: part.bytes }, "part published");
-          // Shutting down: this part is safe, so hand the export back now rather than start another.
-          if (this.stopping) throw new RunAborted("shutdown");
-        },
-        onProgress: async (p) => {
-          const now = this.clock();
-          if (now - lastProgressAt < PROGRESS_EVERY_MS) return;
-          lastProgressAt = now;
-          progress = toProgress(p);
-          const check = await store.updateProgress(record.id, this.lease(), progress, estimatedRows);
-          if (check === "lost") throw new RunAborted("lost");
-          storedEstimate = estimatedRows;
-        },
-      });
+      const { backoff } = state;
+      for (;;) {
+        try {
+          await this.runPass(state);
+          break;
+        } catch (err) {
+          // A part stream cannot be replayed mid-stream: on an object-store failure, wait and run
+          // again from the last published part, within this attempt, until the budget is spent.
+          // The heartbeat goes on meanwhile, so nobody takes the export over.
+          if (signal.aborted || !(err instanceof StorageError) || isPermanentStorageError(err)) throw err;
+          const delay = backoff.next();
+          if (delay === null) throw err;
+          this.deps.metrics.storageRetried();
+          log.warn(
+            { err, retry_in_ms: Math.round(delay), failures: backoff.failures },
+            "object store failed; resuming from the last published part after a pause",
+          );
+          await sleep(delay, undefined, { signal });
+        }
+      }
 
       signal.throwIfAborted();
       // An export that finished before its count: record the estimate with the final progress.
       await estimating;
-      if (estimatedRows !== storedEstimate) {
-        if ((await store.updateProgress(record.id, this.lease(), progress, estimatedRows)) === "lost") {
-          throw new RunAborted("lost");
-        }
+      if (state.estimatedRows !== state.storedEstimate) {
+        const check = await store.updateProgress(
+          record.id,
+          this.lease(),
+          state.progress,
+          state.estimatedRows,
+        );
+        if (check === "lost") throw new RunAborted("lost");
       }
       const expiresAt = this.clock() + config.retentionDays * 86_400_000;
       if ((await store.completeExport(record.id, this.lease(), expiresAt)) === "lost") {
@@ -292,6 +313,84 @@ export class ExportWorker {
     } finally {
       clearInterval(heartbeat);
     }
+  }
+
+  /**
+   * One pass of the pipeline from the run's checkpoint (its last published part), which it moves
+   * forward with each part it publishes. First drops what an earlier run (or pass) left unpublished.
+   */
+  private async runPass(state: RunState): Promise<void> {
+    const { store, storage, config } = this.deps;
+    const { record, signal, log } = state;
+    const prefix = exportPrefix(record.tenantId, record.id);
+    const published = new Set(state.parts.map((p) => p.objectKey));
+    await storageOp(async () => {
+      await storage.dropIncompleteUploads(prefix);
+      for (const key of await storage.list(prefix)) if (!published.has(key)) await storage.delete(key);
+    });
+
+    let lastProgressAt = 0;
+    const toProgress = (p: PipelineProgress) =>
+      advanceProgress(state.progress, {
+        percent: Math.floor(p.position * 10_000) / 100,
+        rows: p.rows,
+        parts: p.parts,
+      });
+    await runExport({
+      dataset: state.dataset,
+      storage,
+      tenant: state.tenant,
+      exportId: record.id,
+      run: record.runs,
+      request: record.request,
+      gzipLevel: config.gzipLevel,
+      startPart: state.parts.length,
+      startRows: state.parts.reduce((sum, p) => sum + p.rows, 0),
+      startBytes: state.parts.reduce((sum, p) => sum + p.bytes, 0),
+      after: state.cursor,
+      signal,
+      now: this.clock(),
+      onPart: async (part, cursor, p) => {
+        const progress = toProgress(p);
+        if ((await store.recordPart(record.id, this.lease(), part, cursor, progress)) === "lost") {
+          // Nobody else writes this key (it carries our run), so deleting it is safe. Should the
+          // store fail now, the new owner's resume or the purge deletes it (no part row names it).
+          await storage.delete(part.objectKey).catch((err: unknown) => log.warn({ err }, "late part left"));
+          throw new RunAborted("lost");
+        }
+        state.parts.push(part);
+        state.cursor = cursor;
+        state.progress = progress;
+        state.backoff.reset();
+        this.deps.metrics.partPublished(part.rows, part.bytes);
+        log.debug({ part: part.index, rows: part.rows, bytes: part.bytes }, "part published");
+        // Shutting down: this part is safe, so hand the export back now rather than start another.
+        if (this.stopping) throw new RunAborted("shutdown");
+      },
+      onProgress: async (p) => {
+        const now = this.clock();
+        if (now - lastProgressAt < PROGRESS_EVERY_MS) return;
+        lastProgressAt = now;
+        state.progress = toProgress(p);
+        const check = await store.updateProgress(
+          record.id,
+          this.lease(),
+          state.progress,
+          state.estimatedRows,
+        );
+        if (check === "lost") throw new RunAborted("lost");
+        state.storedEstimate = state.estimatedRows;
+      },
+    });
+  }
+
+  /** The final error of an export whose worker died `takeovers` times in a row without a part done. */
+  private crashedError(takeovers: number): ExportError {
+    return {
+      code: "worker_crashed",
+      message: `The export crashed its worker ${takeovers} times in a row (the process was killed or ran out of memory) before finishing a part, so it is not tried again. Creating it again may succeed; a narrower range or fewer columns makes it lighter.`,
+      retryable: ERROR_CATALOGUE.worker_crashed.retryable,
+    };
   }
 
   /** A failure on our side: the client gets the code, the details stay in the log. */
@@ -317,8 +416,8 @@ export class ExportWorker {
       // Canceled, or another worker took the lease over. Only a cancel means the files must go.
       const current = await store.getExport(record.tenantId, record.id);
       if (current?.status === "canceled") {
-        await purgeExportFiles(store, this.deps.storage, record, this.clock());
-        log.info("export canceled; its files are deleted");
+        await this.purge(record, log);
+        log.info("export canceled");
         return "canceled";
       }
       log.warn("lease lost; another worker continues this export");
@@ -341,8 +440,17 @@ export class ExportWorker {
 
   private async fail(record: ExportRecord, error: ExportError, log: Logger): Promise<void> {
     if ((await this.deps.store.failExport(record.id, this.lease(), error)) === "ok") {
-      await purgeExportFiles(this.deps.store, this.deps.storage, record, this.clock());
       log.warn({ code: error.code }, "export failed");
+      await this.purge(record, log);
+    }
+  }
+
+  /** Deletes a failed or canceled export's files; when the object store is down, the sweeper retries. */
+  private async purge(record: ExportRecord, log: Logger): Promise<void> {
+    try {
+      await purgeExportFiles(this.deps.store, this.deps.storage, record, this.clock());
+    } catch (err) {
+      log.warn({ err }, "deleting the export's files failed; the retention sweeper retries");
     }
   }
 }

@@ -1,6 +1,6 @@
 /**
  * kill -9 of the real server mid-export, then a new process on the same data folder: the export
- * resumes after its last published part (those files stay, from attempt 1) and ends with parts
+ * resumes after its last published part (those files stay, from run 1) and ends with parts
  * equal, byte for byte, to those of the same export run without interruption. No temporary upload
  * is left behind and the export's folder holds exactly its published parts.
  */
@@ -45,24 +45,24 @@ function exportDir(dataDir: string, id: string): string {
   return path.join(root, tenants[0]!, id);
 }
 
-/** Checks the folder holds exactly the published parts, matching size and sha256; returns attempts by index. */
+/** Checks the folder holds exactly the published parts, matching size and sha256; returns runs by index. */
 function assertFolderHoldsExactlyParts(dir: string, parts: ExportView["parts"]): number[] {
   const names = fs.readdirSync(dir).sort();
   assert.equal(names.length, parts.length, `files in ${dir}: ${names.join(", ")}`);
-  const attempts: number[] = [];
+  const runs: number[] = [];
   for (const name of names) {
-    const m = /^part-(\d{3})\.a(\d+)\.csv\.gz$/.exec(name);
+    const m = /^part-(\d{3})\.r(\d+)\.csv\.gz$/.exec(name);
     assert.ok(m, `unexpected file ${name}`);
     const index = Number(m[1]);
-    assert.equal(attempts[index], undefined, `part ${index} stored twice`);
-    attempts[index] = Number(m[2]);
+    assert.equal(runs[index], undefined, `part ${index} stored twice`);
+    runs[index] = Number(m[2]);
     const part = parts[index];
     assert.ok(part, `file ${name} is no published part`);
     const bytes = fs.readFileSync(path.join(dir, name));
     assert.equal(bytes.length, part.bytes, name);
     assert.equal(sha256(bytes), part.sha256, name);
   }
-  return attempts;
+  return runs;
 }
 
 test("kill -9 mid-export, restart on the same data folder: resumed parts equal an uninterrupted run", async (t) => {
@@ -89,15 +89,15 @@ test("kill -9 mid-export, restart on the same data folder: resumed parts equal a
   const leftover = fs.readdirSync(dir);
   t.diagnostic(`after kill -9 (${midway.progress.parts} parts published): ${leftover.join(", ")}`);
   assert.ok(
-    leftover.some((n) => /^part-000\.a1\.csv\.gz$/.test(n)),
-    "part 0 of attempt 1 is on disk",
+    leftover.some((n) => /^part-000\.r1\.csv\.gz$/.test(n)),
+    "part 0 of run 1 is on disk",
   );
 
   const second = await startServer({ dataDir: first.dataDir, env });
   http = api(second.url, key);
   const resumed = await waitFor(async () => (await http.get(`/v1/exports/${id}`)).json, isFinal, 120_000);
   assert.equal(resumed.status, "succeeded", JSON.stringify(resumed.error));
-  assert.ok(resumed.attempts >= 2, `attempts ${resumed.attempts}: a second attempt finished it`);
+  assert.equal(resumed.attempts, 1, "a crash is no failed attempt: the takeover finished attempt 1");
 
   const parts = resumed.parts;
   assert.equal(parts.length, expectedParts);
@@ -121,12 +121,12 @@ test("kill -9 mid-export, restart on the same data folder: resumed parts equal a
     assert.equal(sha256(bytes), p.sha256, `part ${p.index} sha256`);
   }
 
-  // The export's folder: exactly the published parts, the first ones still from attempt 1.
-  const attempts = assertFolderHoldsExactlyParts(dir, parts);
-  assert.equal(attempts[0], 1, "part 0 was kept from attempt 1, not redone");
+  // The export's folder: exactly the published parts, the first ones still from run 1.
+  const runs = assertFolderHoldsExactlyParts(dir, parts);
+  assert.equal(runs[0], 1, "part 0 was kept from run 1, not redone");
   assert.ok(
-    attempts.some((a) => a >= 2),
-    `the later parts come from a later attempt: ${attempts.join(",")}`,
+    runs.some((r) => r >= 2),
+    `the later parts come from a later run: ${runs.join(",")}`,
   );
 
   // The same export again on the restarted server, uninterrupted.
@@ -146,8 +146,8 @@ test("kill -9 mid-export, restart on the same data folder: resumed parts equal a
     parts.map((p) => [p.index, p.rows, p.bytes, p.sha256]),
     "resumed parts equal uninterrupted parts byte for byte",
   );
-  const cleanAttempts = assertFolderHoldsExactlyParts(exportDir(first.dataDir, again.json.id), clean.parts);
-  assert.ok(cleanAttempts.every((a) => a === 1));
+  const cleanRuns = assertFolderHoldsExactlyParts(exportDir(first.dataDir, again.json.id), clean.parts);
+  assert.ok(cleanRuns.every((r) => r === 1));
 
   // Nothing half-written anywhere in the object store.
   const all = filesUnder(path.join(first.dataDir, "objects"));

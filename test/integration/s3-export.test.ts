@@ -71,11 +71,13 @@ test("an export lands in S3; the download redirects to a presigned link that nee
   }
 });
 
-test("the S3 server stops mid-upload: retries, then a clear failure, and no partial part", async () => {
+test("the S3 server stays down past the retry budget: retries, then a clear failure, and no partial part", async () => {
   const svc = await startTestService({
     ...s3.env,
     EXPORTD_MAX_ATTEMPTS: "2",
     EXPORTD_RETRY_BASE_MS: "200",
+    // Each attempt rides out the outage for one second only, then fails.
+    EXPORTD_STORAGE_RETRY_SECONDS: "1",
     EXPORTD_WORKER_CONCURRENCY: "1",
   });
   try {

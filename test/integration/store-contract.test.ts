@@ -178,7 +178,11 @@ for (const [name, open] of stores) {
       const taken = await store.claimExport(b);
       assert.equal(taken?.id, e.id);
       assert.equal(taken?.takenOver, true);
-      assert.equal(taken?.attempts, 2);
+      assert.deepEqual(
+        { attempts: taken?.attempts, takeovers: taken?.takeovers, runs: taken?.runs },
+        { attempts: 1, takeovers: 1, runs: 2 },
+        "a takeover is no failed attempt; it is counted apart, and is a new run",
+      );
       const part = { index: 0, objectKey: "k", rows: 3, bytes: 30, sha256: "s" };
       assert.equal(await store.heartbeat(e.id, { ...a, now: base + 2001 }), "lost");
       assert.equal(await store.recordPart(e.id, a, part, "c0", { percent: 9, rows: 3, parts: 1 }), "lost");
@@ -190,6 +194,7 @@ for (const [name, open] of stores) {
       assert.equal(view?.estimatedRows, 99);
       assert.equal(view?.cursor, "c0");
       assert.deepEqual(view?.parts, [part]);
+      assert.equal(view?.takeovers, 0, "a published part ends a run of takeovers");
       assert.equal(await store.getExport("another-tenant", e.id), null);
       assert.equal(await store.completeExport(e.id, b, 777), "ok");
       const done = await store.getExport(tenant.id, e.id);
@@ -261,6 +266,7 @@ for (const [name, open] of stores) {
       assert.equal(back?.status, "queued");
       assert.deepEqual(back?.error, error);
       assert.equal(back?.attempts, 1, "a failure counts as an attempt");
+      assert.equal(back?.runs, 1);
       assert.equal((await store.claimExport(l))?.id, e2.id, "e1 waits for its back-off");
       assert.equal(await store.failExport(e2.id, l, { ...error, retryable: false }), "ok");
       assert.equal((await store.getExport(tenant.id, e2.id))?.error?.retryable, false);

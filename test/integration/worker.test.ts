@@ -79,7 +79,9 @@ const WORKER = {
   heartbeatMs: 100,
   pollMs: 20,
   maxAttempts: 3,
+  maxTakeovers: 5,
   retryBaseMs: 50,
+  storageRetryMs: 1000,
   shutdownGraceMs: 0,
 };
 
@@ -385,7 +387,8 @@ describe("store leases", () => {
     const b = { owner: "b", now: t + 2000, leaseMs: 1000 };
     const taken = await store.claimExport(b);
     assert.equal(taken?.id, id);
-    assert.equal(taken?.attempts, 2);
+    assert.equal(taken?.attempts, 1, "a takeover is no failed attempt");
+    assert.equal(taken?.takeovers, 1);
     assert.equal(await store.heartbeat(id, { ...a, now: t + 2001 }), "lost");
     const part = { index: 0, objectKey: "k", rows: 1, bytes: 1, sha256: "x" };
     assert.equal(await store.recordPart(id, a, part, "0", { percent: 1, rows: 1, parts: 1 }), "lost");

@@ -205,8 +205,8 @@ describe("names", () => {
       "events_2026-11-01_2026-11-23.part-012.jsonl",
     );
   });
-  test("object keys are per tenant, export and attempt", () => {
-    assert.equal(partObjectKey("t", "e", 3, 2, req), "exports/t/e/part-003.a2.csv.gz");
+  test("object keys are per tenant, export and run", () => {
+    assert.equal(partObjectKey("t", "e", 3, 2, req), "exports/t/e/part-003.r2.csv.gz");
   });
 });
 

@@ -245,7 +245,15 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       request.log.info({ export_id: result.record.id }, "export canceled");
       // Delete what is published now: a queued export (parts of an interrupted run) has no worker to
       // do it; for a running one, its worker also drops the part it was writing.
-      if (result.record.parts.length > 0) await purgeExportFiles(store, deps.storage, result.record, clock());
+      // When the object store fails now, the cancel still stands: the retention sweeper deletes them.
+      if (result.record.parts.length > 0) {
+        await purgeExportFiles(store, deps.storage, result.record, clock()).catch((err: unknown) =>
+          request.log.warn(
+            { err, export_id: result.record.id },
+            "deleting the files failed; the sweeper retries",
+          ),
+        );
+      }
       return presentExport(result.record, null, null);
     },
   );

@@ -16,6 +16,7 @@ import {
 import { newId } from "../../domain/ids.js";
 import { DEFAULT_PLAN, type Plan, type Tenant, type TenantLimits } from "../../domain/tenant.js";
 import {
+  CLAIM_COUNTS,
   type ExportRow,
   idsWithParts,
   type KeyRow,
@@ -425,8 +426,8 @@ export class PostgresStore implements MetadataStore {
       );
       if (!next) return null;
       const rows = await this.rows<ExportRow>(
-        `UPDATE exports SET status = 'running', lease_owner = $2, lease_expires_at = $3,
-           attempts = attempts + 1, started_at = COALESCE(started_at, $4)
+        `UPDATE exports SET status = 'running', lease_owner = $2, lease_expires_at = $3, ${CLAIM_COUNTS},
+           started_at = COALESCE(started_at, $4)
          WHERE id = $1 RETURNING *`,
         [next.id, lease.owner, lease.now + lease.leaseMs, lease.now],
         c,
@@ -498,7 +499,7 @@ export class PostgresStore implements MetadataStore {
   ): Promise<LeaseCheck> {
     return this.tx(async (c) => {
       const check = await this.leased(
-        `cursor = @cursor, lease_expires_at = @until, progress_percent = GREATEST(progress_percent, @percent),
+        `cursor = @cursor, lease_expires_at = @until, takeovers = 0, progress_percent = GREATEST(progress_percent, @percent),
          progress_rows = GREATEST(progress_rows, @rows), progress_parts = GREATEST(progress_parts, @parts)`,
         id,
         lease,

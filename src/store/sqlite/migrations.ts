@@ -89,4 +89,14 @@ export const SQLITE_MIGRATIONS: readonly { version: number; sql: string }[] = [
       );
     `,
   },
+  {
+    // A worker's crash is no failed attempt of the export it was running: claims of an export under
+    // an expired lease count as takeovers (since its last published part), and every claim gets a
+    // run number that part keys carry.
+    version: 3,
+    sql: `
+      ALTER TABLE exports ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE exports ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];

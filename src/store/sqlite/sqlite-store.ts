@@ -18,6 +18,7 @@ import {
 import { newId } from "../../domain/ids.js";
 import { DEFAULT_PLAN, type Plan, type Tenant, type TenantLimits } from "../../domain/tenant.js";
 import {
+  CLAIM_COUNTS,
   type ExportRow,
   idsWithParts,
   type KeyRow,
@@ -365,8 +366,8 @@ export class SqliteStore implements MetadataStore {
       if (!next) return null;
       const row = this.stmt(
         `UPDATE exports
-           SET status = 'running', lease_owner = @owner, lease_expires_at = @until,
-               attempts = attempts + 1, started_at = COALESCE(started_at, @now)
+           SET status = 'running', lease_owner = @owner, lease_expires_at = @until, ${CLAIM_COUNTS},
+               started_at = COALESCE(started_at, @now)
            WHERE id = @id RETURNING *`,
       ).get({ ...params, id: next.id }) as ExportRow;
       return { ...(this.withParts([row])[0] as ExportRecord), takenOver: next.status === "running" };
@@ -414,7 +415,7 @@ export class SqliteStore implements MetadataStore {
   ): Promise<LeaseCheck> {
     const tx = this.db.transaction((): LeaseCheck => {
       const check = this.leased(
-        `UPDATE exports SET cursor = @cursor, lease_expires_at = @until,
+        `UPDATE exports SET cursor = @cursor, lease_expires_at = @until, takeovers = 0,
            progress_percent = MAX(progress_percent, @percent), progress_rows = MAX(progress_rows, @rows),
            progress_parts = MAX(progress_parts, @parts)`,
         id,
