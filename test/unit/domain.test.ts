@@ -19,7 +19,7 @@ import {
   TransitionError,
 } from "../../src/domain/export.js";
 import { partDownloadName, partObjectKey } from "../../src/domain/naming.js";
-import { localDate, offsetMinutes, parseInstant, TimestampFormatter } from "../../src/domain/time.js";
+import { localDate, offsetSeconds, parseInstant, TimestampFormatter } from "../../src/domain/time.js";
 import { DEMO_EVENTS_DESCRIPTOR } from "../../src/sources/demo-events.js";
 import { LinkSigner } from "../../src/storage/signing.js";
 
@@ -61,7 +61,7 @@ describe("time", () => {
   test("instants need an offset; dates are midnight in the zone", () => {
     assert.equal(parseInstant("2026-11-01T10:00:00Z", "UTC"), Date.UTC(2026, 10, 1, 10));
     assert.equal(parseInstant("2026-11-01T10:00:00+02:00", "UTC"), Date.UTC(2026, 10, 1, 8));
-    assert.equal(parseInstant("2026-11-01T10:00:00", "UTC"), null);
+    assert.equal(parseInstant("2026-11-01T10:00:00", "Europe/Paris"), Date.UTC(2026, 10, 1, 9));
     assert.equal(parseInstant("2026-11-01", "Europe/Paris"), Date.UTC(2026, 9, 31, 23));
     assert.equal(parseInstant("2026-13-01", "UTC"), null);
     assert.equal(parseInstant("1 Nov 2026", "UTC"), null);
@@ -79,12 +79,20 @@ describe("time", () => {
   test("the per-minute cache writes what Date writes, in any order, at the edges, or throws as Date does", () => {
     // The formatter as it was before the cache: a Date and its ISO text per instant.
     const reference = (zone: string, micros: boolean, ms: number): string => {
-      const offset = offsetMinutes(ms, zone);
+      const whole = Math.floor(ms);
+      const fraction = Math.round((ms - whole) * 1000);
+      const offset = offsetSeconds(whole, zone);
       const abs = Math.abs(offset);
       const pad = (n: number) => String(n).padStart(2, "0");
       const suffix =
-        zone === "UTC" ? "Z" : `${offset < 0 ? "-" : "+"}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
-      return new Date(ms + offset * 60_000).toISOString().slice(0, -1) + (micros ? "000" : "") + suffix;
+        zone === "UTC"
+          ? "Z"
+          : `${offset < 0 ? "-" : "+"}${pad(Math.floor(abs / 3600))}:${pad(Math.floor(abs / 60) % 60)}${abs % 60 ? `:${pad(abs % 60)}` : ""}`;
+      return (
+        new Date(whole + offset * 1000).toISOString().slice(0, -1) +
+        (micros ? String(fraction).padStart(3, "0") : "") +
+        suffix
+      );
     };
     const instants: number[] = [
       0,
