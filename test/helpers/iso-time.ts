@@ -47,12 +47,16 @@ export function parseTimestamp(text: string): ParsedTimestamp {
   return { micros: BigInt(seconds) * 1_000_000n + BigInt(frac as string), offset };
 }
 
+const longOffsets = new Map<string, Intl.DateTimeFormat>();
+
 /** The offset of `zone` at an instant as Intl's longOffset names it ("GMT+00:53:28"), in seconds. */
 export function intlOffsetSeconds(ms: number, zone: string): number {
-  const name =
-    new Intl.DateTimeFormat("en-US", { timeZone: zone, timeZoneName: "longOffset" })
-      .formatToParts(new Date(ms))
-      .find((p) => p.type === "timeZoneName")?.value ?? "GMT";
+  let fmt = longOffsets.get(zone);
+  if (!fmt) {
+    fmt = new Intl.DateTimeFormat("en-US", { timeZone: zone, timeZoneName: "longOffset" });
+    longOffsets.set(zone, fmt);
+  }
+  const name = fmt.formatToParts(new Date(ms)).find((p) => p.type === "timeZoneName")?.value ?? "GMT";
   const m = /^GMT(?:([+-])(\d\d):(\d\d)(?::(\d\d))?)?$/.exec(name);
   if (!m) throw new Error(`unexpected offset name ${name}`);
   if (m[1] === undefined) return 0;
