@@ -61,7 +61,9 @@ export function timeZoneNames(): ReadonlyMap<string, string> {
  * The canonical spelling of an accepted zone name (case-insensitive, as IANA names are), or null.
  * `suggestion` is the primary name a link or abbreviation resolves to in ICU, for the error message.
  */
-export function canonicalTimeZone(zone: string): { name: string } | { name: null; suggestion: string | null } {
+export function canonicalTimeZone(
+  zone: string,
+): { name: string } | { name: null; suggestion: string | null } {
   const name = timeZoneNames().get(zone.toLowerCase());
   if (name) return { name };
   let suggestion: string | null = null;
@@ -88,9 +90,15 @@ function wallMs(year: number, month: number, day: number, hour = 0, minute = 0, 
  * (where midnight falls into a gap, e.g. America/Havana on 2026-03-08, the instant the day begins);
  * a local date-time is resolved as RFC 9557 / Temporal's "compatible" disambiguation does: in a
  * repeated hour the earlier instant, in a skipped hour the wall time read with the offset before the
- * gap (so 00:30 on a day that jumps from 00:00 to 01:00 becomes 01:30).
+ * gap (so 00:30 on a day that jumps from 00:00 to 01:00 becomes 01:30). `overlap: "later"` takes the
+ * later instant in a repeated hour instead: PostgreSQL's rule for zone-less times (it reads them as
+ * standard time), for stored values that must mean the same on every source.
  */
-export function parseInstant(text: string, zone: string): number | null {
+export function parseInstant(
+  text: string,
+  zone: string,
+  overlap: "earlier" | "later" = "earlier",
+): number | null {
   if (ISO_INSTANT.test(text)) {
     const ms = Date.parse(text);
     return Number.isFinite(ms) ? ms : null;
@@ -112,7 +120,7 @@ export function parseInstant(text: string, zone: string): number | null {
   ) {
     return null;
   }
-  return m[4] === undefined ? startOfDay(wall, zone) : instantOfWallTime(wall, zone);
+  return m[4] === undefined ? startOfDay(wall, zone) : instantOfWallTime(wall, zone, overlap);
 }
 
 /** Instants whose local wall time in `zone` is `wall`: none (a gap), one, or two (an overlap), sorted. */
@@ -126,10 +134,10 @@ function instantsAt(wall: number, zone: string): { instants: number[]; before: n
   return { instants, before, after };
 }
 
-/** `wall` (local time as epoch ms read as UTC) as an instant, with "compatible" disambiguation. */
-export function instantOfWallTime(wall: number, zone: string): number {
+/** `wall` (local time as epoch ms read as UTC) as an instant: see parseInstant. */
+function instantOfWallTime(wall: number, zone: string, overlap: "earlier" | "later"): number {
   const { instants, before } = instantsAt(wall, zone);
-  return instants[0] ?? wall - before;
+  return (overlap === "earlier" ? instants[0] : instants.at(-1)) ?? wall - before;
 }
 
 /** The first instant of the local date that starts at `wall` (a local midnight). */

@@ -72,6 +72,9 @@ const PG_ROWS: Record<number, Partial<Record<"ts" | "tl" | "f" | "n" | "j" | "jb
   3: { f: "-Infinity", n: "-Infinity", j: '{"b":1,"a":2}' },
   4: { f: "-0", n: "-0.000", j: '{\n  "big": 1e400,\r\n  "n": 123456789012345678901234567890\n}' },
   6: { tl: "2026-06-01 12:00:00" },
+  // Zone-less times in Berlin's skipped and repeated hours.
+  10: { tl: "2026-03-29 02:30:00" },
+  11: { tl: "2026-10-25 02:30:00" },
   12: { ts: "infinity" },
   13: { ts: "-infinity" },
 };
@@ -88,6 +91,8 @@ const SQLITE_ROWS: Record<number, Partial<Record<"ts" | "tl" | "f" | "n" | "j" |
   3: { f: -0 }, // kept as REAL -0.0: the column has no type, so no affinity turns it into 0
   6: { tl: "2026-06-01 12:00:00" },
   7: { tl: "2026-06-01T12:00:00.123456+05:30" },
+  10: { tl: "2026-03-29 02:30:00" },
+  11: { tl: "2026-10-25 02:30:00" },
 };
 
 const HAVANA = [
@@ -381,6 +386,11 @@ describe("fidelity: values exported exactly as stored", () => {
       ]) {
         for (const format of ["csv", "jsonl"] as const) {
           const rows = await rowsOf(dataset, format, { timezone: zone, columns: ["id", "tl"] });
+          if (zone === "UTC") {
+            // Both sources read them as PostgreSQL does: forward by the gap, the later of a repeated hour.
+            assert.equal(rows.find((r) => String(r.id) === "10")?.tl, "2026-03-29T01:30:00.000000Z");
+            assert.equal(rows.find((r) => String(r.id) === "11")?.tl, "2026-10-25T01:30:00.000000Z");
+          }
           assert.equal(rows.find((r) => String(r.id) === "6")?.tl, expected, `${format} ${zone}`);
           if (source === "lite") {
             // Text with an offset keeps it, microseconds included.
@@ -453,7 +463,10 @@ describe("fidelity: values exported exactly as stored", () => {
   test("pg: a timestamp-without-time-zone time column is ranged in its local_time_zone", async () => {
     // Rows at 00:30 and 23:30 Berlin time on 1 June (22:30Z on 31 May, 21:30Z on 1 June).
     const ids = async (zone: string) =>
-      (await rowsOf("pg_local", "csv", { timezone: zone, from: "2026-06-01", to: "2026-06-02" })).map((r) => [r.id, r.t]);
+      (await rowsOf("pg_local", "csv", { timezone: zone, from: "2026-06-01", to: "2026-06-02" })).map((r) => [
+        r.id,
+        r.t,
+      ]);
     assert.deepEqual(await ids("Europe/Berlin"), [
       ["1", "2026-06-01T00:30:00.000000+02:00"],
       ["2", "2026-06-01T23:30:00.000000+02:00"],

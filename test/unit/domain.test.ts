@@ -26,9 +26,9 @@ import {
   parseInstant,
   TimestampFormatter,
 } from "../../src/domain/time.js";
-import { intlOffsetSeconds } from "../helpers/iso-time.js";
 import { DEMO_EVENTS_DESCRIPTOR } from "../../src/sources/demo-events.js";
 import { LinkSigner } from "../../src/storage/signing.js";
+import { intlOffsetSeconds } from "../helpers/iso-time.js";
 
 describe("lifecycle", () => {
   test("allowed and forbidden transitions", () => {
@@ -213,6 +213,9 @@ describe("local times and zones", () => {
       parseInstant("2026-06-01T12:00:00.250", "Asia/Kathmandu"),
       Date.UTC(2026, 5, 1, 6, 15, 0, 250),
     );
+    // PostgreSQL's reading of zone-less times: the later instant of a repeated hour.
+    assert.equal(parseInstant("2026-10-25T02:30", "Europe/Berlin", "later"), Date.UTC(2026, 9, 25, 1, 30));
+    assert.equal(parseInstant("2026-03-29T02:30", "Europe/Berlin", "later"), Date.UTC(2026, 2, 29, 1, 30));
     assert.equal(parseInstant("2026-06-01T24:00", "UTC"), null);
     assert.equal(parseInstant("2026-02-29T10:00", "UTC"), null);
   });

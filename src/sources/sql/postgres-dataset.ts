@@ -246,7 +246,9 @@ export class PostgresDataset implements Dataset {
     for (const c of declared) {
       const accepted = ACCEPTED_OIDS[c.type];
       if (accepted && !accepted.has(types.get(c.column) ?? 0)) {
-        const actual = await client.query<{ t: string }>("SELECT format_type($1, NULL) AS t", [types.get(c.column)]);
+        const actual = await client.query<{ t: string }>("SELECT format_type($1, NULL) AS t", [
+          types.get(c.column),
+        ]);
         throw new ExportFailure(
           "source_error",
           `Column "${c.name}" of ${this.config.name} is declared ${c.type} but is ${actual.rows[0]?.t} in the source; ` +

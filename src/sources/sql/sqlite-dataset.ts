@@ -41,12 +41,13 @@ type Row = (Raw | Cell)[];
 /**
  * A timestamp stored as text (SQLite's own `YYYY-MM-DD HH:MM:SS.SSS`, or ISO 8601 with T and an
  * offset) → epoch ms, fractional below the millisecond. Without an offset it is a wall-clock time in
- * the dataset's local_time_zone. Anything else fails the export: exporting it as something else, or
+ * the dataset's local_time_zone, read as PostgreSQL reads `timestamp without time zone` in it (a
+ * repeated hour as its later, standard-time instant). Anything else fails the export: exporting it as something else, or
  * as NULL, would change it silently.
  */
 function textTimeMs(text: string, localZone: string, column: string): number {
   const m = /^(\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.(\d{1,9}))?)?)?)(Z|[+-]\d\d:\d\d)?$/.exec(text);
-  const ms = m ? parseInstant((m[1] as string).replace(" ", "T") + (m[3] ?? ""), localZone) : null;
+  const ms = m ? parseInstant((m[1] as string).replace(" ", "T") + (m[3] ?? ""), localZone, "later") : null;
   if (ms === null) {
     throw new ExportFailure(
       "source_error",
