@@ -62,6 +62,8 @@ const PG_SETUP = `
   CREATE TABLE fid (id bigint PRIMARY KEY, tenant text NOT NULL, t timestamptz NOT NULL, ts timestamptz,
     tl timestamp, f float8, n numeric, j json, jb jsonb, s text);
   CREATE TABLE fid_local (id bigint PRIMARY KEY, tenant text NOT NULL, t timestamp NOT NULL);
+  CREATE TABLE fid_date (id bigint PRIMARY KEY, tenant text NOT NULL, t date NOT NULL);
+  INSERT INTO fid_date VALUES (1, 'a', '2026-06-01'), (2, 'a', '2026-06-02');
   CREATE TABLE fid_drop (id bigint PRIMARY KEY, tenant text NOT NULL, t timestamptz NOT NULL, s text);
   INSERT INTO fid_drop VALUES (1, 'a', '2026-06-01T00:00:00Z', 'x');`;
 
@@ -212,6 +214,12 @@ describe("fidelity: values exported exactly as stored", () => {
             ...base,
             source: "pg",
             table: "fid_local",
+            columns: [idCol, { name: "t", type: "timestamp" }],
+          },
+          pg_date: {
+            ...base,
+            source: "pg",
+            table: "fid_date",
             columns: [idCol, { name: "t", type: "timestamp" }],
           },
           pg_no_table: { ...base, source: "pg", table: "fid_missing", columns: [idCol] },
@@ -460,7 +468,7 @@ describe("fidelity: values exported exactly as stored", () => {
     );
   });
 
-  test("pg: a timestamp-without-time-zone time column is ranged in its local_time_zone", async () => {
+  test("pg: a timestamp-without-time-zone or date time column is ranged in its local_time_zone", async () => {
     // Rows at 00:30 and 23:30 Berlin time on 1 June (22:30Z on 31 May, 21:30Z on 1 June).
     const ids = async (zone: string) =>
       (await rowsOf("pg_local", "csv", { timezone: zone, from: "2026-06-01", to: "2026-06-02" })).map((r) => [
@@ -472,6 +480,16 @@ describe("fidelity: values exported exactly as stored", () => {
       ["2", "2026-06-01T23:30:00.000000+02:00"],
     ]);
     assert.deepEqual(await ids("UTC"), [["2", "2026-06-01T21:30:00.000000Z"]]);
+    // A date column: each date is its midnight in local_time_zone; a range starting after a midnight excludes it.
+    const dates = await rowsOf("pg_date", "csv", {
+      timezone: "Europe/Berlin",
+      from: "2026-06-01T10:00",
+      to: "2026-06-03",
+    });
+    assert.deepEqual(
+      dates.map((r) => [r.id, r.t]),
+      [["2", "2026-06-02T00:00:00.000000+02:00"]],
+    );
   });
 
   test("zones: canonical names in any case are accepted and echoed canonically; links and abbreviations are a 400", async () => {

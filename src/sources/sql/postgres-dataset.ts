@@ -65,9 +65,17 @@ function pgInstant(ms: number): string {
   return year < 1 ? `${String(1 - year).padStart(4, "0")}${iso.slice(dash)} BC` : `${year}${iso.slice(dash)}`;
 }
 
-/** Epoch ms → the wall-clock time in `zone`, as `timestamp without time zone` text. */
-function pgWallTime(ms: number, zone: string): string {
-  return pgInstant(ms + offsetSeconds(ms, zone) * 1000).replace("Z", "");
+/**
+ * Epoch ms → the wall-clock time in `zone`, as `timestamp without time zone` text; for a `date`
+ * column the first date whose midnight is not before it (a date compared with a date-time drops the
+ * time, which would let in the day's midnight before the bound).
+ */
+function pgWallTime(ms: number, zone: string, date: boolean): string {
+  const wall = ms + offsetSeconds(ms, zone) * 1000;
+  if (!date) return pgInstant(wall).replace("Z", "");
+  const midnight = Math.ceil(wall / 86_400_000) * 86_400_000;
+  const text = pgInstant(midnight);
+  return text.slice(0, text.indexOf("T")) + (text.endsWith(" BC") ? " BC" : "");
 }
 
 /** PostgreSQL type OIDs (pg_type) exportd formats differently. */
@@ -279,7 +287,7 @@ export class PostgresDataset implements Dataset {
       tenant.name,
       cursor && { time: String(cursor.time), key: cursor.key },
       {
-        time: local ? (ms) => pgWallTime(ms, this.config.localTimeZone) : pgInstant,
+        time: local ? (ms) => pgWallTime(ms, this.config.localTimeZone, timeType === OID.date) : pgInstant,
         filterValue: (_type, value) => value,
       },
     );
