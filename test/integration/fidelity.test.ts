@@ -85,7 +85,12 @@ const SQLITE_SETUP = `
   CREATE TABLE fid (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, t INTEGER NOT NULL, ts, tl TEXT, f, n REAL,
     j TEXT, s TEXT);
   CREATE TABLE fid_text_time (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, t, s TEXT);
-  INSERT INTO fid_text_time VALUES (1, 'a', '2026-06-01 00:00:00', 'x');`;
+  INSERT INTO fid_text_time VALUES (1, 'a', '2026-06-01 00:00:00', 'x');
+  CREATE TABLE fid_loose (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, t INTEGER NOT NULL, b, s);
+  INSERT INTO fid_loose VALUES (1, 'a', 1780272000000, 'false', CAST('héllo' AS BLOB)),
+    (2, 'a', 1780272000001, 'TRUE', -0.0), (3, 'a', 1780272000002, 0, 'x');
+  CREATE TABLE fid_bad_blob (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, t INTEGER NOT NULL, s);
+  INSERT INTO fid_bad_blob VALUES (1, 'a', 1780272000000, X'FF00FE');`;
 
 const SQLITE_ROWS: Record<number, Partial<Record<"ts" | "tl" | "f" | "n" | "j" | "s", unknown>>> = {
   1: { f: Number.POSITIVE_INFINITY, j: '{"a":"\\u0000","a":2}', s: "nul\u0000inside" },
@@ -241,6 +246,18 @@ describe("fidelity: values exported exactly as stored", () => {
             source: "lite",
             table: "fid",
             columns: [idCol, { name: "gone", type: "string" }],
+          },
+          lite_loose: {
+            ...base,
+            source: "lite",
+            table: "fid_loose",
+            columns: [idCol, { name: "b", type: "boolean" }, { name: "s", type: "string" }],
+          },
+          lite_bad_blob: {
+            ...base,
+            source: "lite",
+            table: "fid_bad_blob",
+            columns: [idCol, { name: "s", type: "string" }],
           },
           lite_text_time: { ...base, source: "lite", table: "fid_text_time", columns: [idCol] },
         },
@@ -417,7 +434,10 @@ describe("fidelity: values exported exactly as stored", () => {
         [`${source}_no_column`, /gone/],
         ...(source === "pg"
           ? ([["pg_bad_type", /"s".*declared timestamp.*text/]] as [string, RegExp][])
-          : ([["lite_text_time", /2026-06-01 00:00:00.*epoch milliseconds/]] as [string, RegExp][])),
+          : ([
+              ["lite_text_time", /2026-06-01 00:00:00.*epoch milliseconds/],
+              ["lite_bad_blob", /"s" holds a BLOB of 3 bytes that are not UTF-8/],
+            ] as [string, RegExp][])),
       ];
       for (const [name, names] of cases) {
         for (const format of ["csv", "jsonl"] as const) {
@@ -466,6 +486,17 @@ describe("fidelity: values exported exactly as stored", () => {
       text.startsWith('{"id":1,"j":{"a":"\\u0000","a":2},"s":"nul\\u0000inside"}\n'),
       text.slice(0, 200),
     );
+  });
+
+  test("lite: values SQLite stores loosely — booleans as text, text as a UTF-8 BLOB, -0.0 in a text column", async () => {
+    for (const format of ["csv", "jsonl"] as const) {
+      const rows = (await rowsOf("lite_loose", format)).map((r) => [String(r.id), String(r.b), r.s]);
+      assert.deepEqual(rows, [
+        ["1", "false", "héllo"],
+        ["2", "true", "-0"],
+        ["3", "false", "x"],
+      ]);
+    }
   });
 
   test("pg: a timestamp-without-time-zone or date time column is ranged in its local_time_zone", async () => {

@@ -59,12 +59,45 @@ function textTimeMs(text: string, localZone: string, column: string): number {
   return sub ? ms + Number(`0.${sub}`) : ms;
 }
 
+/** Text a SQLite BLOB holds, when it is UTF-8; a BLOB of other bytes cannot be exported as text. */
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+function notExportable(column: string, what: string): ExportFailure {
+  return new ExportFailure(
+    "source_error",
+    `Column "${column}" holds ${what}, which cannot be exported as its declared type.`,
+  );
+}
+
+/** A value of a text-like column that SQLite did not store as text. */
+function textOf(v: Raw | Cell, column: string): string {
+  if (Buffer.isBuffer(v)) {
+    try {
+      return utf8.decode(v);
+    } catch {
+      throw notExportable(column, `a BLOB of ${v.length} bytes that are not UTF-8`);
+    }
+  }
+  // A REAL -0.0 in a column without affinity keeps its sign, as CSV and JSONL write -0.
+  return typeof v === "number" && v === 0 && 1 / v < 0 ? "-0" : String(v);
+}
+
+/** SQLite has no boolean: 0/1 (any number: not 0), or the text true/false, 1/0. */
+function booleanOf(v: Raw | Cell, column: string): boolean {
+  if (typeof v === "number" || typeof v === "bigint") return Number(v) !== 0;
+  const text = typeof v === "string" ? v.toLowerCase() : "";
+  if (text === "true" || text === "1") return true;
+  if (text === "false" || text === "0") return false;
+  throw notExportable(column, typeof v === "string" ? JSON.stringify(v.slice(0, 100)) : "a BLOB");
+}
+
 /**
  * SQLite value → exported cell, by declared column type, in place in the raw row. Values already in
  * their exported form (text in text columns, integers and reals in numeric ones) are left alone;
- * anything else is converted as its column type says. JSON columns are selected through json(),
- * which validates and minifies (a JSONL line stays valid JSON), and in CSV through replace() too:
- * text either way. Timestamps are epoch milliseconds, or text (textTimeMs).
+ * anything else is converted as its column type says, or fails the export (source_error) where it
+ * cannot be. JSON columns are selected through json(), which validates and minifies (a JSONL line
+ * stays valid JSON), and in CSV through replace() too: text either way. Timestamps are epoch
+ * milliseconds, or text (textTimeMs).
  */
 function toCells(
   raw: Row,
@@ -75,21 +108,24 @@ function toCells(
   for (let c = 0; c < columns.length; c++) {
     const v = raw[c] as Raw | Cell;
     if (v === null) continue;
-    switch ((columns[c] as { type: ColumnType }).type) {
+    const column = columns[c] as { type: ColumnType; name: string };
+    switch (column.type) {
       case "timestamp":
         raw[c] = time.format(
-          typeof v === "string" ? textTimeMs(v, localZone, (columns[c] as { name: string }).name) : Number(v),
+          typeof v === "number" || typeof v === "bigint"
+            ? Number(v)
+            : textTimeMs(textOf(v, column.name), localZone, column.name),
         );
         break;
       case "boolean":
-        raw[c] = Number(v) !== 0;
+        raw[c] = booleanOf(v, column.name);
         break;
       case "string":
       case "json":
-        if (typeof v !== "string") raw[c] = String(v);
+        if (typeof v !== "string") raw[c] = textOf(v, column.name);
         break;
       default:
-        if (typeof v !== "bigint" && typeof v !== "number") raw[c] = String(v);
+        if (typeof v !== "bigint" && typeof v !== "number") raw[c] = textOf(v, column.name);
     }
   }
 }
