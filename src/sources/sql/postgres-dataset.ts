@@ -208,11 +208,12 @@ function jsonExpression(c: DatasetColumnConfig, shape: Shape): string {
  * (SQLSTATE class 22 data exception, 42 undefined table or column, 0A not supported, 3F no such
  * schema) fails at once as source_error, with PostgreSQL's message (it names the column, value or
  * setting; never the SQL). Anything else — connection lost, server shutting down, out of resources,
- * serialization failures — is thrown as is and retried.
+ * serialization failures — is thrown as is and retried; so is a syntax error (42601), which would be
+ * exportd's own bug and whose message quotes the SQL.
  */
 function sourceFailure(err: unknown, dataset: string): unknown {
   const { code, message, detail } = err as { code?: unknown; message?: string; detail?: string };
-  if (typeof code !== "string" || !/^(22|42|0A|3F)/.test(code)) return err;
+  if (typeof code !== "string" || !/^(22|42|0A|3F)/.test(code) || code === "42601") return err;
   return new ExportFailure(
     "source_error",
     `The source of ${dataset} refused the export: ${message}${detail ? ` (${detail})` : ""}.`,
@@ -365,10 +366,10 @@ export class PostgresDataset implements Dataset {
    * out) and an integer key exported as is. Then COPY needs no cursor fields, which cost PostgreSQL
    * about a tenth of an export's time (timestamptz and int8 output for every row).
    */
-  private cursorFields(request: ExportRequest, types?: SourceTypes): { time: number; key: number } | null {
+  private cursorFields(request: ExportRequest, types: SourceTypes): { time: number; key: number } | null {
     if (request.format !== "csv" || request.timezone !== "UTC" || request.from < YEAR_ONE_MS) return null;
     if (this.config.keyType !== "integer") return null;
-    if (types && types.get(this.config.timeColumn) !== OID.timestamptz) return null;
+    if (types.get(this.config.timeColumn) !== OID.timestamptz) return null;
     const columns = chosenColumns(this.config, request.columns);
     const time = columns.findIndex((c) => c.column === this.config.timeColumn && c.type === "timestamp");
     const key = columns.findIndex((c) => c.column === this.config.keyColumn && c.type === "integer");
