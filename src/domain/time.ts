@@ -223,26 +223,33 @@ function secondsMillisTable(): string[] {
 }
 
 /**
+ * How far one offset lookup reaches: an offset found at both ends of half a day holds in between.
+ * Like Temporal, this assumes no zone changes its offset twice within a day and back again.
+ */
+const SPAN_MS = 43_200_000;
+
+/**
  * Formats instants as ISO 8601 with offset in one zone (the text described at the top of this file).
- * Offsets are looked up once per quarter hour: where the offset is the same at both ends of the
- * quarter hour and has no seconds (every zone since 1972, at every change on a quarter hour), the text
- * up to the minute is built once per minute and the seconds and milliseconds come from a table: this
- * runs once per exported timestamp, and a Date and its ISO text per row cost more than the rest of a
- * CSV row. Anything else — a quarter hour with an offset change inside it, offsets with seconds,
+ * It keeps the span of time around the last lookup in which the offset is known to hold (half a day,
+ * or up to the next change, found to the second), so rows in time order cost one or two Intl lookups
+ * per half day. Where a whole minute lies in that span and the offset has no seconds, the text up to
+ * the minute is built once per minute and the seconds and milliseconds come from a table: this runs
+ * once per exported timestamp, and a Date and its ISO text per row cost more than the rest of a CSV
+ * row. Anything else — the minute of an offset change that is not on a minute, offsets with seconds,
  * fractional milliseconds, instants near Date's limits — takes the slow path, exact per instant.
  * `micros` writes six fractional digits (SQL datasets, like PostgreSQL's microseconds) instead of three.
  */
 export class TimestampFormatter {
-  private bucket = Number.NaN;
-  /** Offset of the current quarter hour in seconds; `uniform` when the fast path may use it. */
+  /** [spanStart, spanEnd] (epoch ms): where `offset` (seconds) holds. */
+  private spanStart = Number.NaN;
+  private spanEnd = Number.NaN;
   private offset = 0;
-  private uniform = true;
   private suffix = "Z";
   private readonly extraDigits: string;
   /** The minute (epoch ms / 60,000) whose text `minuteText` holds: "YYYY-MM-DDTHH:MM:". */
   private minute = Number.NaN;
   private minuteText = "";
-  /** What follows "SS.mmm": the extra digits and the offset of the current quarter hour. */
+  /** What follows "SS.mmm": the extra digits and the offset of that minute. */
   private tail = "Z";
   private readonly table = secondsMillisTable();
 
@@ -252,6 +259,10 @@ export class TimestampFormatter {
   ) {
     this.extraDigits = options.micros ? "000" : "";
     this.tail = `${this.extraDigits}Z`;
+    if (zone === "UTC") {
+      this.spanStart = Number.NEGATIVE_INFINITY;
+      this.spanEnd = Number.POSITIVE_INFINITY;
+    }
   }
 
   format(ms: number): string {
@@ -259,10 +270,20 @@ export class TimestampFormatter {
     if (minute !== this.minute) {
       // NaN, fractions and instants near Date's limits take the slow path (and its RangeError).
       if (!Number.isInteger(ms) || Math.abs(ms) > FAST_LIMIT_MS) return this.slow(ms);
-      this.setBucket(ms);
-      if (!this.uniform) return this.slow(ms);
+      const start = minute * 60_000;
+      if (!(start >= this.spanStart && start + 59_999 <= this.spanEnd)) {
+        // An instant inside the span whose minute is not (an offset change off the minute) is slow.
+        if (ms >= this.spanStart && ms <= this.spanEnd) return this.slow(ms);
+        this.lookUp(start);
+        if (start + 59_999 > this.spanEnd) {
+          // The offset changes inside this minute: keep the span of the instant itself.
+          this.lookUp(ms);
+          return this.slow(ms);
+        }
+      }
+      if (this.offset % 60 !== 0) return this.slow(ms);
       this.minute = minute;
-      const iso = new Date(minute * 60_000 + this.offset * 1000).toISOString();
+      const iso = new Date(start + this.offset * 1000).toISOString();
       // ISO text ends in "SS.mmmZ"; years past 9999 or before 0 make the start longer, not the end.
       this.minuteText = iso.slice(0, -7);
       this.tail = this.extraDigits + this.suffix;
@@ -272,16 +293,25 @@ export class TimestampFormatter {
     return secondsMillis === undefined ? this.slow(ms) : this.minuteText + secondsMillis + this.tail;
   }
 
-  private setBucket(ms: number): void {
-    if (this.zone === "UTC") return;
-    const bucket = Math.floor(ms / 900_000);
-    if (bucket !== this.bucket) {
-      this.bucket = bucket;
-      this.offset = offsetSeconds(bucket * 900_000, this.zone);
-      this.uniform =
-        this.offset % 60 === 0 && offsetSeconds(bucket * 900_000 + 899_999, this.zone) === this.offset;
-      this.suffix = offsetText(this.offset);
+  /** The offset at `at` and how long it holds: SPAN_MS, or up to the second before the next change. */
+  private lookUp(at: number): void {
+    const offset = offsetSeconds(at, this.zone);
+    let end = at + SPAN_MS;
+    if (offsetSeconds(end, this.zone) !== offset) {
+      // Offsets change on whole seconds: find the first second with another offset.
+      let same = Math.floor(at / 1000);
+      let other = Math.ceil(end / 1000);
+      while (other - same > 1) {
+        const mid = Math.floor((same + other) / 2);
+        if (offsetSeconds(mid * 1000, this.zone) === offset) same = mid;
+        else other = mid;
+      }
+      end = other * 1000 - 1;
     }
+    this.spanStart = at;
+    this.spanEnd = end;
+    this.offset = offset;
+    this.suffix = offsetText(offset);
   }
 
   /** One instant on its own: its exact offset, and microseconds of a fractional millisecond. */
@@ -292,7 +322,8 @@ export class TimestampFormatter {
       whole += 1;
       micros = 0;
     }
-    const offset = this.zone === "UTC" ? 0 : offsetSeconds(whole, this.zone);
+    const inSpan = whole >= this.spanStart && whole <= this.spanEnd;
+    const offset = inSpan ? this.offset : offsetSeconds(whole, this.zone);
     const digits = this.options.micros ? String(micros).padStart(3, "0") : "";
     const iso = new Date(whole + offset * 1000).toISOString();
     return iso.slice(0, -1) + digits + (this.zone === "UTC" ? "Z" : offsetText(offset));
