@@ -453,6 +453,24 @@ describe("fidelity: values exported exactly as stored", () => {
     });
   }
 
+  test("both sources write the same text for the same instant, in every format and zone", async () => {
+    for (const zone of ["UTC", "Europe/Berlin", "America/Havana", "Africa/Monrovia", "Asia/Kathmandu"]) {
+      for (const format of ["csv", "jsonl"] as const) {
+        const texts = async (dataset: string) =>
+          new Map(
+            (await rowsOf(dataset, format, { timezone: zone, columns: ["id", "ts"] })).map((r) => [
+              String(r.id),
+              r.ts,
+            ]),
+          );
+        const [pgTexts, liteTexts] = [await texts("pg_fid"), await texts("lite_fid")];
+        for (const [id] of SHARED_TIMES) {
+          assert.equal(pgTexts.get(String(id)), liteTexts.get(String(id)), `${format} ${zone} row ${id}`);
+        }
+      }
+    }
+  });
+
   test("pg: json is exported as stored — NUL escapes, duplicate keys, key order, huge numbers; jsonb as jsonb writes it", async () => {
     for (const format of ["csv", "jsonl"] as const) {
       const rows = new Map(
