@@ -14,6 +14,7 @@ import {
   type FilterType,
 } from "../domain/dataset.js";
 import { FORMATS, type Format } from "../domain/export.js";
+import { canonicalTimeZone } from "../domain/time.js";
 
 export interface PostgresSourceConfig {
   type: "postgres";
@@ -60,6 +61,11 @@ export interface DatasetConfig {
   /** With the time column, a unique and stable order: the resume cursor is (time, key). */
   keyColumn: string;
   keyType: KeyType;
+  /**
+   * The zone whose wall-clock times the source's zone-less times are: PostgreSQL `timestamp without
+   * time zone` and `date` columns, SQLite timestamps stored as text without an offset. Default UTC.
+   */
+  localTimeZone: string;
   columns: DatasetColumnConfig[];
   filters: DatasetFilterConfig[];
   formats: Format[];
@@ -185,6 +191,18 @@ function checkSource(c: Checker, value: unknown, at: string, baseDir: string): S
   return { type, file: path.resolve(baseDir, c.string(o, "file", at)) };
 }
 
+function checkTimeZone(c: Checker, o: Obj, at: string): string {
+  const zone = c.string(o, "local_time_zone", at, undefined, "UTC");
+  const canonical = canonicalTimeZone(zone);
+  if (canonical.name === null) {
+    c.fail(
+      join(at, "local_time_zone"),
+      `must be a canonical IANA time zone name or UTC${canonical.suggestion ? ` (did you mean ${canonical.suggestion}?)` : ""}`,
+    );
+  }
+  return canonical.name ?? "UTC";
+}
+
 function checkDataset(
   c: Checker,
   name: string,
@@ -200,6 +218,7 @@ function checkDataset(
     "time_column",
     "key_column",
     "key_type",
+    "local_time_zone",
     "columns",
     "filters",
     "formats",
@@ -269,6 +288,7 @@ function checkDataset(
     timeColumn: c.string(o, "time_column", at, identifier),
     keyColumn: c.string(o, "key_column", at, identifier),
     keyType: c.oneOf(o, "key_type", at, KEY_TYPES, "integer"),
+    localTimeZone: checkTimeZone(c, o, at),
     columns,
     filters,
     formats,

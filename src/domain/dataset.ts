@@ -13,7 +13,7 @@ import {
   type Format,
 } from "./export.js";
 import { planAllows } from "./tenant.js";
-import { isValidTimeZone, parseInstant } from "./time.js";
+import { canonicalTimeZone, parseInstant } from "./time.js";
 
 export type ColumnType = "string" | "integer" | "number" | "boolean" | "timestamp" | "json";
 
@@ -93,7 +93,11 @@ export interface CreateExportInput {
 const FILTER_VALUE_RULES: Record<FilterType, { valid(value: string): boolean; message: string }> = {
   // Databases store no NUL in text (PostgreSQL rejects it), so such a value could never match.
   string: { valid: (v) => !v.includes("\0"), message: "Text values may not contain NUL characters." },
-  integer: { valid: (v) => /^-?\d{1,19}$/.test(v), message: "Values of this filter are decimal integers." },
+  // 64-bit signed: the widest integer column either source has (PostgreSQL bigint, SQLite INTEGER).
+  integer: {
+    valid: (v) => /^-?\d{1,19}$/.test(v) && BigInt(v) >= -(2n ** 63n) && BigInt(v) < 2n ** 63n,
+    message: "Values of this filter are decimal integers from -2^63 to 2^63-1.",
+  },
   boolean: {
     valid: (v) => v === "true" || v === "false",
     message: 'Values of this filter are "true" or "false".',
@@ -135,30 +139,32 @@ export function normalizeCreateRequest(
     ]);
   }
 
-  const timezone = input.timezone ?? "UTC";
-  if (!isValidTimeZone(timezone)) {
+  const zoneName = canonicalTimeZone(input.timezone ?? "UTC");
+  if (zoneName.name === null) {
+    const hint = zoneName.suggestion ? ` Did you mean "${zoneName.suggestion}"?` : "";
     details.push({
       field: "timezone",
       code: "invalid",
-      message: `"${timezone}" is not an IANA time zone name.`,
+      message: `"${input.timezone}" is not a canonical IANA time zone name (such as Europe/Berlin) or UTC; links and abbreviations are refused because databases read them differently.${hint}`,
     });
   }
-  const zone = details.length ? "UTC" : timezone;
+  const timezone = zoneName.name ?? "UTC";
 
-  const from = parseInstant(input.from, zone);
+  const from = parseInstant(input.from, timezone);
   if (from === null) {
     details.push({
       field: "from",
       code: "invalid_date",
-      message: "Expected an ISO 8601 date-time with offset (2026-11-01T00:00:00Z) or a date (2026-11-01).",
+      message:
+        "Expected an ISO 8601 date-time with offset (2026-11-01T00:00:00Z), a local date-time (2026-11-01T08:00) or a date (2026-11-01).",
     });
   }
-  const to = input.to === "now" ? now : parseInstant(input.to, zone);
+  const to = input.to === "now" ? now : parseInstant(input.to, timezone);
   if (to === null) {
     details.push({
       field: "to",
       code: "invalid_date",
-      message: 'Expected "now", an ISO 8601 date-time with offset or a date.',
+      message: 'Expected "now", an ISO 8601 date-time with offset, a local date-time or a date.',
     });
   }
   if (from !== null && to !== null && from >= to) {

@@ -165,9 +165,9 @@ export const ERROR_CATALOGUE = {
   },
   source_error: {
     status: null,
-    retryable: true,
+    retryable: false,
     on: null,
-    when: "Reading the dataset failed and retries ran out.",
+    when: "The dataset's source refused the export for a reason that will not change on retry: a table or column is missing or has another type than declared, a stored value cannot be read, or a setting is refused. The message names the column, value or setting; the dataset's operator has to fix it. (A source that is down is retried and ends `internal_error`.)",
   },
   storage_error: {
     status: null,
@@ -256,6 +256,12 @@ export class AppError extends Error {
     return ERROR_CATALOGUE[this.code].retryable;
   }
 }
+
+/**
+ * A failure that makes an export fail for good, without retries (`retryable: false`): a user error
+ * (too_many_rows, too_much_data) or a source that will always refuse the request (source_error).
+ */
+export class ExportFailure extends AppError {}
 
 export function invalidRequest(details: ErrorDetail[], message = "The request is not valid."): AppError {
   return new AppError("invalid_request", message, details);

@@ -47,10 +47,14 @@ export const CreateExportBody = Type.Object(
       maxLength: 100,
       description: "A dataset name from GET /v1/datasets.",
     }),
-    from: Type.String({ maxLength: 40, description: "Start, inclusive: ISO 8601 with offset, or a date." }),
+    from: Type.String({
+      maxLength: 40,
+      description:
+        "Start, inclusive: ISO 8601 with offset, a local date-time or a date (its first instant), read in `timezone`.",
+    }),
     to: Type.String({
       maxLength: 40,
-      description: 'End, exclusive: ISO 8601 with offset, a date, or "now".',
+      description: 'End, exclusive: ISO 8601 with offset, a local date-time, a date, or "now".',
     }),
     filters: Type.Optional(
       Type.Record(
@@ -89,7 +93,11 @@ export const CreateExportBody = Type.Object(
       ),
     ),
     timezone: Type.Optional(
-      Type.String({ maxLength: 64, description: "IANA zone for timestamps. Default UTC." }),
+      Type.String({
+        maxLength: 64,
+        description:
+          "Canonical IANA zone (or UTC) for dates and timestamps; links and abbreviations are refused. Default UTC.",
+      }),
     ),
     part_max_rows: Type.Optional(
       Type.Integer({

@@ -20,6 +20,24 @@ export interface EncoderOptions {
 
 const NONE_DOUBLED: readonly boolean[] = [];
 
+/**
+ * A number as CSV text: as PostgreSQL's COPY writes it — NaN, Infinity, -Infinity, and -0 with its
+ * sign (String(-0) is "0").
+ */
+function csvNumber(value: number): string {
+  return value === 0 && 1 / value < 0 ? "-0" : String(value);
+}
+
+/**
+ * A number as JSON text, as PostgreSQL's to_json writes it: NaN and ±Infinity, which JSON has no
+ * number for, as the strings "NaN", "Infinity", "-Infinity" (JSON.stringify would write null, the
+ * same as NULL); -0 as -0 (JSON.stringify drops the sign).
+ */
+function jsonNumber(value: number): string {
+  if (!Number.isFinite(value)) return `"${value}"`;
+  return value === 0 && 1 / value < 0 ? "-0" : String(value);
+}
+
 function csvEncoder({ columns, csv }: EncoderOptions): Encoder {
   const delimiter = csv.delimiter;
   const newline = csvNewline(csv);
@@ -61,8 +79,10 @@ function csvEncoder({ columns, csv }: EncoderOptions): Encoder {
             cell = doubled[c] === true ? doubledText(guardedValue) : text(guardedValue);
           } else if (value === null || value === undefined) {
             cell = "";
+          } else if (typeof value === "number") {
+            cell = csvNumber(value);
           } else {
-            // Numbers, bigints and booleans never need quotes.
+            // Bigints and booleans never need quotes.
             cell = String(value);
           }
           out += c === 0 ? cell : delimiter + cell;
@@ -94,7 +114,9 @@ function jsonlEncoder({ columns }: EncoderOptions): Encoder {
               ? value
               : typeof value === "bigint"
                 ? String(value)
-                : JSON.stringify(value));
+                : typeof value === "number"
+                  ? jsonNumber(value)
+                  : JSON.stringify(value));
         }
         out += `${line}}\n`;
       }

@@ -5,7 +5,7 @@
  * leases or statuses: the worker decides what a refused publish means.
  */
 import type { ColumnSpec } from "../domain/dataset.js";
-import { AppError } from "../domain/errors.js";
+import { ExportFailure } from "../domain/errors.js";
 import type { ExportPart, ExportRequest } from "../domain/export.js";
 import { partObjectKey } from "../domain/naming.js";
 import { batchRowCount, type Dataset, type RowBatch, type TenantRef } from "../sources/types.js";
@@ -47,8 +47,8 @@ export interface RunExportResult {
   parts: number;
 }
 
-/** Thrown for a user error that makes the export fail for good (too_many_rows …). */
-export class ExportFailure extends AppError {}
+/** Thrown for a failure that makes the export fail for good (too_many_rows, source_error …). */
+export { ExportFailure };
 
 /**
  * Rows `start` to `end` (exclusive) of a batch, encoded: by the encoder, or as the source encoded them.

@@ -54,7 +54,7 @@ describe("create validation", () => {
     ["from equal to to", { ...valid, from: valid.from, to: valid.from }, "from", "empty_range"],
     ["unparseable from", { ...valid, from: "yesterday" }, "from", "invalid_date"],
     ["impossible date", { ...valid, from: "2026-02-31" }, "from", "invalid_date"],
-    ["instant without offset", { ...valid, to: "2026-11-01T10:00:00" }, "to", "invalid_date"],
+    ["impossible local time", { ...valid, to: "2026-11-01T24:30:00" }, "to", "invalid_date"],
     ["bad time zone", { ...valid, timezone: "Mars/Olympus" }, "timezone", "invalid"],
     ["bad format", { ...valid, format: "xlsx" }, "format", "invalid_value"],
     ["bad delimiter", { ...valid, csv: { delimiter: "x" } }, "csv.delimiter", "invalid"],

@@ -53,7 +53,21 @@ test("a valid file: defaults filled in, renames kept, relative SQLite paths reso
   assert.deepEqual(orders?.formats, ["csv", "jsonl"]);
   assert.deepEqual(orders?.plans, ["*"]);
   assert.equal(orders?.keyType, "integer");
+  assert.equal(orders?.localTimeZone, "UTC");
   assert.deepEqual(orders?.limits, { maxRangeDays: 366, maxRows: 10_000_000, maxBytes: 10 * 1024 ** 3 });
+});
+
+test("local_time_zone: a canonical zone name in any case, echoed canonically; links and abbreviations are refused", () => {
+  const withZone = (zone: string) => ({
+    ...valid,
+    datasets: { orders: { ...valid.datasets.orders, local_time_zone: zone } },
+  });
+  const config = checkDatasetsConfig(withZone("europe/berlin"), "exportd.yaml", "/etc/exportd");
+  assert.equal(config.datasets[0]?.localTimeZone, "Europe/Berlin");
+  assert.deepEqual(problems(withZone("Asia/Calcutta")), [
+    "datasets.orders.local_time_zone: must be a canonical IANA time zone name or UTC (did you mean Asia/Kolkata?)",
+  ]);
+  assert.equal(problems(withZone("BST")).length, 1);
 });
 
 test("every bad key is named by its path", () => {
@@ -78,7 +92,7 @@ test("every bad key is named by its path", () => {
     "demo: must be true or false",
     "sources.broken.type: must be one of postgres, sqlite",
     "sources.broken.url: is required",
-    "datasets.orders.extra: unknown key (known: source, description, table, tenant_column, time_column, key_column, key_type, columns, filters, formats, limits, plans)",
+    "datasets.orders.extra: unknown key (known: source, description, table, tenant_column, time_column, key_column, key_type, local_time_zone, columns, filters, formats, limits, plans)",
     'datasets.orders.source: no source "nope" in sources (known: main, lite, broken)',
     "datasets.orders.columns[2].type: must be one of string, integer, number, boolean, timestamp, json",
     'datasets.orders.columns[3].name: "id" is listed twice',

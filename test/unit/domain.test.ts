@@ -19,9 +19,16 @@ import {
   TransitionError,
 } from "../../src/domain/export.js";
 import { partDownloadName, partObjectKey } from "../../src/domain/naming.js";
-import { localDate, offsetMinutes, parseInstant, TimestampFormatter } from "../../src/domain/time.js";
+import {
+  canonicalTimeZone,
+  localDate,
+  offsetSeconds,
+  parseInstant,
+  TimestampFormatter,
+} from "../../src/domain/time.js";
 import { DEMO_EVENTS_DESCRIPTOR } from "../../src/sources/demo-events.js";
 import { LinkSigner } from "../../src/storage/signing.js";
+import { intlOffsetSeconds } from "../helpers/iso-time.js";
 
 describe("lifecycle", () => {
   test("allowed and forbidden transitions", () => {
@@ -61,7 +68,7 @@ describe("time", () => {
   test("instants need an offset; dates are midnight in the zone", () => {
     assert.equal(parseInstant("2026-11-01T10:00:00Z", "UTC"), Date.UTC(2026, 10, 1, 10));
     assert.equal(parseInstant("2026-11-01T10:00:00+02:00", "UTC"), Date.UTC(2026, 10, 1, 8));
-    assert.equal(parseInstant("2026-11-01T10:00:00", "UTC"), null);
+    assert.equal(parseInstant("2026-11-01T10:00:00", "Europe/Paris"), Date.UTC(2026, 10, 1, 9));
     assert.equal(parseInstant("2026-11-01", "Europe/Paris"), Date.UTC(2026, 9, 31, 23));
     assert.equal(parseInstant("2026-13-01", "UTC"), null);
     assert.equal(parseInstant("1 Nov 2026", "UTC"), null);
@@ -79,12 +86,21 @@ describe("time", () => {
   test("the per-minute cache writes what Date writes, in any order, at the edges, or throws as Date does", () => {
     // The formatter as it was before the cache: a Date and its ISO text per instant.
     const reference = (zone: string, micros: boolean, ms: number): string => {
-      const offset = offsetMinutes(ms, zone);
+      const whole = Math.floor(ms);
+      const fraction = Math.round((ms - whole) * 1000);
+      // Intl's longOffset, not exportd's offset code.
+      const offset = zone === "UTC" ? 0 : intlOffsetSeconds(whole, zone);
       const abs = Math.abs(offset);
       const pad = (n: number) => String(n).padStart(2, "0");
       const suffix =
-        zone === "UTC" ? "Z" : `${offset < 0 ? "-" : "+"}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
-      return new Date(ms + offset * 60_000).toISOString().slice(0, -1) + (micros ? "000" : "") + suffix;
+        zone === "UTC"
+          ? "Z"
+          : `${offset < 0 ? "-" : "+"}${pad(Math.floor(abs / 3600))}:${pad(Math.floor(abs / 60) % 60)}${abs % 60 ? `:${pad(abs % 60)}` : ""}`;
+      return (
+        new Date(whole + offset * 1000).toISOString().slice(0, -1) +
+        (micros ? String(fraction).padStart(3, "0") : "") +
+        suffix
+      );
     };
     const instants: number[] = [
       0,
@@ -103,6 +119,19 @@ describe("time", () => {
       Date.UTC(10000, 0, 1),
       Date.UTC(-1, 0, 1, 12, 34, 56, 789),
       Date.UTC(1900, 0, 1, 0, 0, 0, 1),
+      // Offset changes off the quarter hour: Monrovia 1972 (-00:44:30 → 0), Berlin 1893 (+00:53:28 → +01:00),
+      // Goose Bay's 00:01 changes (2010), and years 0–99 and BC.
+      Date.UTC(1972, 0, 7, 0, 44, 29, 999),
+      Date.UTC(1972, 0, 7, 0, 44, 30),
+      Date.UTC(1893, 2, 31, 23, 6, 31, 999),
+      Date.UTC(1893, 2, 31, 23, 6, 32),
+      Date.UTC(2010, 2, 14, 4, 0, 59, 999),
+      Date.UTC(2010, 2, 14, 4, 1),
+      Date.UTC(2010, 10, 7, 3, 0, 59, 999),
+      Date.UTC(2010, 10, 7, 3, 1),
+      -62_000_000_000_000,
+      -60_000_000_000_000,
+      -80_000_000_000_000,
       // Date's limits: some zones' offsets push these past them, and then both throw.
       8.64e15 - 1,
       -8.64e15 + 1,
@@ -117,8 +146,20 @@ describe("time", () => {
     for (let i = 0; i < 2000; i++) {
       const base = Date.UTC(2026, 2, 29, 0, 50) + (next() % 7_200_000);
       instants.push(base, base + (next() % 1000), Date.UTC(1950 + (next() % 150), next() % 12, 1) + next());
+      // Minutes around the quarter hours of 1850–1975, when offsets had seconds and changed at odd times.
+      const old = Date.UTC(1850 + (next() % 125), next() % 12, 1) + (next() % 744) * 3_600_000;
+      instants.push(old + (next() % 120_000) - 60_000);
     }
-    for (const zone of ["UTC", "Europe/Berlin", "America/St_Johns", "Asia/Kolkata", "Australia/Lord_Howe"]) {
+    for (const zone of [
+      "UTC",
+      "Europe/Berlin",
+      "America/St_Johns",
+      "Asia/Kolkata",
+      "Australia/Lord_Howe",
+      "Africa/Monrovia",
+      "America/Goose_Bay",
+      "Europe/Amsterdam",
+    ]) {
       for (const micros of [false, true]) {
         const f = new TimestampFormatter(zone, { micros });
         const outcome = (format: () => string) => {
@@ -139,6 +180,71 @@ describe("time", () => {
         assert.throws(() => f.format(8.64e15 + 1), RangeError);
         assert.equal(f.format(1000), reference(zone, micros, 1000), "after a throw");
       }
+    }
+  });
+});
+
+describe("local times and zones", () => {
+  test("a date is the first instant of that local date, also where the day starts at 01:00", () => {
+    // America/Havana jumps from 00:00 to 01:00 on 2026-03-08 (05:00Z).
+    assert.equal(parseInstant("2026-03-08", "America/Havana"), Date.UTC(2026, 2, 8, 5));
+    assert.equal(parseInstant("2026-03-07", "America/Havana"), Date.UTC(2026, 2, 7, 5));
+    assert.equal(parseInstant("2026-03-09", "America/Havana"), Date.UTC(2026, 2, 9, 4));
+    // Samoa skipped 2011-12-30: that day and the next begin at the same instant.
+    assert.equal(parseInstant("2011-12-30", "Pacific/Apia"), Date.UTC(2011, 11, 30, 10));
+    assert.equal(parseInstant("2011-12-31", "Pacific/Apia"), Date.UTC(2011, 11, 30, 10));
+    // Days of 23 and 25 hours.
+    assert.equal(
+      parseInstant("2026-03-30", "Europe/Berlin")! - parseInstant("2026-03-29", "Europe/Berlin")!,
+      23 * 3_600_000,
+    );
+    assert.equal(
+      parseInstant("2026-10-26", "Europe/Berlin")! - parseInstant("2026-10-25", "Europe/Berlin")!,
+      25 * 3_600_000,
+    );
+  });
+
+  test('local date-times resolve as RFC 9557 / Temporal "compatible": earlier in an overlap, shifted forward in a gap', () => {
+    assert.equal(parseInstant("2026-03-08T00:30", "America/Havana"), Date.UTC(2026, 2, 8, 5, 30));
+    assert.equal(parseInstant("2026-03-29T02:30", "Europe/Berlin"), Date.UTC(2026, 2, 29, 1, 30));
+    assert.equal(parseInstant("2026-10-25T02:30", "Europe/Berlin"), Date.UTC(2026, 9, 25, 0, 30));
+    assert.equal(parseInstant("2026-11-01T00:30", "America/Havana"), Date.UTC(2026, 10, 1, 4, 30));
+    assert.equal(
+      parseInstant("2026-06-01T12:00:00.250", "Asia/Kathmandu"),
+      Date.UTC(2026, 5, 1, 6, 15, 0, 250),
+    );
+    // PostgreSQL's reading of zone-less times: the later instant of a repeated hour.
+    assert.equal(parseInstant("2026-10-25T02:30", "Europe/Berlin", "later"), Date.UTC(2026, 9, 25, 1, 30));
+    assert.equal(parseInstant("2026-03-29T02:30", "Europe/Berlin", "later"), Date.UTC(2026, 2, 29, 1, 30));
+    assert.equal(parseInstant("2026-06-01T24:00", "UTC"), null);
+    assert.equal(parseInstant("2026-02-29T10:00", "UTC"), null);
+  });
+
+  test("offsets are exact to the second, in every year Date holds", () => {
+    assert.equal(offsetSeconds(Date.UTC(1890, 5, 1, 12), "Europe/Berlin"), 53 * 60 + 28);
+    assert.equal(offsetSeconds(Date.UTC(1960, 5, 1), "Africa/Monrovia"), -(44 * 60 + 30));
+    const year50 = new Date(0).setUTCFullYear(50, 6, 1);
+    assert.equal(offsetSeconds(year50, "Europe/Berlin"), 53 * 60 + 28);
+    const bc44 = new Date(0).setUTCFullYear(-43, 2, 15);
+    assert.equal(offsetSeconds(bc44, "America/Havana"), -(5 * 3600 + 29 * 60 + 28));
+    const f = new TimestampFormatter("Europe/Berlin", { micros: true });
+    assert.equal(f.format(Date.UTC(1890, 5, 1, 12)), "1890-06-01T12:53:28.000000+00:53:28");
+    assert.equal(f.format(year50), "0050-07-01T00:53:28.000000+00:53:28");
+    assert.equal(new TimestampFormatter("UTC").format(bc44), "-000043-03-15T00:00:00.000Z");
+    assert.equal(new TimestampFormatter("UTC").format(Date.UTC(10000, 0, 1)), "+010000-01-01T00:00:00.000Z");
+    assert.equal(localDate(bc44, "UTC"), "-000043-03-15");
+  });
+
+  test("zones: canonical IANA names and UTC, in any case; links and abbreviations are refused with a suggestion", () => {
+    assert.deepEqual(canonicalTimeZone("europe/BERLIN"), { name: "Europe/Berlin" });
+    assert.deepEqual(canonicalTimeZone("Asia/Kolkata"), { name: "Asia/Kolkata" });
+    assert.deepEqual(canonicalTimeZone("Europe/Kyiv"), { name: "Europe/Kyiv" });
+    assert.deepEqual(canonicalTimeZone("Utc"), { name: "UTC" });
+    assert.deepEqual(canonicalTimeZone("Asia/Calcutta"), { name: null, suggestion: "Asia/Kolkata" });
+    assert.deepEqual(canonicalTimeZone("US/Eastern"), { name: null, suggestion: "America/New_York" });
+    assert.deepEqual(canonicalTimeZone("Etc/UTC"), { name: null, suggestion: "UTC" });
+    for (const zone of ["IST", "BST", "EST", "GMT", "Z", "Etc/GMT+5", "Mars/Olympus", ""]) {
+      assert.equal(canonicalTimeZone(zone).name, null, zone);
     }
   });
 });

@@ -11,7 +11,9 @@
 import pg from "pg";
 import type { DatasetColumnConfig, DatasetConfig } from "../../config/file.js";
 import { type ColumnType, FORMULA_GUARDED_TYPES } from "../../domain/dataset.js";
+import { ExportFailure } from "../../domain/errors.js";
 import { csvNewline, type ExportRequest, FORMULA_STARTS } from "../../domain/export.js";
+import { offsetSeconds } from "../../domain/time.js";
 import type { Dataset, EncodedBatch, ReadOptions, TenantRef } from "../types.js";
 import {
   type Binder,
@@ -37,12 +39,55 @@ const COUNT_TIMEOUT_MS = 2000;
 /** 0001-01-01T00:00:00Z: from here on, to_char's four-digit year is exact (no BC). */
 const YEAR_ONE_MS = -62_135_596_800_000;
 
+/**
+ * Where to_char alone writes a timestamp exactly: a four-digit year in every zone, and — outside UTC —
+ * offsets of whole minutes (TZH:TZM drops an offset's seconds). The last zone with seconds in its
+ * offset (Africa/Monrovia, -00:44:30) dropped them in January 1972. Outside this window, and for
+ * ±infinity, the slow expression of `timestampText` writes the value.
+ */
+const FAST_WINDOW = {
+  utc: { low: "0001-01-02 00:00:00+00", high: "9999-12-31 00:00:00+00", lowMs: Date.UTC(1, 0, 2) },
+  zoned: { low: "1973-01-01 00:00:00+00", high: "9999-12-31 00:00:00+00", lowMs: Date.UTC(1973, 0, 1) },
+  highMs: Date.UTC(9999, 11, 31),
+} as const;
+
 const literal: Binder = (value) => pg.escapeLiteral(String(value));
 
-/** Epoch ms → timestamptz text PostgreSQL parses exactly. */
-function isoMillis(ms: number): string {
-  return new Date(ms).toISOString();
+/**
+ * Epoch ms → timestamptz text PostgreSQL parses exactly. PostgreSQL has no year 0 and reads no
+ * expanded years: years before 1 are written as BC.
+ */
+function pgInstant(ms: number): string {
+  const iso = new Date(ms).toISOString();
+  const dash = iso.indexOf("-", 1);
+  const year = Number(iso.slice(0, dash));
+  if (year >= 1 && year <= 9999) return iso;
+  return year < 1 ? `${String(1 - year).padStart(4, "0")}${iso.slice(dash)} BC` : `${year}${iso.slice(dash)}`;
 }
+
+/**
+ * Epoch ms → the wall-clock time in `zone`, as `timestamp without time zone` text; for a `date`
+ * column the first date whose midnight is not before it (a date compared with a date-time drops the
+ * time, which would let in the day's midnight before the bound).
+ */
+function pgWallTime(ms: number, zone: string, date: boolean): string {
+  const wall = ms + offsetSeconds(ms, zone) * 1000;
+  if (!date) return pgInstant(wall).replace("Z", "");
+  const midnight = Math.ceil(wall / 86_400_000) * 86_400_000;
+  const text = pgInstant(midnight);
+  return text.slice(0, text.indexOf("T")) + (text.endsWith(" BC") ? " BC" : "");
+}
+
+/** PostgreSQL type OIDs (pg_type) exportd formats differently. */
+const OID = { json: 114, jsonb: 3802, date: 1082, timestamp: 1114, timestamptz: 1184 } as const;
+
+/** What each declared column type may be in PostgreSQL, where the export's SQL depends on it. */
+const ACCEPTED_OIDS: Partial<Record<ColumnType, ReadonlySet<number>>> = {
+  timestamp: new Set([OID.date, OID.timestamp, OID.timestamptz]),
+};
+
+/** The source types of a read's columns, by source column name. */
+type SourceTypes = ReadonlyMap<string, number>;
 
 /**
  * Milliseconds of a timestamptz as COPY writes it under DateStyle ISO (`2026-03-29 03:00:00.5+02`,
@@ -50,52 +95,135 @@ function isoMillis(ms: number): string {
  * progress only: the cursor keeps the exact text.
  */
 function copyTimestampMs(text: string): number {
-  const m = /^(\d{4,}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d(?:\.\d+)?)(?:Z|([+-]\d\d)(?::(\d\d))?)/.exec(text);
+  const m = /^(\d{4,}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d(?:\.\d+)?)(?:Z|([+-]\d\d)(?::(\d\d))?)?/.exec(text);
   return m ? Date.parse(`${m[1]}T${m[2]}${m[3] ?? "+00"}:${m[4] ?? "00"}`) : Number.NaN;
 }
 
-/** ISO 8601 with offset in the session's time zone, microseconds: 2026-11-01T10:00:00.000000+01:00. */
-function timestampText(column: string, utc: boolean): string {
-  return `to_char(${column}, 'YYYY-MM-DD"T"HH24:MI:SS.US${utc ? '"Z"' : "TZH:TZM"}')`;
+/**
+ * A timestamp column as an instant (timestamptz): `timestamp without time zone` and `date` columns
+ * hold wall-clock times in the dataset's `local_time_zone`.
+ */
+function instantOf(column: string, oid: number | undefined, localZone: string): string {
+  if (oid === OID.timestamp) return `(${column} AT TIME ZONE ${literal(localZone)})`;
+  if (oid === OID.date) return `(${column}::timestamp AT TIME ZONE ${literal(localZone)})`;
+  return column;
+}
+
+/**
+ * ISO 8601 with offset in the session's time zone, microseconds: 2026-11-01T10:00:00.000000+01:00
+ * (the text time.ts describes, the same as SQLite datasets write). Inside FAST_WINDOW one to_char;
+ * outside it (rare: before 1973, BC, past 9999, ±infinity) the year, the offset's seconds and the
+ * special values are written piece by piece. `inWindow`: the range keeps every value inside.
+ */
+function timestampText(value: string, utc: boolean, inWindow: boolean): string {
+  const fast = `to_char(${value}, 'YYYY-MM-DD"T"HH24:MI:SS.US${utc ? '"Z"' : "TZH:TZM"}')`;
+  if (inWindow) return fast;
+  const window = utc ? FAST_WINDOW.utc : FAST_WINDOW.zoned;
+  // extract(year) counts BC years negative without a year 0; ISO 8601 has year 0 (1 BC).
+  const year = `(extract(year from ${value})::int + (extract(year from ${value}) < 0)::int)`;
+  const yearText =
+    `CASE WHEN ${year} BETWEEN 0 AND 9999 THEN lpad(${year}::text, 4, '0') ` +
+    `WHEN ${year} < 0 THEN '-' || lpad((-${year})::text, 6, '0') ELSE '+' || lpad(${year}::text, 6, '0') END`;
+  const tz = `abs(extract(timezone from ${value})::int)`;
+  const offset = utc
+    ? "'Z'"
+    : `CASE WHEN extract(timezone from ${value}) < 0 THEN '-' ELSE '+' END || lpad((${tz} / 3600)::text, 2, '0')` +
+      ` || ':' || lpad((${tz} / 60 % 60)::text, 2, '0')` +
+      ` || CASE WHEN ${tz} % 60 <> 0 THEN ':' || lpad((${tz} % 60)::text, 2, '0') ELSE '' END`;
+  const slow =
+    `CASE WHEN NOT isfinite(${value}) THEN ${value}::text ` +
+    `ELSE ${yearText} || to_char(${value}, '-MM-DD"T"HH24:MI:SS.US') || ${offset} END`;
+  return `CASE WHEN ${value} >= ${literal(window.low)} AND ${value} < ${literal(window.high)} THEN ${fast} ELSE ${slow} END`;
+}
+
+/** What the column expressions of one read depend on besides the column. */
+interface Shape {
+  request: ExportRequest;
+  types: SourceTypes;
+  localZone: string;
+  /** The range alone keeps the time column's values inside FAST_WINDOW. */
+  timeInWindow: boolean;
+  timeColumn: string;
+}
+
+function timestampOf(c: DatasetColumnConfig, shape: Shape): string {
+  const col = quoteIdent(c.column);
+  const value = instantOf(col, shape.types.get(c.column), shape.localZone);
+  const inWindow = shape.timeInWindow && c.column === shape.timeColumn && value === col;
+  return timestampText(value, shape.request.timezone === "UTC", inWindow);
+}
+
+/**
+ * A JSON column as JSON text, as stored: a `json` column keeps its own text (duplicate keys, key
+ * order, \u0000 escapes, numbers of any size: jsonb would refuse or change some of them), a `jsonb`
+ * column its canonical text, a text column is checked to be JSON (::json, which changes nothing).
+ * `oneLine`: JSONL, where the raw line breaks json keeps between tokens must go — outside strings
+ * (where JSON allows no raw control characters) they are only whitespace.
+ */
+function jsonText(c: DatasetColumnConfig, shape: Shape, oneLine: boolean): string {
+  const col = quoteIdent(c.column);
+  const oid = shape.types.get(c.column);
+  if (oid === OID.jsonb) return `${col}::text`;
+  const text = oid === OID.json ? `${col}::text` : `${col}::json::text`;
+  return oneLine ? `translate(${text}, E'\\n\\r', '  ')` : text;
 }
 
 /** A column as text for CSV: COPY's own output for numbers (exact digits), true/false for booleans. */
-function csvExpression(c: DatasetColumnConfig, request: ExportRequest): string {
+function csvExpression(c: DatasetColumnConfig, shape: Shape): string {
   const col = quoteIdent(c.column);
   const csv: Record<ColumnType, () => string> = {
     string: () => `${col}::text`,
     integer: () => col,
     number: () => col,
     boolean: () => `${col}::text`,
-    timestamp: () => timestampText(col, request.timezone === "UTC"),
-    json: () => `${col}::text`,
+    timestamp: () => timestampOf(c, shape),
+    json: () => jsonText(c, shape, false),
   };
   const text = csv[c.type]();
-  if (!request.csv.formulaGuard || !FORMULA_GUARDED_TYPES.has(c.type)) return text;
+  if (!shape.request.csv.formulaGuard || !FORMULA_GUARDED_TYPES.has(c.type)) return text;
   // The formula guard, with the JS encoder's characters: a leading ' keeps a spreadsheet from running it.
   const starts = FORMULA_STARTS.map((ch) => literal(ch)).join(", ");
   return `CASE WHEN left(${text}, 1) IN (${starts}) THEN '''' || ${text} ELSE ${text} END`;
 }
 
-/** A column as JSON text for JSONL. JSON columns go through jsonb: valid, and free of raw newlines. */
-function jsonExpression(c: DatasetColumnConfig, request: ExportRequest): string {
+/**
+ * A column as JSON text for JSONL. Numbers JSON cannot write (NaN, ±Infinity) become strings
+ * (to_json's own rule), -0 stays -0; timestamps ±infinity are the strings "infinity", "-infinity".
+ */
+function jsonExpression(c: DatasetColumnConfig, shape: Shape): string {
   const col = quoteIdent(c.column);
   const json: Record<ColumnType, () => string> = {
     string: () => `to_json(${col}::text)::text`,
     integer: () => `to_json(${col})::text`,
     number: () => `to_json(${col})::text`,
     boolean: () => `to_json(${col})::text`,
-    timestamp: () => `to_json(${timestampText(col, request.timezone === "UTC")})::text`,
-    json: () => `${col}::jsonb::text`,
+    timestamp: () => `to_json(${timestampOf(c, shape)})::text`,
+    json: () => jsonText(c, shape, true),
   };
   return `COALESCE(${json[c.type]()}, 'null')`;
 }
 
+/**
+ * A failure of the source as the export should report it: a request PostgreSQL will always refuse
+ * (SQLSTATE class 22 data exception, 42 undefined table or column, 0A not supported, 3F no such
+ * schema) fails at once as source_error, with PostgreSQL's message (it names the column, value or
+ * setting; never the SQL). Anything else — connection lost, server shutting down, out of resources,
+ * serialization failures — is thrown as is and retried; so is a syntax error (42601), which would be
+ * exportd's own bug and whose message quotes the SQL.
+ */
+function sourceFailure(err: unknown, dataset: string): unknown {
+  const { code, message, detail } = err as { code?: unknown; message?: string; detail?: string };
+  if (typeof code !== "string" || !/^(22|42|0A|3F)/.test(code) || code === "42601") return err;
+  return new ExportFailure(
+    "source_error",
+    `The source of ${dataset} refused the export: ${message}${detail ? ` (${detail})` : ""}.`,
+  );
+}
+
 /** One JSON object per row, keys in the request's order, built in SQL: `{"a":1,"b":"x"}`. */
-function jsonLine(columns: DatasetColumnConfig[], request: ExportRequest): string {
+function jsonLine(columns: DatasetColumnConfig[], shape: Shape): string {
   const pieces = columns.map(
-    (c, i) =>
-      `${literal(`${i === 0 ? "{" : ","}${JSON.stringify(c.name)}:`)} || ${jsonExpression(c, request)}`,
+    (c, i) => `${literal(`${i === 0 ? "{" : ","}${JSON.stringify(c.name)}:`)} || ${jsonExpression(c, shape)}`,
   );
   return `${pieces.join(" || ")} || '}'`;
 }
@@ -110,14 +238,59 @@ export class PostgresDataset implements Dataset {
     this.descriptor = sqlDescriptor(config);
   }
 
-  private scope(tenant: TenantRef, request: ExportRequest, after: string | null): QueryScope {
+  /**
+   * The PostgreSQL types of the read's columns and the time column (a query that returns no rows),
+   * checked against the declared types where the export's SQL depends on them.
+   */
+  private async sourceTypes(client: pg.PoolClient, columns: DatasetColumnConfig[]): Promise<SourceTypes> {
+    const names = [...new Set([this.config.timeColumn, ...columns.map((c) => c.column)])];
+    const result = await client.query(
+      `SELECT ${names.map(quoteIdent).join(", ")} FROM ${quoteIdent(this.config.table)} LIMIT 0`,
+    );
+    const types = new Map(result.fields.map((f, i) => [names[i] as string, f.dataTypeID]));
+    const declared = [
+      { column: this.config.timeColumn, type: "timestamp" as ColumnType, name: this.config.timeColumn },
+      ...columns.map((c) => ({ column: c.column, type: c.type, name: c.name })),
+    ];
+    for (const c of declared) {
+      const accepted = ACCEPTED_OIDS[c.type];
+      if (accepted && !accepted.has(types.get(c.column) ?? 0)) {
+        const actual = await client.query<{ t: string }>("SELECT format_type($1, NULL) AS t", [
+          types.get(c.column),
+        ]);
+        throw new ExportFailure(
+          "source_error",
+          `Column "${c.name}" of ${this.config.name} is declared ${c.type} but is ${actual.rows[0]?.t} in the source; ` +
+            "timestamps must be timestamptz, timestamp or date.",
+        );
+      }
+    }
+    return types;
+  }
+
+  /**
+   * The query scope. A `timestamp without time zone` (or `date`) time column is compared with the
+   * range's wall-clock times in the dataset's local_time_zone, so the bounds follow the same rule as
+   * the exported values (and its index still serves the range).
+   */
+  private scope(
+    tenant: TenantRef,
+    request: ExportRequest,
+    after: string | null,
+    types: SourceTypes,
+  ): QueryScope {
     const cursor = after === null ? null : decodeCursor(after);
+    const timeType = types.get(this.config.timeColumn);
+    const local = timeType === OID.timestamp || timeType === OID.date;
     return scopeOf(
       this.config,
       request,
       tenant.name,
       cursor && { time: String(cursor.time), key: cursor.key },
-      { time: isoMillis, filterValue: (_type, value) => value },
+      {
+        time: local ? (ms) => pgWallTime(ms, this.config.localTimeZone, timeType === OID.date) : pgInstant,
+        filterValue: (_type, value) => value,
+      },
     );
   }
 
@@ -127,18 +300,20 @@ export class PostgresDataset implements Dataset {
    * estimate stands in — rough, but instant.
    */
   async estimateRows(tenant: TenantRef, request: ExportRequest): Promise<number | null> {
-    const { bind, values } = placeholders("dollar");
-    const sql = countQuery(this.config, this.scope(tenant, request, null), bind);
     const client = await this.pool.connect();
+    const { bind, values } = placeholders("dollar");
+    let sql = "";
     try {
       await client.query("BEGIN READ ONLY");
       await client.query("SELECT set_config('statement_timeout', $1, true)", [String(COUNT_TIMEOUT_MS)]);
+      const types = await this.sourceTypes(client, []);
+      sql = countQuery(this.config, this.scope(tenant, request, null, types), bind);
       const result = await client.query<{ n: string }>(sql, values);
       await client.query("COMMIT");
       return Number(result.rows[0]?.n ?? 0);
     } catch (err) {
       await client.query("ROLLBACK").catch(() => undefined);
-      if ((err as { code?: string }).code !== "57014") throw err; // not a statement timeout
+      if ((err as { code?: string }).code !== "57014") throw sourceFailure(err, this.config.name); // not a statement timeout
       const plan = await client.query<{ "QUERY PLAN": [{ Plan: { "Plan Rows": number } }] }>(
         `EXPLAIN (FORMAT JSON) ${sql}`,
         values,
@@ -154,7 +329,7 @@ export class PostgresDataset implements Dataset {
    * column itself, which COPY writes as exact ISO text with offset and never quotes (measured: half the
    * cost of extract(epoch …)); a text key could hold the delimiter or a quote, so it travels as hex.
    */
-  private copyStatement(options: ReadOptions): string {
+  private copyStatement(options: ReadOptions, types: SourceTypes): string {
     const { request } = options;
     const columns = chosenColumns(this.config, request.columns);
     const key = quoteIdent(this.config.keyColumn);
@@ -162,30 +337,39 @@ export class PostgresDataset implements Dataset {
       quoteIdent(this.config.timeColumn),
       this.config.keyType === "integer" ? `${key}::int8` : `encode(convert_to(${key}::text, 'UTF8'), 'hex')`,
     ];
-    const scope = this.scope(options.tenant, request, options.after);
-    if (request.format === "csv" && this.cursorFields(options.request)) {
-      const expressions = columns.map((c) => csvExpression(c, request));
+    const scope = this.scope(options.tenant, request, options.after, types);
+    const window = request.timezone === "UTC" ? FAST_WINDOW.utc : FAST_WINDOW.zoned;
+    const shape: Shape = {
+      request,
+      types,
+      localZone: this.config.localTimeZone,
+      timeInWindow: request.from >= window.lowMs && request.to <= FAST_WINDOW.highMs,
+      timeColumn: this.config.timeColumn,
+    };
+    if (request.format === "csv" && this.cursorFields(request, types)) {
+      const expressions = columns.map((c) => csvExpression(c, shape));
       const select = selectQuery(this.config, expressions, scope, literal);
       return `COPY (${select}) TO STDOUT WITH (FORMAT csv, DELIMITER ${literal(request.csv.delimiter)})`;
     }
     if (request.format === "jsonl") {
-      const select = selectQuery(this.config, [jsonLine(columns, request), ...cursor], scope, literal);
+      const select = selectQuery(this.config, [jsonLine(columns, shape), ...cursor], scope, literal);
       return `COPY (${select}) TO STDOUT`;
     }
-    const expressions = columns.map((c) => csvExpression(c, request));
+    const expressions = columns.map((c) => csvExpression(c, shape));
     const select = selectQuery(this.config, [...expressions, ...cursor], scope, literal);
     return `COPY (${select}) TO STDOUT WITH (FORMAT csv, DELIMITER ${literal(request.csv.delimiter)})`;
   }
 
   /**
-   * Where a CSV row already holds its cursor, exactly: the time column exported in UTC (to_char's
-   * `YYYY-MM-DD"T"HH24:MI:SS.US"Z"`, exact from year 1 on — the range keeps BC and infinity out) and an
-   * integer key exported as is. Then COPY needs no cursor fields, which cost PostgreSQL about a tenth
-   * of an export's time (timestamptz and int8 output for every row).
+   * Where a CSV row already holds its cursor, exactly: the time column (a timestamptz) exported in UTC
+   * (to_char's `YYYY-MM-DD"T"HH24:MI:SS.US"Z"`, exact from year 1 on — the range keeps BC and infinity
+   * out) and an integer key exported as is. Then COPY needs no cursor fields, which cost PostgreSQL
+   * about a tenth of an export's time (timestamptz and int8 output for every row).
    */
-  private cursorFields(request: ExportRequest): { time: number; key: number } | null {
+  private cursorFields(request: ExportRequest, types: SourceTypes): { time: number; key: number } | null {
     if (request.format !== "csv" || request.timezone !== "UTC" || request.from < YEAR_ONE_MS) return null;
     if (this.config.keyType !== "integer") return null;
+    if (types.get(this.config.timeColumn) !== OID.timestamptz) return null;
     const columns = chosenColumns(this.config, request.columns);
     const time = columns.findIndex((c) => c.column === this.config.timeColumn && c.type === "timestamp");
     const key = columns.findIndex((c) => c.column === this.config.keyColumn && c.type === "integer");
@@ -194,12 +378,6 @@ export class PostgresDataset implements Dataset {
 
   async *read(options: ReadOptions): AsyncIterable<EncodedBatch> {
     const { request } = options;
-    const scanner = new CopyScanner({
-      format: request.format === "jsonl" ? "text" : "csv",
-      delimiter: request.csv.delimiter,
-      newline: request.format === "csv" && csvNewline(request.csv) === "\r\n" ? "\r\n" : "\n",
-      cursorFields: this.cursorFields(request) ?? undefined,
-    });
     const decodeKey = (text: string) =>
       this.config.keyType === "integer" ? text : Buffer.from(text, "hex").toString("utf8");
 
@@ -212,9 +390,16 @@ export class PostgresDataset implements Dataset {
         "SELECT set_config('TimeZone', $1, true), set_config('DateStyle', 'ISO, YMD', true), set_config('standard_conforming_strings', 'on', true)",
         [request.timezone],
       );
+      const types = await this.sourceTypes(client, chosenColumns(this.config, request.columns));
+      const scanner = new CopyScanner({
+        format: request.format === "jsonl" ? "text" : "csv",
+        delimiter: request.csv.delimiter,
+        newline: request.format === "csv" && csvNewline(request.csv) === "\r\n" ? "\r\n" : "\n",
+        cursorFields: this.cursorFields(request, types) ?? undefined,
+      });
       // A deep read buffer lets PostgreSQL keep sending while the compressor works on the last batch.
       const stream = client.query(
-        new CopyOut(this.copyStatement(options), { highWaterMark: 2 * SCAN_BYTES }),
+        new CopyOut(this.copyStatement(options, types), { highWaterMark: 2 * SCAN_BYTES }),
       );
       options.signal.throwIfAborted();
       const onAbort = () => stream.destroy(options.signal.reason as Error);
@@ -261,6 +446,8 @@ export class PostgresDataset implements Dataset {
       }
       await client.query("COMMIT");
       completed = true;
+    } catch (err) {
+      throw sourceFailure(err, this.config.name);
     } finally {
       // A COPY cut off midway (error, abort, or the pipeline stopping early) leaves the connection in
       // an unknown state: destroy it rather than hand it back to the pool.

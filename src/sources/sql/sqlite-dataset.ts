@@ -10,8 +10,9 @@ import { setImmediate } from "node:timers/promises";
 import Database from "better-sqlite3";
 import type { DatasetConfig, SqliteSourceConfig } from "../../config/file.js";
 import type { ColumnType, FilterType } from "../../domain/dataset.js";
+import { ExportFailure } from "../../domain/errors.js";
 import type { ExportRequest } from "../../domain/export.js";
-import { TimestampFormatter } from "../../domain/time.js";
+import { parseInstant, TimestampFormatter } from "../../domain/time.js";
 import type { Cell, CellBatch, Dataset, ReadOptions, TenantRef } from "../types.js";
 import {
   countQuery,
@@ -38,31 +39,106 @@ type Raw = string | number | bigint | Buffer | null;
 type Row = (Raw | Cell)[];
 
 /**
+ * A timestamp stored as text (SQLite's own `YYYY-MM-DD HH:MM:SS.SSS`, or ISO 8601 with T and an
+ * offset) → epoch ms, fractional below the millisecond. Without an offset it is a wall-clock time in
+ * the dataset's local_time_zone, read as PostgreSQL reads `timestamp without time zone` in it (a
+ * repeated hour as its later, standard-time instant). Anything else fails the export: exporting it as something else, or
+ * as NULL, would change it silently.
+ */
+function textTimeMs(text: string, localZone: string, column: string): number {
+  const m = /^(\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.(\d{1,9}))?)?)?)(Z|[+-]\d\d:\d\d)?$/.exec(text);
+  const ms = m ? parseInstant((m[1] as string).replace(" ", "T") + (m[3] ?? ""), localZone, "later") : null;
+  if (ms === null) {
+    throw new ExportFailure(
+      "source_error",
+      `Column "${column}" holds ${JSON.stringify(text.slice(0, 100))}, which is no timestamp: store epoch milliseconds, or ISO 8601 text.`,
+    );
+  }
+  // Digits past the millisecond, which Date drops.
+  const sub = (m?.[2] ?? "").slice(3);
+  return sub ? ms + Number(`0.${sub}`) : ms;
+}
+
+/** Text a SQLite BLOB holds, when it is UTF-8; a BLOB of other bytes cannot be exported as text. */
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+function notExportable(column: string, what: string): ExportFailure {
+  return new ExportFailure(
+    "source_error",
+    `Column "${column}" holds ${what}, which cannot be exported as its declared type.`,
+  );
+}
+
+/** A value of a text-like column that SQLite did not store as text. */
+function textOf(v: Raw | Cell, column: string): string {
+  if (Buffer.isBuffer(v)) {
+    try {
+      return utf8.decode(v);
+    } catch {
+      throw notExportable(column, `a BLOB of ${v.length} bytes that are not UTF-8`);
+    }
+  }
+  // A REAL -0.0 in a column without affinity keeps its sign, as CSV and JSONL write -0.
+  return typeof v === "number" && v === 0 && 1 / v < 0 ? "-0" : String(v);
+}
+
+/** SQLite has no boolean: 0/1 (any number: not 0), or the text true/false, 1/0. */
+function booleanOf(v: Raw | Cell, column: string): boolean {
+  if (typeof v === "number" || typeof v === "bigint") return Number(v) !== 0;
+  const text = typeof v === "string" ? v.toLowerCase() : "";
+  if (text === "true" || text === "1") return true;
+  if (text === "false" || text === "0") return false;
+  throw notExportable(column, typeof v === "string" ? JSON.stringify(v.slice(0, 100)) : "a BLOB");
+}
+
+/**
  * SQLite value → exported cell, by declared column type, in place in the raw row. Values already in
  * their exported form (text in text columns, integers and reals in numeric ones) are left alone;
- * anything else is converted as its column type says. JSON columns are selected through json(),
- * which validates and minifies (a JSONL line stays valid JSON), and in CSV through replace() too:
- * text either way.
+ * anything else is converted as its column type says, or fails the export (source_error) where it
+ * cannot be. JSON columns are selected through json(), which validates and minifies (a JSONL line
+ * stays valid JSON), and in CSV through replace() too: text either way. Timestamps are epoch
+ * milliseconds, or text (textTimeMs).
  */
-function toCells(raw: Row, kinds: readonly ColumnType[], time: TimestampFormatter): void {
-  for (let c = 0; c < kinds.length; c++) {
+function toCells(
+  raw: Row,
+  columns: readonly { type: ColumnType; name: string }[],
+  time: TimestampFormatter,
+  localZone: string,
+): void {
+  for (let c = 0; c < columns.length; c++) {
     const v = raw[c] as Raw | Cell;
     if (v === null) continue;
-    switch (kinds[c]) {
+    const column = columns[c] as { type: ColumnType; name: string };
+    switch (column.type) {
       case "timestamp":
-        raw[c] = time.format(Number(v));
+        raw[c] = time.format(
+          typeof v === "number" || typeof v === "bigint"
+            ? Number(v)
+            : textTimeMs(textOf(v, column.name), localZone, column.name),
+        );
         break;
       case "boolean":
-        raw[c] = Number(v) !== 0;
+        raw[c] = booleanOf(v, column.name);
         break;
       case "string":
       case "json":
-        if (typeof v !== "string") raw[c] = String(v);
+        if (typeof v !== "string") raw[c] = textOf(v, column.name);
         break;
       default:
-        if (typeof v !== "bigint" && typeof v !== "number") raw[c] = String(v);
+        if (typeof v !== "bigint" && typeof v !== "number") raw[c] = textOf(v, column.name);
     }
   }
+}
+
+/**
+ * A SQLite failure as the export should report it: a missing table or column, or a JSON column
+ * holding text that is not JSON, will fail every retry (source_error, with SQLite's message: it names
+ * the table or column, never the SQL); anything else (busy, I/O) is thrown as is and retried.
+ */
+function sourceFailure(err: unknown, dataset: string): unknown {
+  const { code, message } = err as { code?: unknown; message?: string };
+  if (code !== "SQLITE_ERROR" || !/^(no such (table|column)|malformed JSON)/.test(message ?? "")) return err;
+  return new ExportFailure("source_error", `The source of ${dataset} refused the export: ${message}.`);
 }
 
 function filterValue(type: FilterType, value: string): string | bigint | number {
@@ -116,6 +192,32 @@ export class SqliteDataset implements Dataset {
   }
 
   async *read(options: ReadOptions): AsyncIterable<CellBatch> {
+    try {
+      yield* this.readRows(options);
+    } catch (err) {
+      throw sourceFailure(err, this.config.name);
+    }
+  }
+
+  /**
+   * The range is compared with the time column as numbers: times stored as text (which SQLite sorts
+   * after every number) would silently fall outside every range. Found through the (tenant, time)
+   * index: text sorts from '' on.
+   */
+  private checkTimeColumn(db: Database.Database, tenant: string): void {
+    const table = quoteIdent(this.config.table);
+    const time = quoteIdent(this.config.timeColumn);
+    const sql = `SELECT ${time} AS t FROM ${table} WHERE ${quoteIdent(this.config.tenantColumn)} = ? AND ${time} >= '' LIMIT 1`;
+    const found = db.prepare(sql).get(tenant) as { t: unknown } | undefined;
+    if (found) {
+      throw new ExportFailure(
+        "source_error",
+        `The time column of ${this.config.name} holds ${JSON.stringify(String(found.t).slice(0, 100))}: SQLite datasets need epoch milliseconds (integers) in their time column.`,
+      );
+    }
+  }
+
+  private async *readRows(options: ReadOptions): AsyncIterable<CellBatch> {
     const { request } = options;
     const columns = chosenColumns(this.config, request.columns);
     // In CSV, SQLite doubles the quotes of JSON text (nearly every JSON value has some): its
@@ -149,14 +251,21 @@ export class SqliteDataset implements Dataset {
       bind,
     );
     const time = new TimestampFormatter(request.timezone, { micros: true });
-    const kinds = columns.map((c) => c.type);
+    const localZone = this.config.localTimeZone;
 
     const db = this.open();
-    const rows = db
-      .prepare(sql)
-      .raw(true)
-      .safeIntegers(true)
-      .iterate(...values) as IterableIterator<Row>;
+    let rows: IterableIterator<Row>;
+    try {
+      this.checkTimeColumn(db, options.tenant.name);
+      rows = db
+        .prepare(sql)
+        .raw(true)
+        .safeIntegers(true)
+        .iterate(...values) as IterableIterator<Row>;
+    } catch (err) {
+      db.close();
+      throw err;
+    }
     try {
       for (;;) {
         options.signal.throwIfAborted();
@@ -171,7 +280,7 @@ export class SqliteDataset implements Dataset {
           const raw = next.value;
           times[batch.length] = Number(raw[timeAt]);
           keys.push(raw[keyAt] as Raw);
-          toCells(raw, kinds, time);
+          toCells(raw, columns, time, localZone);
           batch.push(raw);
         }
         const count = batch.length;
