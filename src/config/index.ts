@@ -206,7 +206,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     requestTimeoutMs: Math.round(num(env, "EXPORTD_REQUEST_TIMEOUT_SECONDS", 30, 1, 3600) * 1000),
     downloads: {
       maxInFlight: int(env, "EXPORTD_MAX_DOWNLOADS", 128, 1, 100_000),
-      bufferBudgetBytes: int(env, "EXPORTD_DOWNLOAD_BUFFER_MB", 64, 1, 4096) * 1024 * 1024,
+      bufferBudgetBytes: int(env, "EXPORTD_DOWNLOAD_BUFFER_MB", 32, 1, 4096) * 1024 * 1024,
       stallTimeoutMs: Math.round(num(env, "EXPORTD_DOWNLOAD_STALL_SECONDS", 60, 0.1, 3600) * 1000),
     },
     unauthenticatedPerMinute: int(env, "EXPORTD_UNAUTHENTICATED_PER_MINUTE", 120, 1, 1_000_000),

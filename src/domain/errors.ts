@@ -57,7 +57,7 @@ export const ERROR_CATALOGUE = {
   not_found: {
     status: 404,
     retryable: false,
-    when: "No such route, or no such export for this tenant (another tenant's export is also not found).",
+    when: "No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found).",
   },
   method_not_allowed: {
     status: 405,

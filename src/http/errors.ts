@@ -158,6 +158,7 @@ export function sendRawError(
   res.writeHead(status, {
     ...headers,
     "content-type": "application/json; charset=utf-8",
+    "content-length": String(Buffer.byteLength(body)),
     "x-request-id": requestId,
     "cache-control": "no-store",
   });

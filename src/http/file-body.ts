@@ -9,10 +9,10 @@
  * and @fastify/send passes `highWaterMark: null` unless told otherwise, which means 16 KiB chunks.
  *
  * Why a shared pool with a byte budget: a client that reads slowly holds its chunks until the socket
- * takes them, for minutes at 1 KB/s. Chunks start small and double (up to 1 MiB) while the client
- * keeps up, and 1 MiB chunks are only handed out while the pool's budget lasts; past it every chunk
- * is MIN_CHUNK_BYTES. So many slow readers cost about the budget plus 2 × MIN_CHUNK_BYTES each,
- * while a single fast download still moves 1 MiB per read.
+ * takes them, for minutes at 1 KB/s. Chunks start at 16 KiB and become 1 MiB once the client has
+ * taken a few promptly, and 1 MiB chunks are only handed out while the pool's budget lasts; past it
+ * every chunk is 16 KiB. So many slow readers cost about the budget plus 2 × 16 KiB each, while a
+ * single fast download still moves 1 MiB per read.
  */
 import type { FileHandle } from "node:fs/promises";
 import type { ServerResponse } from "node:http";
@@ -21,43 +21,48 @@ import type { ServerResponse } from "node:http";
 export const MIN_CHUNK_BYTES = 16 * 1024;
 /** Large enough that the per-chunk cost (a thread-pool read, a socket write) is small per byte. */
 export const MAX_CHUNK_BYTES = 1024 * 1024;
-/** A write the socket takes within this counts as "the client keeps up": the next chunk may double. */
+/** A write the socket takes within this counts as "the client keeps up". */
 const KEEPING_UP_MS = 50;
-/** Free buffers kept per size for reuse; more are left to the garbage collector. */
-const KEEP_FREE_BYTES = 8 * MAX_CHUNK_BYTES;
+/** Small chunks a download sends, its client keeping up, before it may have large ones. */
+const SMALL_CHUNKS_FIRST = 4;
+/** Free small buffers kept for reuse; more are left to the garbage collector. */
+const KEEP_FREE_SMALL = 256;
 
 /**
- * Buffers of power-of-two sizes from MIN_CHUNK_BYTES to MAX_CHUNK_BYTES, reused, with a budget on
- * the bytes lent out at once (MIN_CHUNK_BYTES is always granted, so the budget may be passed by at
- * most two minimum chunks per download).
+ * Buffers of two sizes, reused: MIN_CHUNK_BYTES, always granted, and MAX_CHUNK_BYTES, granted while
+ * the large ones lent out stay within the budget. Large buffers are kept for reuse, never dropped:
+ * the pool holds at most the budget in them, and makes no garbage however downloads come and go
+ * (dropped 1 MiB buffers would linger until a full garbage collection, which an idle server
+ * may not run for a long time).
  */
 export class ChunkPool {
-  private readonly free = new Map<number, Buffer[]>();
-  private lent = 0;
+  private readonly small: Buffer[] = [];
+  private readonly large: Buffer[] = [];
+  private largeLent = 0;
 
   constructor(private readonly budgetBytes: number) {}
 
-  /** A buffer of `want` bytes (a power of two in range), halved until it fits the budget. */
-  take(want: number): Buffer {
-    let size = want;
-    while (size > MIN_CHUNK_BYTES && this.lent + size > this.budgetBytes) size /= 2;
-    this.lent += size;
-    return this.free.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
+  /** A large buffer when `large` is asked and the budget allows, else a small one. */
+  take(large: boolean): Buffer {
+    if (large && (this.largeLent + 1) * MAX_CHUNK_BYTES <= this.budgetBytes) {
+      this.largeLent += 1;
+      return this.large.pop() ?? Buffer.allocUnsafeSlow(MAX_CHUNK_BYTES);
+    }
+    return this.small.pop() ?? Buffer.allocUnsafeSlow(MIN_CHUNK_BYTES);
   }
 
   give(buffer: Buffer): void {
-    this.lent -= buffer.length;
-    let list = this.free.get(buffer.length);
-    if (!list) {
-      list = [];
-      this.free.set(buffer.length, list);
+    if (buffer.length === MIN_CHUNK_BYTES) {
+      if (this.small.length < KEEP_FREE_SMALL) this.small.push(buffer);
+      return;
     }
-    if ((list.length + 1) * buffer.length <= KEEP_FREE_BYTES) list.push(buffer);
+    this.largeLent -= 1;
+    this.large.push(buffer);
   }
 
-  /** Bytes lent out now. */
-  get lentBytes(): number {
-    return this.lent;
+  /** Large buffers lent out now. */
+  get largeInUse(): number {
+    return this.largeLent;
   }
 }
 
@@ -120,7 +125,8 @@ export async function writeFileRange(
       closed,
     ]).finally(() => pool.give(buffer));
 
-  let want = MIN_CHUNK_BYTES;
+  /** Chunks in a row the client took promptly; past SMALL_CHUNKS_FIRST it may have large ones. */
+  let prompt = 0;
   let pending: Promise<boolean> | null = null;
   let spare: Buffer | null = null;
   try {
@@ -128,7 +134,7 @@ export async function writeFileRange(
     const end = start + length;
     let writtenAt = 0;
     while (position < end && !gone) {
-      const buffer = pool.take(want);
+      const buffer = pool.take(prompt >= SMALL_CHUNKS_FIRST);
       spare = buffer;
       const { bytesRead } = await file.read(buffer, 0, Math.min(buffer.length, end - position), position);
       if (bytesRead === 0) throw new Error(`file ended at byte ${position}, before ${end}`);
@@ -136,9 +142,8 @@ export async function writeFileRange(
       if (pending) {
         const ok = await pending;
         if (!ok) return;
-        // Only a client that took the last chunk promptly earns a larger one.
-        want =
-          Date.now() - writtenAt <= KEEPING_UP_MS ? Math.min(MAX_CHUNK_BYTES, want * 2) : MIN_CHUNK_BYTES;
+        // Only a client that keeps taking chunks promptly earns large ones.
+        prompt = Date.now() - writtenAt <= KEEPING_UP_MS ? prompt + 1 : 0;
       }
       spare = null;
       writtenAt = Date.now();
