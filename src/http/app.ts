@@ -123,7 +123,7 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
     ajv: {
       // Unknown fields are errors, not silently dropped; report every problem at once. Query
       // strings, params and headers are text, so their digits and true/false are converted to the
-      // schema's type; JSON bodies are never converted (strictValidators).
+      // schema's type; JSON bodies are never converted (strictBodyValidators).
       customOptions: { removeAdditional: false, allErrors: true, coerceTypes: "array", useDefaults: true },
     },
     schemaController: { compilersFactory: { buildValidator: strictBodyValidators() } },
