@@ -207,6 +207,12 @@ export function sendError(reply: FastifyReply, request: FastifyRequest, err: App
   const body: ErrorEnvelope = {
     error: { code: err.code, message: err.message, request_id: String(request.id), details: err.details },
   };
+  // Refused before its body arrived (a bad key, say): close after the answer rather than wait for a
+  // body nobody reads, which a client that stops sending would answer with a second, 408, response.
+  const { headers } = request;
+  if (!request.raw.complete && (headers["transfer-encoding"] || (headers["content-length"] ?? "0") !== "0")) {
+    reply.header("connection", "close");
+  }
   return reply
     .code(err.status)
     .headers(err.headers)

@@ -203,6 +203,38 @@ describe("what Node's server answers before Fastify, in the envelope", () => {
   });
 });
 
+describe("clients that send too slowly", () => {
+  test("headers or a body that do not arrive within the request timeout → 408 request_timeout, connection closed", {
+    timeout: 30_000,
+  }, async () => {
+    const server = await startServer({ env: { EXPORTD_REQUEST_TIMEOUT_SECONDS: "1" } });
+    const key = createKey(server.dataDir, "slow");
+    const partial = [
+      "GET /healthz HTTP/1.1\r\nHost: x\r\n",
+      `POST /v1/exports HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"data`,
+    ];
+    for (const text of partial) {
+      const started = Date.now();
+      const answer = await exchange(server.port, text);
+      assertEnvelope(answer, 408, "request_timeout");
+      assert.ok(Date.now() - started >= 900, "not before the timeout");
+    }
+  });
+
+  test("a request refused before its body arrived is answered once, then the connection closes", {
+    timeout: 30_000,
+  }, async () => {
+    const server = await startServer({ env: { EXPORTD_REQUEST_TIMEOUT_SECONDS: "1" } });
+    const answer = await exchange(
+      server.port,
+      'POST /v1/exports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"data',
+    );
+    assertEnvelope(answer, 401, "unauthorized");
+    assert.equal(answer.headers.connection, "close");
+    assert.doesNotMatch(answer.body, /HTTP\/1\.1 408/, "no second answer on the same connection");
+  });
+});
+
 describe("downloads under slow and stalled clients", () => {
   test(`${SLOW_CLIENTS} clients at 1 KB/s keep RSS under ${RSS_CEILING_MB} MB, twice in a row, and one more gets 503`, {
     timeout: 90_000,
