@@ -150,7 +150,6 @@ export async function writeFileRange(
       pending = write(buffer, bytesRead);
     }
     if (pending && !(await pending)) return;
-    pending = null;
     if (!gone) res.end();
   } finally {
     if (spare) pool.give(spare);
