@@ -61,6 +61,13 @@ export interface Config {
   sweepIntervalMs: number;
   gzipLevel: number;
   bodyLimitBytes: number;
+  /** A request's headers and body must arrive within this (headers alone: at most 10 s). */
+  requestTimeoutMs: number;
+  /** Downloads of /files: how many bodies are written at once, their shared buffer budget, and
+   * how long a client may take no bytes before its connection is closed. */
+  downloads: { maxInFlight: number; bufferBudgetBytes: number; stallTimeoutMs: number };
+  /** Requests with a missing or invalid key a client address may send per minute (per process). */
+  unauthenticatedPerMinute: number;
   logLevel: string;
   /** Redis for state shared by every API process (rate-limit counters); null: kept in process. */
   redisUrl: string | null;
@@ -205,6 +212,13 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     sweepIntervalMs: Math.round(num(env, "EXPORTD_SWEEP_INTERVAL_SECONDS", 60, 0.05, 86_400) * 1000),
     gzipLevel: int(env, "EXPORTD_GZIP_LEVEL", 1, 1, 9),
     bodyLimitBytes: int(env, "EXPORTD_BODY_LIMIT_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
+    requestTimeoutMs: Math.round(num(env, "EXPORTD_REQUEST_TIMEOUT_SECONDS", 30, 1, 3600) * 1000),
+    downloads: {
+      maxInFlight: int(env, "EXPORTD_MAX_DOWNLOADS", 128, 1, 100_000),
+      bufferBudgetBytes: int(env, "EXPORTD_DOWNLOAD_BUFFER_MB", 32, 1, 4096) * 1024 * 1024,
+      stallTimeoutMs: Math.round(num(env, "EXPORTD_DOWNLOAD_STALL_SECONDS", 60, 0.1, 3600) * 1000),
+    },
+    unauthenticatedPerMinute: int(env, "EXPORTD_UNAUTHENTICATED_PER_MINUTE", 120, 1, 1_000_000),
     datasets: datasetsConfig(env, cwd),
     logLevel: oneOf(
       env,

@@ -67,11 +67,29 @@ export const ERROR_CATALOGUE = {
     on: "named",
     when: "A signed download link is past its expiry. Ask the API for a fresh link (`GET /v1/exports/{id}/download`).",
   },
+  forbidden: {
+    status: 403,
+    retryable: false,
+    on: "named",
+    when: "The request names something the server refuses to serve, such as a path outside the `/docs` page's files.",
+  },
   not_found: {
     status: 404,
     retryable: false,
     on: "named",
-    when: "No such route, or no such export for this tenant (another tenant's export is also not found).",
+    when: "No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found).",
+  },
+  method_not_allowed: {
+    status: 405,
+    retryable: false,
+    on: "every",
+    when: "The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes.",
+  },
+  request_timeout: {
+    status: 408,
+    retryable: true,
+    on: "every",
+    when: "The client took too long to send the request's headers or body; the connection is closed.",
   },
   not_cancellable: {
     status: 409,
@@ -121,17 +139,29 @@ export const ERROR_CATALOGUE = {
     on: "named",
     when: "A download's `Range` lies outside the file; `Content-Range: bytes */SIZE` gives the size.",
   },
+  expectation_failed: {
+    status: 417,
+    retryable: false,
+    on: "every",
+    when: "The `Expect` header asks for something other than `100-continue`.",
+  },
   rate_limited: {
     status: 429,
     retryable: true,
     on: "authenticated",
-    when: "The key sent more requests than its plan allows per minute. Wait for `Retry-After` seconds; the `RateLimit-*` headers show the budget.",
+    when: "The key sent more requests than its plan allows per minute, or the client address sent too many requests with a missing or invalid key. Wait for `Retry-After` seconds; the `RateLimit-*` headers show a key's budget.",
   },
   too_many_exports: {
     status: 429,
     retryable: true,
     on: "named",
     when: "The tenant already has as many exports waiting in the queue as its plan allows. Retry after some finish (`Retry-After`).",
+  },
+  header_too_large: {
+    status: 431,
+    retryable: false,
+    on: "every",
+    when: "The request line and headers together are larger than the server accepts (16 KiB); the connection is closed.",
   },
   internal_error: {
     status: 500,
@@ -150,6 +180,12 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     on: "authenticated",
     when: "A dependency (metadata store or object store) is not reachable right now.",
+  },
+  too_many_downloads: {
+    status: 503,
+    retryable: true,
+    on: "named",
+    when: "This server is already sending as many downloads as it allows at once (`EXPORTD_MAX_DOWNLOADS`). Retry after `Retry-After` seconds; the link stays valid until it expires.",
   },
   too_many_rows: {
     status: null,

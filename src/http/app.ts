@@ -3,15 +3,31 @@
  * document generated from the route schemas, and the /docs page. Tests build it and use inject.
  */
 
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import { AjvCompiler, type Options as AjvOptions, type BuildCompilerFromPool } from "@fastify/ajv-compiler";
 import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+  LogController,
+} from "fastify";
 import type { Logger } from "pino";
 import { AppError, invalidRequest } from "../domain/errors.js";
 import { installAuth } from "./auth.js";
 import type { HttpDeps } from "./deps.js";
-import { handleClientError, installErrorHandling, newRequestId, sendError, sendRawError } from "./errors.js";
+import {
+  clientError,
+  endSocketWithError,
+  handleClientError,
+  installErrorHandling,
+  newRequestId,
+  sendError,
+  sendRawError,
+} from "./errors.js";
 import { installMaintenance } from "./maintenance.js";
 import { documentHeaders, documentRoute } from "./openapi.js";
 import { datasetRoutes } from "./routes/datasets.js";
@@ -19,6 +35,62 @@ import { exportRoutes } from "./routes/exports.js";
 import { fileRoutes } from "./routes/files.js";
 import { healthRoutes } from "./routes/health.js";
 import { ErrorEnvelopeSchema, ExportSchema } from "./schemas.js";
+
+/** reg-name, IPv4 or [IPv6], then an optional port (RFC 9110 §7.2, RFC 3986 §3.2.2). */
+const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$/;
+
+/** HTTP/1.1 requires one valid Host header (RFC 9112 §3.2); Node no longer checks it (requireHostHeader). */
+function hostProblem(request: FastifyRequest): AppError | null {
+  const { host } = request.headers;
+  if (host === undefined ? request.raw.httpVersion !== "1.1" : HOST.test(host)) return null;
+  return invalidRequest([
+    {
+      field: "host",
+      code: host === undefined ? "required" : "invalid",
+      message: "HTTP/1.1 requests need one valid Host header.",
+    },
+  ]);
+}
+
+/**
+ * What Node's server answers before Fastify sees a request, brought into the envelope: an `Expect`
+ * other than 100-continue (417), CONNECT (405: exportd is no proxy), and the header timeout.
+ */
+function installServerEdges(app: FastifyInstance, requestTimeoutMs: number): void {
+  const server = app.server;
+  // Header time is bounded on its own so a client that trickles headers holds a connection briefly.
+  server.headersTimeout = Math.min(10_000, requestTimeoutMs);
+  server.on("checkExpectation", (_request: IncomingMessage, res: ServerResponse) => {
+    const [code, message] = clientError(417);
+    sendRawError(res, 417, code, message, { connection: "close" });
+  });
+  server.on("connect", (_request: IncomingMessage, socket: Duplex) => {
+    const [code, message] = clientError(405);
+    endSocketWithError(socket, 405, code, message, { allow: "GET, HEAD, POST" });
+  });
+}
+
+/**
+ * Fastify's ajv compiler with one ajv instance per kind of input: bodies are JSON and carry their own
+ * types, so `"dry_run": 0`, `null` or `"part_max_rows": true` are refused (400 invalid_type) rather
+ * than converted; the other parts keep the configured conversion.
+ */
+function strictBodyValidators(): BuildCompilerFromPool {
+  /** What the pool's compile functions really receive from Fastify (their types say a bare schema). */
+  type Compile = (route: { schema: unknown; httpPart?: string }) => unknown;
+  const converting = AjvCompiler();
+  const strict = AjvCompiler();
+  return (externalSchemas, options) => {
+    const forParts = converting(externalSchemas, options) as unknown as Compile;
+    const forBodies = strict(externalSchemas, {
+      plugins: options?.plugins,
+      onCreate: options?.onCreate,
+      customOptions: { ...(options?.customOptions as AjvOptions | undefined), coerceTypes: false },
+    }) as unknown as Compile;
+    const compile: Compile = (route) => (route.httpPart === "body" ? forBodies : forParts)(route);
+    return compile as unknown as ReturnType<BuildCompilerFromPool>;
+  };
+}
 
 export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyInstance> {
   const app = Fastify({
@@ -28,6 +100,18 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "request_id" }),
     genReqId: newRequestId,
     clientErrorHandler: handleClientError,
+    http: {
+      // A missing Host is answered by the onRequest hook below, in the envelope (Node's own 400 is bare).
+      requireHostHeader: false,
+      // How often Node checks the header and request timeouts; its default (30 s) would let a
+      // connection idle far past them.
+      connectionsCheckingInterval: 1_000,
+    },
+    // The whole request (headers and a body of at most bodyLimit) must arrive within this; slow
+    // senders are answered 408 (handleClientError) instead of holding a connection.
+    requestTimeout: deps.config.requestTimeoutMs,
+    // Longer than the idle timeout of common load balancers (60 s), so they close first.
+    keepAliveTimeout: 72_000,
     frameworkErrors: (_error, request, reply) =>
       sendError(
         reply,
@@ -38,9 +122,12 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
       ),
     bodyLimit: deps.config.bodyLimitBytes,
     ajv: {
-      // Unknown fields are errors, not silently dropped; report every problem at once.
+      // Unknown fields are errors, not silently dropped; report every problem at once. Query
+      // strings, params and headers are text, so their digits and true/false are converted to the
+      // schema's type; JSON bodies are never converted (strictBodyValidators).
       customOptions: { removeAdditional: false, allErrors: true, coerceTypes: "array", useDefaults: true },
     },
+    schemaController: { compilersFactory: { buildValidator: strictBodyValidators() } },
     routerOptions: {
       // Long enough for any object key; ids are bounded by their schemas.
       maxParamLength: 2000,
@@ -49,10 +136,12 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
     },
   });
 
+  installServerEdges(app, deps.config.requestTimeoutMs);
+
   // Callback-style hooks: on every request, an async hook would cost a promise for nothing.
   app.addHook("onRequest", (request, reply, done) => {
     reply.header("x-request-id", request.id);
-    done();
+    done(hostProblem(request) ?? undefined);
   });
   app.addHook("onResponse", (request, reply, done) => {
     // Skip building the line when info is off (the level is the app's, children inherit it).
@@ -78,7 +167,7 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) =>
     body === "" ? done(null, undefined) : parseJson(request, String(body), done),
   );
-  installAuth(app, deps.store, deps.clock);
+  installAuth(app, deps.store, deps.clock, deps.config.unauthenticatedPerMinute);
   installMaintenance(
     app,
     deps.store,

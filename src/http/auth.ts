@@ -21,9 +21,20 @@ export interface AuthContext {
   scopes: readonly Scope[];
 }
 
+/** A registered route and the scope it needs (null: public). */
+export interface RouteScope {
+  method: string;
+  url: string;
+  scope: Scope | null;
+}
+
 declare module "fastify" {
   interface FastifyRequest {
     auth: AuthContext | null;
+  }
+  interface FastifyInstance {
+    /** Every route registered after installAuth, with its scope: what the scope tests walk. */
+    routeScopes: readonly RouteScope[];
   }
   interface FastifyContextConfig {
     /** The scope a key needs for this route; absent → no authentication. */
@@ -42,11 +53,56 @@ const TENANT_CACHE_MS = 1_000;
  */
 export const KEY_CACHE_MS = 1_000;
 
+/**
+ * Failed authentications (missing or invalid key) per client address, in fixed one-minute windows,
+ * so a flood of bad keys costs one key lookup per allowed attempt, not one per request. Kept in the
+ * process: each API process grants an address its own budget. At most MAX_ADDRESSES addresses are
+ * counted per window (memory stays bounded); later ones in the same window go uncounted.
+ */
+export class FailedAuthLimiter {
+  static readonly WINDOW_MS = 60_000;
+  private static readonly MAX_ADDRESSES = 100_000;
+  private readonly failures = new Map<string, number>();
+  private windowStart = 0;
+
+  constructor(private readonly maxPerWindow: number) {}
+
+  private roll(now: number): void {
+    if (now - this.windowStart < FailedAuthLimiter.WINDOW_MS) return;
+    this.failures.clear();
+    this.windowStart = now - (now % FailedAuthLimiter.WINDOW_MS);
+  }
+
+  /** Seconds until the address may try again, or null while it is within its budget. */
+  retryAfterSeconds(address: string, now: number): number | null {
+    this.roll(now);
+    if ((this.failures.get(address) ?? 0) < this.maxPerWindow) return null;
+    return Math.max(1, Math.ceil((this.windowStart + FailedAuthLimiter.WINDOW_MS - now) / 1000));
+  }
+
+  fail(address: string, now: number): void {
+    this.roll(now);
+    const count = this.failures.get(address);
+    if (count !== undefined) this.failures.set(address, count + 1);
+    else if (this.failures.size < FailedAuthLimiter.MAX_ADDRESSES) this.failures.set(address, 1);
+  }
+}
+
 function unauthorized(message: string): AppError {
   return new AppError("unauthorized", message, [], { "www-authenticate": 'Bearer realm="exportd"' });
 }
 
-export function installAuth(app: FastifyInstance, store: MetadataStore, clock: () => number): void {
+/**
+ * Adds the authentication hook. `unauthenticatedPerMinute`: requests with a missing or invalid key
+ * one client address may send per minute before it gets 429 rate_limited without a key lookup.
+ */
+export function installAuth(
+  app: FastifyInstance,
+  store: MetadataStore,
+  clock: () => number,
+  unauthenticatedPerMinute: number,
+): void {
+  const failedAuth = new FailedAuthLimiter(unauthenticatedPerMinute);
   const lastTouched = new Map<string, number>();
   const keys = new TtlCache<ApiKeyRecord>(KEY_CACHE_MS);
   const tenants = new TtlCache<Tenant>(TENANT_CACHE_MS);
@@ -58,24 +114,48 @@ export function installAuth(app: FastifyInstance, store: MetadataStore, clock: (
     return tenant;
   };
   app.decorateRequest("auth", null);
+  const routeScopes: RouteScope[] = [];
+  app.decorate("routeScopes", routeScopes);
+  app.addHook("onRoute", (route) => {
+    const scope = route.config?.scope ?? null;
+    // The API is private by default: a /v1 route that forgot its scope must not start public.
+    if (scope === null && route.url.startsWith("/v1/")) {
+      throw new Error(`route ${route.url} under /v1 declares no scope`);
+    }
+    for (const method of [route.method].flat()) routeScopes.push({ method, url: route.url, scope });
+  });
   app.addHook("onRequest", async (request: FastifyRequest) => {
     const scope = request.routeOptions.config.scope;
     if (!scope) return;
+    const now = clock();
     const header = request.headers.authorization;
     const match = header ? /^Bearer[ ]+(\S+)\s*$/i.exec(header) : null;
-    if (!match) throw unauthorized("Send an API key as `Authorization: Bearer <key>`.");
-    const key = match[1] as string;
-    const now = clock();
-    const digest = hashKey(key);
-    let record = keys.get(digest, now);
+    const key = match?.[1];
+    const digest = key === undefined ? null : hashKey(key);
+    let record = digest === null ? undefined : keys.get(digest, now);
     if (!record) {
-      const prefix = keyPrefix(key);
+      // Only a key verified within the last second passes an address that is over its budget.
+      const retryAfter = failedAuth.retryAfterSeconds(request.ip, now);
+      if (retryAfter !== null) {
+        throw new AppError(
+          "rate_limited",
+          "Too many requests with a missing or invalid API key from this address. Retry later.",
+          [],
+          { "retry-after": String(retryAfter) },
+        );
+      }
+      const prefix = key === undefined ? null : keyPrefix(key);
       const found = prefix ? await store.findApiKeyByPrefix(prefix) : null;
-      if (!found || !hashesMatch(digest, found.hash) || found.revokedAt !== null) {
-        throw unauthorized("The API key is not valid.");
+      if (!found || !hashesMatch(digest as string, found.hash) || found.revokedAt !== null) {
+        failedAuth.fail(request.ip, now);
+        throw unauthorized(
+          key === undefined
+            ? "Send an API key as `Authorization: Bearer <key>`."
+            : "The API key is not valid.",
+        );
       }
       record = found;
-      keys.set(digest, found, now);
+      keys.set(digest as string, found, now);
     }
     if (!record.scopes.includes(scope)) {
       throw new AppError(

@@ -5,7 +5,7 @@
  * here; anything else is logged and answered as internal_error without its message.
  */
 import { randomBytes } from "node:crypto";
-import type { ServerResponse } from "node:http";
+import { type ServerResponse, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { AppError, type ErrorCode, type ErrorDetail, invalidRequest } from "../domain/errors.js";
@@ -73,6 +73,32 @@ export function validationDetails(context: string, errors: AjvError[]): ErrorDet
   return details;
 }
 
+/**
+ * What a 4xx raised by Fastify itself or by a plugin (static files of /docs, rate limit, body
+ * parsing) becomes: the catalogue's code for that status, with a message of ours. A 4xx not listed
+ * is answered as 400 invalid_request; only errors without a 4xx status are bugs (internal_error).
+ */
+const CLIENT_ERRORS: Readonly<Record<number, readonly [ErrorCode, string]>> = {
+  400: ["invalid_request", "The request is not valid."],
+  401: ["unauthorized", "Send an API key as `Authorization: Bearer <key>`."],
+  403: ["forbidden", "This path may not be read."],
+  404: ["not_found", "Nothing is served at this path."],
+  405: ["method_not_allowed", "This path does not take this method."],
+  408: ["request_timeout", "The request took too long to arrive."],
+  412: ["precondition_failed", "A precondition of the request does not hold."],
+  413: ["payload_too_large", "The request body is too large."],
+  415: ["unsupported_media_type", "Send the body as application/json."],
+  416: ["range_not_satisfiable", "The requested range lies outside the file."],
+  417: ["expectation_failed", "Only `Expect: 100-continue` is supported."],
+  429: ["rate_limited", "Too many requests. Retry later."],
+  431: ["header_too_large", "The request headers are too large."],
+};
+
+/** The envelope's code and message for a client error of this status (400 invalid_request when unlisted). */
+export function clientError(status: number): readonly [ErrorCode, string] {
+  return CLIENT_ERRORS[status] ?? (CLIENT_ERRORS[400] as readonly [ErrorCode, string]);
+}
+
 function toAppError(err: FastifyError): AppError {
   if (err instanceof AppError) return err;
   if (err.validation) {
@@ -80,10 +106,6 @@ function toAppError(err: FastifyError): AppError {
     return invalidRequest(details);
   }
   switch (err.code) {
-    case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return new AppError("payload_too_large", "The request body is too large.");
-    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-      return new AppError("unsupported_media_type", "Send the body as application/json.");
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
       return invalidRequest([
         { field: "body", code: "required", message: "The body is empty; send a JSON object." },
@@ -93,12 +115,14 @@ function toAppError(err: FastifyError): AppError {
         { field: "body", code: "invalid_json", message: "The body is not valid JSON." },
       ]);
   }
-  if (err instanceof SyntaxError || err.statusCode === 400) {
+  if (err instanceof SyntaxError) {
     return invalidRequest([{ field: "body", code: "invalid_json", message: "The body is not valid JSON." }]);
   }
-  if (err.statusCode === 413) return new AppError("payload_too_large", "The request body is too large.");
-  if (err.statusCode === 415)
-    return new AppError("unsupported_media_type", "Send the body as application/json.");
+  const status = err.statusCode ?? 500;
+  if (status >= 400 && status < 500) {
+    const [code, message] = clientError(status);
+    return new AppError(code, message);
+  }
   return new AppError(
     "internal_error",
     "Something went wrong on our side. The request id finds it in the logs.",
@@ -122,36 +146,73 @@ function rawEnvelope(code: ErrorCode, message: string): { requestId: string; bod
   return { requestId, body: JSON.stringify(envelope) };
 }
 
-/** For the few failures the router answers before a request object exists. */
-export function sendRawError(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
+/** For the few failures Node's server or the router answer before a request object exists. */
+export function sendRawError(
+  res: ServerResponse,
+  status: number,
+  code: ErrorCode,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
   const { requestId, body } = rawEnvelope(code, message);
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "x-request-id": requestId });
+  res.writeHead(status, {
+    ...headers,
+    "content-type": "application/json; charset=utf-8",
+    "content-length": String(Buffer.byteLength(body)),
+    "x-request-id": requestId,
+    "cache-control": "no-store",
+  });
   res.end(body);
 }
 
-/** Bytes that are not HTTP at all: answer on the socket, in the envelope, and close it. */
+/**
+ * Answers on a bare socket (no HTTP response object exists: bytes that are not HTTP, CONNECT) in
+ * the envelope, then closes the connection.
+ */
+export function endSocketWithError(
+  socket: Duplex,
+  status: number,
+  code: ErrorCode,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
+  const { requestId, body } = rawEnvelope(code, message);
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n`;
+  for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+  socket.end(
+    `${head}content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `x-request-id: ${requestId}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
+/**
+ * Node's `clientError`: bytes that are not HTTP (400), headers past the size limit (431), a request
+ * that did not arrive within the header or request timeout (408). Answered in the envelope unless a
+ * response is already under way on the socket (then only closing it is honest).
+ */
 export function handleClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (!socket.writable || err.code === "ECONNRESET") {
+  const current = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (!socket.writable || err.code === "ECONNRESET" || current?.headersSent) {
     socket.destroy();
     return;
   }
-  const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
-  const status = tooLarge ? 431 : 400;
-  const { requestId, body } = rawEnvelope(
-    "invalid_request",
-    tooLarge ? "The request headers are too large." : "The request is not valid HTTP.",
-  );
-  socket.end(
-    `HTTP/1.1 ${status} ${tooLarge ? "Request Header Fields Too Large" : "Bad Request"}\r\n` +
-      `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-      `x-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`,
-  );
+  const status =
+    err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+  const [code, message] =
+    status === 400 ? ["invalid_request" as const, "The request is not valid HTTP."] : clientError(status);
+  endSocketWithError(socket, status, code, message);
 }
 
 export function sendError(reply: FastifyReply, request: FastifyRequest, err: AppError): FastifyReply {
   const body: ErrorEnvelope = {
     error: { code: err.code, message: err.message, request_id: String(request.id), details: err.details },
   };
+  // Refused before its body arrived (a bad key, say): close after the answer rather than wait for a
+  // body nobody reads, which a client that stops sending would answer with a second, 408, response.
+  const { headers } = request;
+  if (!request.raw.complete && (headers["transfer-encoding"] || (headers["content-length"] ?? "0") !== "0")) {
+    reply.header("connection", "close");
+  }
   return reply
     .code(err.status)
     .headers(err.headers)

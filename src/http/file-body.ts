@@ -1,29 +1,108 @@
 /**
- * Writes a byte range of an open file to an HTTP response through two buffers reused for the
- * whole response: one is read into (pread, on the thread pool) while the other is written.
+ * Writes a byte range of an open file to an HTTP response in chunks taken from one buffer pool
+ * shared by every download: each chunk is read (pread, on the thread pool) while the previous one is
+ * written, and goes back to the pool once the socket has taken it (the write callback), never earlier.
  *
  * Why not fs.createReadStream (what @fastify/send hands back): it allocates a fresh buffer for every
  * chunk, so a 1 GiB part is a gigabyte of short-lived external memory, which V8 answers with full
  * garbage collections of the whole heap (a quarter of the server's busy time in bench/download.ts);
  * and @fastify/send passes `highWaterMark: null` unless told otherwise, which means 16 KiB chunks.
- * A buffer is reused only once the socket has taken it (the write callback), never earlier.
+ *
+ * Why a shared pool with a byte budget: a client that reads slowly holds its chunks until the socket
+ * takes them, for minutes at 1 KB/s. Chunks start at 16 KiB and become 1 MiB once the client has
+ * taken a few promptly, and 1 MiB chunks are only handed out while the pool's budget lasts; past it
+ * every chunk is 16 KiB. So many slow readers cost about the budget plus 2 × 16 KiB each, while a
+ * single fast download still moves 1 MiB per read.
  */
 import type { FileHandle } from "node:fs/promises";
 import type { ServerResponse } from "node:http";
 
+/** The chunk every download may always have, whatever the budget. */
+export const MIN_CHUNK_BYTES = 16 * 1024;
 /** Large enough that the per-chunk cost (a thread-pool read, a socket write) is small per byte. */
-export const CHUNK_BYTES = 1024 * 1024;
+export const MAX_CHUNK_BYTES = 1024 * 1024;
+/** A write the socket takes within this counts as "the client keeps up". */
+const KEEPING_UP_MS = 50;
+/** Small chunks a download sends, its client keeping up, before it may have large ones. */
+const SMALL_CHUNKS_FIRST = 4;
+/** Free small buffers kept for reuse; more are left to the garbage collector. */
+const KEEP_FREE_SMALL = 256;
 
 /**
- * Writes `length` bytes from `start` and ends the response. Resolves early, without ending, when the
- * client goes away; rejects on a read error or a file shorter than announced (the caller must then
- * destroy the response: its headers are out, so the only honest signal left is a cut connection).
+ * Buffers of two sizes, reused: MIN_CHUNK_BYTES, always granted, and MAX_CHUNK_BYTES, granted while
+ * the large ones lent out stay within the budget. Large buffers are kept for reuse, never dropped:
+ * the pool holds at most the budget in them, and makes no garbage however downloads come and go
+ * (dropped 1 MiB buffers would linger until a full garbage collection, which an idle server
+ * may not run for a long time).
+ */
+export class ChunkPool {
+  private readonly small: Buffer[] = [];
+  private readonly large: Buffer[] = [];
+  private largeLent = 0;
+
+  constructor(private readonly budgetBytes: number) {}
+
+  /** A large buffer when `large` is asked and the budget allows, else a small one. */
+  take(large: boolean): Buffer {
+    if (large && (this.largeLent + 1) * MAX_CHUNK_BYTES <= this.budgetBytes) {
+      this.largeLent += 1;
+      return this.large.pop() ?? Buffer.allocUnsafeSlow(MAX_CHUNK_BYTES);
+    }
+    return this.small.pop() ?? Buffer.allocUnsafeSlow(MIN_CHUNK_BYTES);
+  }
+
+  give(buffer: Buffer): void {
+    if (buffer.length === MIN_CHUNK_BYTES) {
+      if (this.small.length < KEEP_FREE_SMALL) this.small.push(buffer);
+      return;
+    }
+    this.largeLent -= 1;
+    this.large.push(buffer);
+  }
+
+  /** Large buffers lent out now. */
+  get largeInUse(): number {
+    return this.largeLent;
+  }
+}
+
+/**
+ * Counts downloads in flight against a cap: `tryAcquire` before the work, `release` once after it.
+ */
+export class DownloadSlots {
+  private used = 0;
+
+  constructor(readonly max: number) {}
+
+  tryAcquire(): boolean {
+    if (this.used >= this.max) return false;
+    this.used += 1;
+    return true;
+  }
+
+  release(): void {
+    this.used -= 1;
+  }
+
+  get inFlight(): number {
+    return this.used;
+  }
+}
+
+/**
+ * Writes `length` bytes from `start` and ends the response. A client that takes no bytes for
+ * `stallTimeoutMs` has its connection destroyed (Node's socket timeout counts progress of a pending
+ * write, so a slow but reading client is not cut). Resolves early, without ending, when the client
+ * goes away; rejects on a read error or a file shorter than announced (the caller must then destroy
+ * the response: its headers are out, so the only honest signal left is a cut connection).
  */
 export async function writeFileRange(
   res: ServerResponse,
   file: FileHandle,
   start: number,
   length: number,
+  pool: ChunkPool,
+  stallTimeoutMs: number,
 ): Promise<void> {
   // A response whose socket is gone never calls a write callback: the close event settles instead.
   let gone = false;
@@ -35,27 +114,46 @@ export async function writeFileRange(
     };
     res.once("close", onGone);
   });
-  const write = (chunk: Buffer): Promise<boolean> =>
-    Promise.race([new Promise<boolean>((resolve) => res.write(chunk, (err) => resolve(!err))), closed]);
+  const onStall = (): void => {
+    res.destroy();
+  };
+  res.setTimeout(stallTimeoutMs, onStall);
+  /** Writes a chunk and hands its buffer back to the pool once the socket took it (or is gone). */
+  const write = (buffer: Buffer, bytes: number): Promise<boolean> =>
+    Promise.race([
+      new Promise<boolean>((resolve) => res.write(buffer.subarray(0, bytes), (err) => resolve(!err))),
+      closed,
+    ]).finally(() => pool.give(buffer));
 
+  /** Chunks in a row the client took promptly; past SMALL_CHUNKS_FIRST it may have large ones. */
+  let prompt = 0;
+  let pending: Promise<boolean> | null = null;
+  let spare: Buffer | null = null;
   try {
-    const size = Math.min(CHUNK_BYTES, Math.max(1, length));
-    const buffers = [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)] as const;
     let position = start;
     const end = start + length;
-    let pending: Promise<boolean> | null = null;
-    for (let turn = 0; position < end && !gone; turn ^= 1) {
-      // The buffer read into now was last written two turns ago, and that write has been awaited.
-      const buffer = buffers[turn] as Buffer;
+    let writtenAt = 0;
+    while (position < end && !gone) {
+      const buffer = pool.take(prompt >= SMALL_CHUNKS_FIRST);
+      spare = buffer;
       const { bytesRead } = await file.read(buffer, 0, Math.min(buffer.length, end - position), position);
       if (bytesRead === 0) throw new Error(`file ended at byte ${position}, before ${end}`);
       position += bytesRead;
-      if (pending && !(await pending)) return;
-      pending = write(buffer.subarray(0, bytesRead));
+      if (pending) {
+        const ok = await pending;
+        if (!ok) return;
+        // Only a client that keeps taking chunks promptly earns large ones.
+        prompt = Date.now() - writtenAt <= KEEPING_UP_MS ? prompt + 1 : 0;
+      }
+      spare = null;
+      writtenAt = Date.now();
+      pending = write(buffer, bytesRead);
     }
     if (pending && !(await pending)) return;
     if (!gone) res.end();
   } finally {
+    if (spare) pool.give(spare);
     res.off("close", onGone);
+    res.off("timeout", onStall);
   }
 }

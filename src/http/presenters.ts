@@ -6,7 +6,11 @@ import type { PartLinks } from "./part-links.js";
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-/** Parts are listed while running and after success; links are signed only for a succeeded export. */
+/**
+ * Parts are listed while running and after success; links are signed only for a succeeded export
+ * and only when `links` is given — routes pass null for keys without `exports:download`, which see
+ * each part's rows, bytes and sha256 with `url` and `url_expires_at` null.
+ */
 export async function presentExport(
   record: ExportRecord,
   links: PartLinks | null,

@@ -121,7 +121,12 @@ const PartSchema = Type.Object({
   bytes: Type.Integer(),
   sha256: Type.String(),
   filename: Type.String(),
-  url: Nullable(Type.String({ description: "Signed download link; null unless the export succeeded." })),
+  url: Nullable(
+    Type.String({
+      description:
+        "Signed download link; null unless the export succeeded and the key has the exports:download scope.",
+    }),
+  ),
   url_expires_at: NullableTimestamp,
 });
 

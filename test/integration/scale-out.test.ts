@@ -47,7 +47,13 @@ test("API and worker processes on PostgreSQL + S3: NOTIFY wakes the worker; the 
   // Let the worker finish its first (empty) poll and go idle.
   await new Promise((r) => setTimeout(r, 300));
 
-  const { key } = await issueApiKey(api.store, "acme", ["exports:read", "exports:write"], Date.now());
+  // exports:download: the status carries signed links only for keys that may download.
+  const { key } = await issueApiKey(
+    api.store,
+    "acme",
+    ["exports:read", "exports:write", "exports:download"],
+    Date.now(),
+  );
   const headers = { authorization: `Bearer ${key}` };
   const to = pastMidnight();
   const created = await api.app!.inject({

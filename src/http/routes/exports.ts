@@ -10,7 +10,7 @@ import { downloadRefusal, type ExportRecord, isFinal, newExport } from "../../do
 import { isUuid, newId } from "../../domain/ids.js";
 import { partDownloadName } from "../../domain/naming.js";
 import { purgeExportFiles } from "../../purge.js";
-import { callerOf } from "../auth.js";
+import { type AuthContext, callerOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 import { PartLinks } from "../part-links.js";
 import { presentDryRun, presentExport } from "../presenters.js";
@@ -50,8 +50,18 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
   // A final export changes only when the sweeper expires it, so it is read again at most once a
   // second; queued and running ones are read every time, so progress is never stale.
   const finalExports = new TtlCache<ExportRecord>(FINAL_EXPORT_CACHE_MS);
-  /** Serialized status documents of the cached final records, by record object. */
-  const finalDocuments = new WeakMap<ExportRecord, { second: number; body: string }>();
+  /**
+   * Serialized status documents of the cached final records, by record object: one map for keys that
+   * may download (signed links included), one for the others, so a link never reaches a key without
+   * `exports:download`.
+   */
+  const finalDocuments = {
+    withLinks: new WeakMap<ExportRecord, { second: number; body: string }>(),
+    withoutLinks: new WeakMap<ExportRecord, { second: number; body: string }>(),
+  };
+  /** Signed links only for keys that may download; the others see the parts without them. */
+  const linksFor = (caller: AuthContext): PartLinks | null =>
+    caller.scopes.includes("exports:download") ? links : null;
   const findExport = async (tenantId: string, id: string): Promise<ExportRecord> => {
     const cacheKey = `${tenantId}/${id}`;
     const now = clock();
@@ -172,7 +182,9 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];
       return {
-        data: await Promise.all(page.map(async (r) => presentExport(r, links, await queuePosition(r)))),
+        data: await Promise.all(
+          page.map(async (r) => presentExport(r, linksFor(caller), await queuePosition(r))),
+        ),
         next_cursor: rows.length > limit && last ? encodeCursor(last.id) : null,
       };
     },
@@ -193,18 +205,20 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
     async (request, reply) => {
       const caller = callerOf(request);
       const record = await findExport(caller.tenantId, request.params.id);
+      const callerLinks = linksFor(caller);
       reply.header("cache-control", "no-store");
       if (!isFinal(record.status))
-        return reply.send(await presentExport(record, links, await queuePosition(record)));
+        return reply.send(await presentExport(record, callerLinks, await queuePosition(record)));
       // A final export's document (links included) is the same for every request within a second:
-      // serialize it once per cached record and second.
+      // serialize it once per cached record, second and whether it carries links.
       const second = Math.floor(clock() / 1000);
-      let document = finalDocuments.get(record);
+      const documents = callerLinks ? finalDocuments.withLinks : finalDocuments.withoutLinks;
+      let document = documents.get(record);
       if (document?.second !== second) {
         // The route's schema serializer returns a string for a JSON schema.
-        const body = reply.serialize(await presentExport(record, links, null)) as string;
+        const body = reply.serialize(await presentExport(record, callerLinks, null)) as string;
         document = { second, body };
-        finalDocuments.set(record, document);
+        documents.set(record, document);
       }
       // A string with a JSON content type is sent as it is, not serialized again.
       return (reply as FastifyReply).type("application/json; charset=utf-8").send(document.body);

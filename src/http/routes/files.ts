@@ -2,7 +2,8 @@
  * GET /files/<key>?expires&filename&signature — downloads from the local object store. No
  * Authorization: the HMAC signature (checked in constant time, before the disk is touched) and the
  * expiry are the authorization. Range, ETag and conditional requests come from @fastify/send; the
- * body of a 200 or 206 is written by file-body.ts (reused 1 MiB buffers, not send's stream).
+ * body of a 200 or 206 is written by file-body.ts (pooled buffers, not send's stream). At most
+ * EXPORTD_MAX_DOWNLOADS downloads are served at once; past that, 503 too_many_downloads.
  */
 import type { FileHandle } from "node:fs/promises";
 import fs from "node:fs/promises";
@@ -18,7 +19,7 @@ import { contentTypeOf } from "../../storage/content-type.js";
 import { isSafeKey } from "../../storage/local.js";
 import type { LinkSigner } from "../../storage/signing.js";
 import type { HttpDeps } from "../deps.js";
-import { writeFileRange } from "../file-body.js";
+import { ChunkPool, DownloadSlots, writeFileRange } from "../file-body.js";
 import { FileParams, FileQuery, FileResponses } from "../schemas.js";
 
 /** The bytes a 200 or 206 answer of send carries: all of Content-Length, from Content-Range's start. */
@@ -45,6 +46,9 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSig
       owner && isUuid(owner.exportId) ? await deps.store.getExport(owner.tenantId, owner.exportId) : null;
     return (record && downloadRefusal(record)) ?? new AppError("not_found", "The file no longer exists.");
   };
+  const { maxInFlight, bufferBudgetBytes, stallTimeoutMs } = deps.config.downloads;
+  const slots = new DownloadSlots(maxInFlight);
+  const pool = new ChunkPool(bufferBudgetBytes);
   api.get(
     "/files/*",
     {
@@ -58,6 +62,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSig
           "precondition_failed",
           "range_not_satisfiable",
           "service_unavailable",
+          "too_many_downloads",
         ],
       },
       schema: {
@@ -84,61 +89,79 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSig
         throw new AppError("link_expired", "The link has expired. Ask the API for a fresh one.");
       }
 
-      const result = await send(request.raw, `/${key}`, {
-        root,
-        dotfiles: "deny",
-        index: false,
-        cacheControl: false,
-        etag: true,
-        lastModified: true,
-        acceptRanges: true,
-      });
-      if (result.type === "error") {
-        if (result.statusCode === 416) {
-          throw new AppError("range_not_satisfiable", "The requested range lies outside the file.", [], {
-            "content-range": result.headers["Content-Range"] ?? "",
-          });
-        }
-        if (result.statusCode === 412)
-          throw new AppError("precondition_failed", "The file is not the one expected.");
-        throw await missingFile(key);
+      // A slot per download from here until its body is written (or it turns out to have none).
+      if (!slots.tryAcquire()) {
+        throw new AppError(
+          "too_many_downloads",
+          `This server is sending ${slots.max} downloads already. Retry shortly.`,
+          [],
+          { "retry-after": "5" },
+        );
       }
-      if (result.type === "directory") throw await missingFile(key);
-      const range = request.method === "GET" ? bodyRange(result.statusCode, result.headers) : null;
-      // The body of a 200 or 206: our own reads (file-body.ts). The file is opened before any header
-      // is set, so a file deleted since send's stat still gets the plain 404 envelope.
-      let file: FileHandle | null = null;
-      if (range !== null) {
-        result.stream.destroy();
-        try {
-          file = await fs.open(result.metadata.path, "r");
-        } catch {
+      let writing = false;
+      try {
+        const result = await send(request.raw, `/${key}`, {
+          root,
+          dotfiles: "deny",
+          index: false,
+          cacheControl: false,
+          etag: true,
+          lastModified: true,
+          acceptRanges: true,
+        });
+        if (result.type === "error") {
+          if (result.statusCode === 416) {
+            throw new AppError("range_not_satisfiable", "The requested range lies outside the file.", [], {
+              "content-range": result.headers["Content-Range"] ?? "",
+            });
+          }
+          if (result.statusCode === 412)
+            throw new AppError("precondition_failed", "The file is not the one expected.");
           throw await missingFile(key);
         }
-      }
-      reply
-        // send answers only the 200, 206 and 304 declared in the schema here (errors went above).
-        .code(result.statusCode as keyof typeof FileResponses)
-        .headers(result.headers)
-        // The same type as the S3 store serves (send would guess from the extension alone).
-        .header("content-type", contentTypeOf(key))
-        .header("content-disposition", contentDisposition(filename))
-        .header("cache-control", "private, no-cache");
-      // 304s and HEAD: send's own empty stream, through Fastify.
-      if (range === null || file === null) return reply.send(result.stream);
+        if (result.type === "directory") throw await missingFile(key);
+        const range = request.method === "GET" ? bodyRange(result.statusCode, result.headers) : null;
+        // The body of a 200 or 206: our own reads (file-body.ts). The file is opened before any header
+        // is set, so a file deleted since send's stat still gets the plain 404 envelope.
+        let file: FileHandle | null = null;
+        if (range !== null) {
+          result.stream.destroy();
+          try {
+            file = await fs.open(result.metadata.path, "r");
+          } catch {
+            throw await missingFile(key);
+          }
+        }
+        reply
+          // send answers only the 200, 206 and 304 declared in the schema here (errors went above).
+          .code(result.statusCode as keyof typeof FileResponses)
+          .headers(result.headers)
+          // The same type as the S3 store serves (send would guess from the extension alone).
+          .header("content-type", contentTypeOf(key))
+          .header("content-disposition", contentDisposition(filename))
+          .header("cache-control", "private, no-cache");
+        // 304s and HEAD: send's own empty stream, through Fastify.
+        if (range === null || file === null) return reply.send(result.stream);
 
-      // Fastify still runs the onResponse hooks (the request log line) of a hijacked reply.
-      reply.hijack();
-      for (const [name, value] of Object.entries(reply.getHeaders())) {
-        if (value !== undefined) reply.raw.setHeader(name, value);
+        // Fastify still runs the onResponse hooks (the request log line) of a hijacked reply.
+        reply.hijack();
+        for (const [name, value] of Object.entries(reply.getHeaders())) {
+          if (value !== undefined) reply.raw.setHeader(name, value);
+        }
+        reply.raw.writeHead(reply.statusCode);
+        writing = true;
+        writeFileRange(reply.raw, file, range.start, range.length, pool, stallTimeoutMs)
+          .catch((err: unknown) => {
+            request.log.error({ err }, "download cut short");
+            reply.raw.destroy();
+          })
+          .finally(() => {
+            slots.release();
+            file.close().catch(() => undefined);
+          });
+      } finally {
+        if (!writing) slots.release();
       }
-      reply.raw.writeHead(reply.statusCode);
-      writeFileRange(reply.raw, file, range.start, range.length)
-        .catch((err: unknown) => {
-          request.log.error({ err }, "download cut short");
-          reply.raw.destroy();
-        })
-        .finally(() => file.close().catch(() => undefined));
       return reply;
     },
   );
