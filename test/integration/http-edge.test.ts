@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ERROR_CATALOGUE } from "../../src/domain/errors.js";
 import { SCOPES, type Scope } from "../../src/domain/scopes.js";
+import type { ErrorEnvelope } from "../../src/http/errors.js";
 import { listen, rawRequest } from "../helpers/http.js";
 import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";
 
@@ -89,7 +90,8 @@ describe("scopes on every route", () => {
           assert.ok(body.error.message.includes(route.scope), where);
           continue;
         }
-        assert.doesNotMatch(res.body, /"insufficient_scope"/, where);
+        if (res.statusCode === 403)
+          assert.notEqual(res.json<ErrorEnvelope>().error.code, "insufficient_scope", where);
         assert.ok(res.statusCode < 500, `${where} → ${res.statusCode}`);
         if (!scopes.includes("exports:download") && route.url !== "/files/*") {
           assert.doesNotMatch(res.body, /signature=/, `${where} handed out a link`);
