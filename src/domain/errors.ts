@@ -117,7 +117,7 @@ export const ERROR_CATALOGUE = {
   service_unavailable: {
     status: 503,
     retryable: true,
-    when: "A dependency (metadata store or object store) is not reachable right now.",
+    when: "A dependency (metadata store, object store) cannot serve right now: the database is down, restarting or failing over, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.",
   },
   too_many_rows: {
     status: null,

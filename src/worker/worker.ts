@@ -20,7 +20,9 @@ import { purgeExportFiles } from "../purge.js";
 import type { DatasetRegistry } from "../sources/registry.js";
 import { StorageError, storageOp } from "../storage/errors.js";
 import type { ObjectStore } from "../storage/types.js";
-import type { ClaimedExport, Lease, MetadataStore } from "../store/types.js";
+import type { ClaimedExport, Lease, LeaseCheck, MetadataStore } from "../store/types.js";
+import { StoreUnavailableError } from "../store/unavailable.js";
+import { OutageLog } from "./outage.js";
 
 export interface WorkerDeps {
   store: MetadataStore;
@@ -44,6 +46,8 @@ class RunAborted extends Error {
 }
 
 const PROGRESS_EVERY_MS = 500;
+/** How often a checkpoint write is tried again while the metadata store is unavailable. */
+const STORE_RETRY_MS = 500;
 
 function processExists(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return true; // not ours to judge: let the lease expire
@@ -63,9 +67,11 @@ export class ExportWorker {
   private loopDone: Promise<void> | null = null;
   private wakeUp: (() => void) | null = null;
   private readonly clock: () => number;
+  private readonly claiming: OutageLog;
 
   constructor(private readonly deps: WorkerDeps) {
     this.clock = deps.clock ?? Date.now;
+    this.claiming = new OutageLog(deps.logger, "claiming");
   }
 
   start(): void {
@@ -77,7 +83,13 @@ export class ExportWorker {
   /** Exports queued by other processes wake this worker at once where the store can tell it. */
   private async listenForWork(): Promise<void> {
     try {
-      await this.deps.store.subscribeToQueue?.(() => this.wake());
+      await this.deps.store.subscribeToQueue?.(
+        () => this.wake(),
+        (connected, err) => {
+          if (connected) this.deps.logger.info("queue notifications restored");
+          else this.deps.logger.warn({ err }, "queue notifications lost; polling until they return");
+        },
+      );
     } catch (err) {
       this.deps.logger.warn({ err }, "no queue notifications; polling only");
     }
@@ -147,8 +159,11 @@ export class ExportWorker {
           claimed = true;
           this.startRun(record);
         }
+        this.claiming.ok();
       } catch (err) {
-        this.deps.logger.error({ err }, "claiming an export failed");
+        // While the store is down, claiming pauses: running exports keep their leases as long as
+        // heartbeats get through, the rest lapse and are claimed again once it is back.
+        if (!this.claiming.failed(err)) this.deps.logger.error({ err }, "claiming an export failed");
       }
       if (this.stopping) break;
       // Sleep until woken (new export, a slot freed) or the poll interval passes.
@@ -169,7 +184,14 @@ export class ExportWorker {
     if (record.takenOver) this.deps.metrics.leaseTakenOver();
     const done = this.run(record, controller)
       .then((outcome) => this.deps.metrics.runFinished(outcome, (this.clock() - started) / 1000))
-      .catch((err: unknown) => this.deps.logger.error({ err, export_id: record.id }, "export run crashed"))
+      .catch((err: unknown) => {
+        if (err instanceof StoreUnavailableError) {
+          this.deps.logger.warn(
+            { err, export_id: record.id },
+            "export run ended while the metadata store was unavailable; it resumes when its lease lapses",
+          );
+        } else this.deps.logger.error({ err, export_id: record.id }, "export run crashed");
+      })
       .finally(() => {
         this.runs.delete(record.id);
         this.wake();
@@ -185,14 +207,40 @@ export class ExportWorker {
       attempt: record.attempts,
     });
     const { signal } = controller;
+    // When the lease was last renewed: past leaseMs without a renewal, another worker may own the
+    // export, so the run stops (an outage longer than the lease costs the part in progress).
+    let renewedAt = this.clock();
+    const beats = new OutageLog(log, "heartbeat");
     const heartbeat = setInterval(() => {
+      const sent = this.clock();
       store.heartbeat(record.id, this.lease()).then(
         (check) => {
+          beats.ok();
+          renewedAt = Math.max(renewedAt, sent);
           if (check === "lost") controller.abort(new RunAborted("lost"));
         },
-        (err: unknown) => log.warn({ err }, "heartbeat failed"),
+        (err: unknown) => {
+          if (!beats.failed(err)) log.warn({ err }, "heartbeat failed");
+          if (this.clock() - renewedAt > config.worker.leaseMs) controller.abort(new RunAborted("lost"));
+        },
       );
     }, config.worker.heartbeatMs);
+    /** A checkpoint write that waits out a short outage of the store while the lease may still hold. */
+    const leaseWrite = async (write: () => Promise<LeaseCheck>): Promise<LeaseCheck> => {
+      for (;;) {
+        try {
+          const check = await write();
+          if (check === "ok") renewedAt = this.clock();
+          return check;
+        } catch (err) {
+          if (!(err instanceof StoreUnavailableError)) throw err;
+          if (this.clock() - renewedAt > config.worker.leaseMs) throw new RunAborted("lost");
+        }
+        signal.throwIfAborted();
+        await new Promise((resolve) => setTimeout(resolve, STORE_RETRY_MS));
+        signal.throwIfAborted();
+      }
+    };
 
     try {
       if (record.attempts > config.worker.maxAttempts) {
@@ -251,7 +299,10 @@ export class ExportWorker {
         now: this.clock(),
         onPart: async (part, cursor, p) => {
           progress = toProgress(p);
-          if ((await store.recordPart(record.id, this.lease(), part, cursor, progress)) === "lost") {
+          const check = await leaseWrite(() =>
+            store.recordPart(record.id, this.lease(), part, cursor, progress),
+          );
+          if (check === "lost") {
             // Nobody else writes this key (it carries our attempt), so deleting it is safe.
             await storage.delete(part.objectKey);
             throw new RunAborted("lost");
@@ -266,7 +317,14 @@ export class ExportWorker {
           if (now - lastProgressAt < PROGRESS_EVERY_MS) return;
           lastProgressAt = now;
           progress = toProgress(p);
-          const check = await store.updateProgress(record.id, this.lease(), progress, estimatedRows);
+          let check: LeaseCheck;
+          try {
+            check = await store.updateProgress(record.id, this.lease(), progress, estimatedRows);
+          } catch (err) {
+            // Progress is advisory: the next write carries it, the heartbeat watches the lease.
+            if (err instanceof StoreUnavailableError) return;
+            throw err;
+          }
           if (check === "lost") throw new RunAborted("lost");
           storedEstimate = estimatedRows;
         },
@@ -281,7 +339,7 @@ export class ExportWorker {
         }
       }
       const expiresAt = this.clock() + config.retentionDays * 86_400_000;
-      if ((await store.completeExport(record.id, this.lease(), expiresAt)) === "lost") {
+      if ((await leaseWrite(() => store.completeExport(record.id, this.lease(), expiresAt))) === "lost") {
         throw new RunAborted("lost");
       }
       log.info("export succeeded");
