@@ -13,10 +13,11 @@ import type { Logger } from "pino";
 import type { Metrics } from "../metrics/metrics.js";
 
 /**
- * Follows the client's connection: logs each change once and moves the `exportd_redis_up` gauge.
- * Returns whether Redis is ready right now.
+ * Follows the client's connection: logs each loss and each return once and moves the
+ * `exportd_redis_up` gauge. Returns whether Redis is ready right now.
  */
 export function watchRedis(redis: Redis, logger: Logger, metrics: Metrics): () => boolean {
+  // null until the first connect succeeds or fails: a start with Redis up logs nothing.
   let up: boolean | null = null;
   const set = (next: boolean, err?: unknown) => {
     if (up === next) return;
@@ -27,9 +28,10 @@ export function watchRedis(redis: Redis, logger: Logger, metrics: Metrics): () =
     metrics.redisUp(next);
   };
   redis.on("ready", () => set(true));
+  // "reconnecting" rather than "close": a close on shutdown (disconnect) is no outage.
   redis.on("error", (err) => set(false, err));
-  redis.on("close", () => set(false));
-  set(redis.status === "ready");
+  redis.on("reconnecting", () => set(false));
+  metrics.redisUp(redis.status === "ready");
   return () => redis.status === "ready";
 }
 
