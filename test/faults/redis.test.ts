@@ -99,7 +99,9 @@ test("Redis down at start, killed and back: requests keep answering, /readyz and
     (r) => r.status === 200,
     10_000,
   );
-  console.log(`/readyz 200 ${Date.now() - since} ms after redis-server was spawned (exportd started before it)`);
+  console.log(
+    `/readyz 200 ${Date.now() - since} ms after redis-server was spawned (exportd started before it)`,
+  );
   assert.equal(await metric(server.url, "exportd_redis_up"), 1);
 
   // Kill Redis: every request still answers; the per-process fallback still enforces limits.
