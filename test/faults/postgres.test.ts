@@ -200,6 +200,9 @@ test("PostgreSQL crashes for 6 s while exports run: 503 with Retry-After, nothin
     if (!readyDuring) {
       const r = await fetch(`${apiProcess.url}/readyz`);
       readyDuring = { status: r.status, body: (await r.json()) as ErrorBody };
+      const metrics = await fetch(`${apiProcess.url}/metrics`);
+      assert.equal(metrics.status, 200, "a scrape works without the database");
+      assert.match(await metrics.text(), /exportd_parts_published_total/);
     }
     await sleep(200);
   }

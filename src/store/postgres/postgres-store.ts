@@ -162,8 +162,9 @@ export class PostgresStore implements MetadataStore {
   /**
    * Calls `listener` whenever any process queues an export (LISTEN/NOTIFY on a dedicated
    * connection). When that connection drops, it is opened again with back-off (RELISTEN_FIRST_MS
-   * doubling to RELISTEN_MAX_MS) until the server answers; `listener` is then called once, since
-   * notifications sent meanwhile are lost. `onConnection` hears each loss and each return.
+   * doubling to RELISTEN_MAX_MS) until the server answers — also when the first attempt fails;
+   * `listener` is then called once, since notifications sent meanwhile are lost. `onConnection`
+   * hears each loss and each return.
    */
   async subscribeToQueue(
     listener: () => void,
@@ -213,7 +214,13 @@ export class PostgresStore implements MetadataStore {
         await retry(Math.min(delayMs * 2, RELISTEN_MAX_MS));
       }
     };
-    await open();
+    try {
+      await open();
+    } catch (err) {
+      // The database went away between the start's migrations and here: keep trying.
+      onConnection(false, err);
+      void retry(RELISTEN_FIRST_MS);
+    }
   }
 
   // Tenants, plans, settings
