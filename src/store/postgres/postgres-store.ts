@@ -66,7 +66,7 @@ const TENANT_SELECT = `SELECT t.id, t.name, t.created_at, t.plan, t.max_running,
  * How long opening a connection may take: while the server is down or unreachable, a request
  * answers 503 within this instead of hanging (pg waits forever by default).
  */
-export const CONNECT_TIMEOUT_MS = 3000;
+const CONNECT_TIMEOUT_MS = 3000;
 /** LISTEN reconnects after its connection drops: first after this, doubling up to the cap. */
 const RELISTEN_FIRST_MS = 200;
 const RELISTEN_MAX_MS = 2000;
@@ -76,7 +76,7 @@ const RELISTEN_MAX_MS = 2000;
  * server restarting): without one Node ends the process on the `error` event. The pool drops the
  * broken connection; the next query opens a new one or reports the outage to its caller.
  */
-export function survivePoolErrors(pool: pg.Pool): pg.Pool {
+function survivePoolErrors(pool: pg.Pool): pg.Pool {
   const ignore = () => undefined;
   pool.on("error", ignore);
   // pg-pool listens on a client only while it is idle: one checked out (inside a transaction, a
