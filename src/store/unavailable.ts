@@ -84,6 +84,8 @@ export function isUnavailable(err: unknown, depth = 0): boolean {
   return isUnavailable(cause, depth + 1);
 }
 
+type Method = (...args: unknown[]) => unknown;
+
 function translate(err: unknown): never {
   throw isUnavailable(err) && !(err instanceof StoreUnavailableError) ? new StoreUnavailableError(err) : err;
 }
@@ -94,23 +96,25 @@ function translate(err: unknown): never {
  * SQLite codes. Sync methods (SQLite's migrate) and async ones alike.
  */
 export function guardUnavailable<T extends object>(store: T): T {
-  // One wrapper per method, made on first use: status polling calls the store on every request.
-  const wrappers = new Map<PropertyKey, (...args: unknown[]) => unknown>();
+  // One wrapper per method, made on first use (status polling calls the store on every
+  // request); keyed by the function, so a method replaced on the instance gets its own.
+  const wrappers = new WeakMap<Method, Method>();
   return new Proxy(store, {
     get(target, property, receiver) {
-      const value = Reflect.get(target, property, receiver);
+      const value: unknown = Reflect.get(target, property, receiver);
       if (typeof value !== "function") return value;
-      let wrapper = wrappers.get(property);
+      const method = value as Method;
+      let wrapper = wrappers.get(method);
       if (!wrapper) {
         wrapper = (...args: unknown[]) => {
           try {
-            const result: unknown = value.apply(target, args);
+            const result = method.apply(target, args);
             return result instanceof Promise ? result.catch(translate) : result;
           } catch (err) {
             return translate(err);
           }
         };
-        wrappers.set(property, wrapper);
+        wrappers.set(method, wrapper);
       }
       return wrapper;
     },
