@@ -19,6 +19,7 @@ import type { ObjectStore } from "./storage/types.js";
 import { PostgresStore } from "./store/postgres/postgres-store.js";
 import { SqliteStore } from "./store/sqlite/sqlite-store.js";
 import type { MetadataStore } from "./store/types.js";
+import { guardUnavailable } from "./store/unavailable.js";
 import { RetentionSweeper } from "./worker/sweeper.js";
 import { ExportWorker } from "./worker/worker.js";
 
@@ -35,7 +36,10 @@ export function signingSecret(config: Config): string {
   return fs.readFileSync(file, "utf8").trim();
 }
 
-/** The configured metadata store, migrated: PostgreSQL when EXPORTD_DATABASE_URL is set, else SQLite. */
+/**
+ * The configured metadata store, migrated: PostgreSQL when EXPORTD_DATABASE_URL is set, else SQLite.
+ * Its methods throw StoreUnavailableError while the database cannot serve (store/unavailable.ts).
+ */
 export async function openStore(config: Config): Promise<MetadataStore> {
   if (config.databaseUrl) {
     const store = new PostgresStore(config.databaseUrl);
@@ -45,11 +49,11 @@ export async function openStore(config: Config): Promise<MetadataStore> {
       await store.close();
       throw err;
     }
-    return store;
+    return guardUnavailable(store);
   }
   const store = new SqliteStore(config.databaseFile);
   store.migrate();
-  return store;
+  return guardUnavailable(store);
 }
 
 export interface Service {
@@ -80,11 +84,18 @@ export async function createService(
   await storage.ping();
   const datasets = buildDatasets(config.datasets);
   const metrics = new Metrics(() => store.countExportsByStatus());
-  // Fail fast on an unreachable Redis: rate limits shared across processes are a promise we keep.
-  const redis = config.redisUrl
-    ? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: true })
-    : null;
-  await redis?.connect();
+  // Redis may be down at start or later: the API then starts and answers anyway, counting rate
+  // limits per process (http/shared-rate-limits.ts) with /readyz at 503 until Redis is back. The
+  // client reconnects by itself (at most every 2 s); without the offline queue a command while it
+  // is away fails at once instead of holding the request.
+  const redis =
+    config.redisUrl && config.role !== "worker"
+      ? new Redis(config.redisUrl, {
+          maxRetriesPerRequest: 1,
+          connectTimeout: 2000,
+          enableOfflineQueue: false,
+        })
+      : null;
 
   const runsWorker = config.role !== "api";
   const worker = runsWorker

@@ -45,6 +45,11 @@ async function serve(config: Config, args: string[]): Promise<void> {
   const role = (values.role ?? config.role) as Role;
   if (!["all", "api", "worker"].includes(role)) throw new UsageError(`--role must be all, api or worker.`);
   const logger = pino({ level: config.logLevel, base: { service: "exportd", role } });
+  // A promise nobody awaited that fails (a driver's background error) is a bug to log, not a
+  // reason to drop every request and running export of this process.
+  process.on("unhandledRejection", (err) =>
+    logger.error({ err }, "unhandled promise rejection; exportd keeps running"),
+  );
   const service = await createService({ ...config, role }, logger);
   if (service.app) {
     await service.app.listen({ port: config.port, host: config.host });

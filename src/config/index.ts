@@ -71,6 +71,11 @@ export interface Config {
   logLevel: string;
   /** Redis for state shared by every API process (rate-limit counters); null: kept in process. */
   redisUrl: string | null;
+  /**
+   * /readyz answers 503 when the data folder's disk (SQLite file, local object store) has fewer
+   * free bytes than this.
+   */
+  minFreeBytes: number;
   /** Maintenance forced on by configuration (the CLI can also switch it on at run time). */
   maintenance: { enabled: boolean; retryAfterSeconds: number };
   /** Sources and datasets from the EXPORTD_CONFIG file; without one, only the demo dataset. */
@@ -227,6 +232,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       "info",
     ),
     redisUrl: url(env, "EXPORTD_REDIS_URL", ["redis:", "rediss:"]),
+    minFreeBytes: int(env, "EXPORTD_MIN_FREE_BYTES", 256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
     maintenance: {
       enabled: bool(env, "EXPORTD_MAINTENANCE", false),
       retryAfterSeconds: int(env, "EXPORTD_MAINTENANCE_RETRY_AFTER", 300, 1, 86_400),

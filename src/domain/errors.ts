@@ -179,7 +179,7 @@ export const ERROR_CATALOGUE = {
     status: 503,
     retryable: true,
     on: "authenticated",
-    when: "A dependency (metadata store or object store) is not reachable right now.",
+    when: "A dependency (metadata store, object store) cannot serve right now: the database is down, restarting or failing over, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.",
   },
   too_many_downloads: {
     status: 503,
@@ -244,6 +244,8 @@ export const DETAIL_CODES = {
   out_of_range: "The number lies outside the allowed range (a part index past the last part).",
   missing_scope: "The key lacks the scope named in the message.",
   reused: "The `Idempotency-Key` was already used with another body.",
+  unavailable:
+    "The dependency named in `field` (`database`, `storage`, `disk`, `redis`) cannot serve right now (`/readyz`).",
 } as const satisfies Record<string, string>;
 
 /**

@@ -35,6 +35,7 @@ import { exportRoutes } from "./routes/exports.js";
 import { fileRoutes } from "./routes/files.js";
 import { healthRoutes } from "./routes/health.js";
 import { ErrorEnvelopeSchema, ExportSchema } from "./schemas.js";
+import { redisWithFallback, watchRedis } from "./shared-rate-limits.js";
 
 /** reg-name, IPv4 or [IPv6], then an optional port (RFC 9110 §7.2, RFC 3986 §3.2.2). */
 const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$/;
@@ -176,10 +177,18 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
   );
   // Per key, after authentication (route-level onRequest hooks run after the app's): the plan or
   // the tenant sets the budget. Unauthenticated requests are answered by auth before this runs.
+  const { redis, metrics } = deps;
   await app.register(rateLimit, {
     global: true,
-    // Counters in Redis when configured, so every API process draws on one budget per key.
-    ...(deps.redis ? { redis: deps.redis, nameSpace: "exportd:rate:" } : {}),
+    // Counters in Redis when configured, so every API process draws on one budget per key; while
+    // Redis is away, each process counts on its own rather than failing requests.
+    ...(redis
+      ? {
+          store: redisWithFallback(redis, "exportd:rate:", watchRedis(redis, logger, metrics), () =>
+            metrics.rateLimitFallback(),
+          ),
+        }
+      : {}),
     hook: "onRequest",
     timeWindow: 60_000,
     enableDraftSpec: true,

@@ -1,14 +1,16 @@
 /**
  * Every error leaves through one envelope:
  *   {"error": {"code", "message", "request_id", "details": [{field, code, message}]}}
- * AppErrors carry their code; Fastify's own errors (bad JSON, validation, body too large) are mapped
- * here; anything else is logged and answered as internal_error without its message.
+ * AppErrors carry their code; Fastify's own errors (bad JSON, validation, body too large) and an
+ * unavailable metadata store (503 with Retry-After) are mapped here; anything else is logged and
+ * answered as internal_error without its message.
  */
 import { randomBytes } from "node:crypto";
 import { type ServerResponse, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { AppError, type ErrorCode, type ErrorDetail, invalidRequest } from "../domain/errors.js";
+import { StoreUnavailableError } from "../store/unavailable.js";
 
 export interface ErrorEnvelope {
   error: { code: string; message: string; request_id: string; details: ErrorDetail[] };
@@ -99,8 +101,19 @@ export function clientError(status: number): readonly [ErrorCode, string] {
   return CLIENT_ERRORS[status] ?? (CLIENT_ERRORS[400] as readonly [ErrorCode, string]);
 }
 
+/** Seconds a client is asked to wait while the metadata store is unavailable. */
+const STORE_RETRY_AFTER_SECONDS = 5;
+
 function toAppError(err: FastifyError): AppError {
   if (err instanceof AppError) return err;
+  if (err instanceof StoreUnavailableError) {
+    return new AppError(
+      "service_unavailable",
+      "The database is not reachable right now. Retry after the Retry-After seconds.",
+      [],
+      { "retry-after": String(STORE_RETRY_AFTER_SECONDS) },
+    );
+  }
   if (err.validation) {
     const details = validationDetails(err.validationContext ?? "body", err.validation as AjvError[]);
     return invalidRequest(details);

@@ -341,17 +341,16 @@ export const FileResponses = {
 };
 
 const ReadinessSchema = Type.Object({
-  status: Type.String({ description: "`ready` or `unavailable`." }),
-  checks: Type.Record(Type.String(), Type.String(), {
-    description: "Each dependency (database, storage, redis when configured) → `ok` or `unavailable`.",
+  status: Type.Literal("ready"),
+  checks: Type.Record(Type.String(), Type.Literal("ok"), {
+    description:
+      "Each dependency checked (database, storage, disk when local, redis when configured) → `ok`.",
   }),
 });
 
 export const HealthResponses = { 200: Type.Object({ status: Type.Literal("ok") }) };
-export const ReadinessResponses = {
-  200: ReadinessSchema,
-  503: { ...ReadinessSchema, description: "A dependency does not answer." },
-};
+/** 200 when every dependency can serve; otherwise 503 service_unavailable naming each in `details`. */
+export const ReadinessResponses = { 200: ReadinessSchema };
 export const MetricsResponses = {
   200: {
     description: "Prometheus text exposition format.",

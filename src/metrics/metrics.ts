@@ -45,7 +45,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** `countByStatus` is read on every scrape. */
+  private readonly rateLimitFallbacks = new Counter({
+    name: "exportd_rate_limit_fallbacks_total",
+    help: "Requests whose rate limit was counted in this process because Redis was unavailable.",
+    registers: [this.registry],
+  });
+  /** Only with Redis configured: a constant 0 would page whoever runs without Redis. */
+  private redis: Gauge | null = null;
+
+  /**
+   * `countByStatus` is read on every scrape; while the store is unavailable, the gauges it feeds
+   * are left out of the scrape rather than failing it.
+   */
   constructor(countByStatus: () => Promise<Partial<Record<ExportStatus, number>>>) {
     collectDefaultMetrics({ register: this.registry, prefix: "exportd_" });
     const queueDepth = new Gauge({
@@ -60,7 +71,14 @@ export class Metrics {
       registers: [this.registry],
       // One store query per scrape serves both gauges.
       async collect() {
-        const counts = await countByStatus();
+        let counts: Partial<Record<ExportStatus, number>>;
+        try {
+          counts = await countByStatus();
+        } catch {
+          this.reset();
+          queueDepth.reset();
+          return;
+        }
         for (const status of EXPORT_STATUSES) this.set({ status }, counts[status] ?? 0);
         queueDepth.set(counts.queued ?? 0);
       },
@@ -83,6 +101,20 @@ export class Metrics {
 
   runFinished(outcome: ExportOutcome, seconds: number): void {
     this.runs.observe({ outcome }, seconds);
+  }
+
+  /** Whether the configured Redis is reachable (`exportd_redis_up`, 1 or 0). */
+  redisUp(up: boolean): void {
+    this.redis ??= new Gauge({
+      name: "exportd_redis_up",
+      help: "1 while the configured Redis is reachable, 0 while rate limits fall back to per-process counters.",
+      registers: [this.registry],
+    });
+    this.redis.set(up ? 1 : 0);
+  }
+
+  rateLimitFallback(): void {
+    this.rateLimitFallbacks.inc();
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

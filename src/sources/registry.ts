@@ -43,8 +43,19 @@ interface OpenSource {
 const SOURCES: { [T in SourceConfig["type"]]: (source: Extract<SourceConfig, { type: T }>) => OpenSource } = {
   postgres: (source) => {
     // Connections are opened on first use: a database that is down fails exports (retried), not the start.
-    const pool = new pg.Pool({ connectionString: source.url, max: source.maxConnections });
-    pool.on("error", () => undefined); // an idle connection dropped by the server; the pool replaces it
+    // A connect that cannot succeed fails the read (retried with back-off) instead of hanging it.
+    const pool = new pg.Pool({
+      connectionString: source.url,
+      max: source.maxConnections,
+      connectionTimeoutMillis: 5000,
+      keepAlive: true,
+    });
+    // Connection errors the pool or a client emits on its own (the server restarted, a connection
+    // was terminated) would end the process unheard: the pool replaces idle connections, and a
+    // read on a checked-out one fails through its query. pg-pool only listens on idle clients.
+    const ignore = () => undefined;
+    pool.on("error", ignore);
+    pool.on("connect", (client) => client.on("error", ignore));
     return { dataset: (config) => new PostgresDataset(config, pool), close: () => pool.end() };
   },
   sqlite: (source) => ({

@@ -64,9 +64,14 @@ export interface MetadataStore {
   close(): Promise<void>;
   /**
    * Calls `listener` when any process queues an export, where the store can tell (PostgreSQL's
-   * LISTEN/NOTIFY). Absent: the in-process wake-up and polling are all there is.
+   * LISTEN/NOTIFY). Absent: the in-process wake-up and polling are all there is. A subscription
+   * that loses its connection keeps trying to get it back; `onConnection` hears each loss (with
+   * its error) and each return.
    */
-  subscribeToQueue?(listener: () => void): Promise<void>;
+  subscribeToQueue?(
+    listener: () => void,
+    onConnection?: (connected: boolean, err?: unknown) => void,
+  ): Promise<void>;
 
   ensureTenant(name: string, now: number, plan?: string): Promise<Tenant>;
   findTenantByName(name: string): Promise<Tenant | null>;

@@ -8,6 +8,7 @@ import { IDEMPOTENCY_KEY_TTL_MS } from "../domain/export.js";
 import { purgeExportFiles } from "../purge.js";
 import type { ObjectStore } from "../storage/types.js";
 import type { MetadataStore } from "../store/types.js";
+import { OutageLog } from "./outage.js";
 
 export interface SweeperDeps {
   store: MetadataStore;
@@ -24,9 +25,11 @@ export class RetentionSweeper {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private readonly clock: () => number;
+  private readonly outage: OutageLog;
 
   constructor(private readonly deps: SweeperDeps) {
     this.clock = deps.clock ?? Date.now;
+    this.outage = new OutageLog(deps.logger, "retention sweep");
   }
 
   start(): void {
@@ -44,7 +47,12 @@ export class RetentionSweeper {
   /** One pass; concurrent calls share the pass in progress. */
   sweepOnce(): Promise<void> {
     this.running ??= this.sweep()
-      .catch((err: unknown) => this.deps.logger.error({ err }, "retention sweep failed"))
+      .then(
+        () => this.outage.ok(),
+        (err: unknown) => {
+          if (!this.outage.failed(err)) this.deps.logger.error({ err }, "retention sweep failed");
+        },
+      )
       .finally(() => {
         this.running = null;
       });

@@ -32,7 +32,9 @@ import type { Dataset, TenantRef } from "../sources/types.js";
 import { StorageError, storageOp } from "../storage/errors.js";
 import { Backoff, isPermanentStorageError, STORAGE_BACKOFF } from "../storage/retry.js";
 import type { ObjectStore } from "../storage/types.js";
-import type { ClaimedExport, Lease, MetadataStore } from "../store/types.js";
+import type { ClaimedExport, Lease, LeaseCheck, MetadataStore } from "../store/types.js";
+import { StoreUnavailableError } from "../store/unavailable.js";
+import { OutageLog } from "./outage.js";
 
 export interface WorkerDeps {
   store: MetadataStore;
@@ -56,6 +58,8 @@ class RunAborted extends Error {
 }
 
 const PROGRESS_EVERY_MS = 500;
+/** How often a checkpoint write is tried again while the metadata store is unavailable. */
+const STORE_RETRY_MS = 500;
 
 /**
  * One run of an export, carried across its passes: a pass that the object store breaks off is
@@ -75,6 +79,12 @@ interface RunState {
   storedEstimate: number | null;
   /** Waits between passes; reset by each published part. */
   backoff: Backoff;
+  /**
+   * When the lease was last renewed (epoch ms; shared with the heartbeat): past leaseMs without a renewal another worker may
+   * own the export, so the run stops (an outage of the store longer than the lease costs the part
+   * in progress; the takeover that follows is no failed attempt).
+   */
+  lease: { renewedAt: number };
 }
 
 function processExists(pid: number): boolean {
@@ -95,9 +105,11 @@ export class ExportWorker {
   private loopDone: Promise<void> | null = null;
   private wakeUp: (() => void) | null = null;
   private readonly clock: () => number;
+  private readonly claiming: OutageLog;
 
   constructor(private readonly deps: WorkerDeps) {
     this.clock = deps.clock ?? Date.now;
+    this.claiming = new OutageLog(deps.logger, "claiming");
   }
 
   start(): void {
@@ -109,7 +121,13 @@ export class ExportWorker {
   /** Exports queued by other processes wake this worker at once where the store can tell it. */
   private async listenForWork(): Promise<void> {
     try {
-      await this.deps.store.subscribeToQueue?.(() => this.wake());
+      await this.deps.store.subscribeToQueue?.(
+        () => this.wake(),
+        (connected, err) => {
+          if (connected) this.deps.logger.info("queue notifications restored");
+          else this.deps.logger.warn({ err }, "queue notifications lost; polling until they return");
+        },
+      );
     } catch (err) {
       this.deps.logger.warn({ err }, "no queue notifications; polling only");
     }
@@ -180,8 +198,11 @@ export class ExportWorker {
           claimed = true;
           this.startRun(record);
         }
+        this.claiming.ok();
       } catch (err) {
-        this.deps.logger.error({ err }, "claiming an export failed");
+        // While the store is down, claiming pauses: running exports keep their leases as long as
+        // heartbeats get through, the rest lapse and are claimed again once it is back.
+        if (!this.claiming.failed(err)) this.deps.logger.error({ err }, "claiming an export failed");
       }
       if (this.stopping) break;
       // Sleep until woken (new export, a slot freed) or the poll interval passes.
@@ -202,7 +223,14 @@ export class ExportWorker {
     if (record.takenOver) this.deps.metrics.leaseTakenOver();
     const done = this.run(record, controller)
       .then((outcome) => this.deps.metrics.runFinished(outcome, (this.clock() - started) / 1000))
-      .catch((err: unknown) => this.deps.logger.error({ err, export_id: record.id }, "export run crashed"))
+      .catch((err: unknown) => {
+        if (err instanceof StoreUnavailableError) {
+          this.deps.logger.warn(
+            { err, export_id: record.id },
+            "export run ended while the metadata store was unavailable; it resumes when its lease lapses",
+          );
+        } else this.deps.logger.error({ err, export_id: record.id }, "export run crashed");
+      })
       .finally(() => {
         this.runs.delete(record.id);
         this.wake();
@@ -219,12 +247,21 @@ export class ExportWorker {
       run: record.runs,
     });
     const { signal } = controller;
+    const lease = { renewedAt: this.clock() };
+    const beats = new OutageLog(log, "heartbeat");
     const heartbeat = setInterval(() => {
+      const sent = this.clock();
       store.heartbeat(record.id, this.lease()).then(
         (check) => {
+          beats.ok();
+          lease.renewedAt = Math.max(lease.renewedAt, sent);
           if (check === "lost") controller.abort(new RunAborted("lost"));
         },
-        (err: unknown) => log.warn({ err }, "heartbeat failed"),
+        (err: unknown) => {
+          if (!beats.failed(err)) log.warn({ err }, "heartbeat failed");
+          if (this.clock() - lease.renewedAt > config.worker.leaseMs)
+            controller.abort(new RunAborted("lost"));
+        },
       );
     }, config.worker.heartbeatMs);
 
@@ -255,6 +292,7 @@ export class ExportWorker {
         estimatedRows: record.estimatedRows,
         storedEstimate: record.estimatedRows,
         backoff: new Backoff({ budgetMs: config.worker.storageRetryMs, ...STORAGE_BACKOFF }, this.clock),
+        lease,
       };
       // Estimated once, beside the first run rather than in front of it (an exact count of a large
       // range takes a while); the next progress write carries it. A resumed run keeps the estimate.
@@ -302,9 +340,10 @@ export class ExportWorker {
         if (check === "lost") throw new RunAborted("lost");
       }
       const expiresAt = this.clock() + config.retentionDays * 86_400_000;
-      if ((await store.completeExport(record.id, this.lease(), expiresAt)) === "lost") {
-        throw new RunAborted("lost");
-      }
+      const completed = await this.leaseWrite(state, () =>
+        store.completeExport(record.id, this.lease(), expiresAt),
+      );
+      if (completed === "lost") throw new RunAborted("lost");
       log.info("export succeeded");
       return "succeeded";
     } catch (caught) {
@@ -352,7 +391,10 @@ export class ExportWorker {
       now: this.clock(),
       onPart: async (part, cursor, p) => {
         const progress = toProgress(p);
-        if ((await store.recordPart(record.id, this.lease(), part, cursor, progress)) === "lost") {
+        const check = await this.leaseWrite(state, () =>
+          store.recordPart(record.id, this.lease(), part, cursor, progress),
+        );
+        if (check === "lost") {
           // Nobody else writes this key (it carries our run), so deleting it is safe. Should the
           // store fail now, the new owner's resume or the purge deletes it (no part row names it).
           await storage.delete(part.objectKey).catch((err: unknown) => log.warn({ err }, "late part left"));
@@ -372,16 +414,37 @@ export class ExportWorker {
         if (now - lastProgressAt < PROGRESS_EVERY_MS) return;
         lastProgressAt = now;
         state.progress = toProgress(p);
-        const check = await store.updateProgress(
-          record.id,
-          this.lease(),
-          state.progress,
-          state.estimatedRows,
-        );
+        let check: LeaseCheck;
+        try {
+          check = await store.updateProgress(record.id, this.lease(), state.progress, state.estimatedRows);
+        } catch (err) {
+          // Progress is advisory: the next write carries it, the heartbeat watches the lease.
+          if (err instanceof StoreUnavailableError) return;
+          throw err;
+        }
         if (check === "lost") throw new RunAborted("lost");
         state.storedEstimate = state.estimatedRows;
       },
     });
+  }
+
+  /**
+   * A checkpoint write (part, completion) that waits out a short outage of the metadata store while
+   * the lease may still hold; "lost" once it cannot.
+   */
+  private async leaseWrite(state: RunState, write: () => Promise<LeaseCheck>): Promise<LeaseCheck> {
+    for (;;) {
+      try {
+        const check = await write();
+        if (check === "ok") state.lease.renewedAt = this.clock();
+        return check;
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError)) throw err;
+        if (this.clock() - state.lease.renewedAt > this.deps.config.worker.leaseMs)
+          throw new RunAborted("lost");
+      }
+      await sleep(STORE_RETRY_MS, undefined, { signal: state.signal });
+    }
   }
 
   /** The final error of an export whose worker died `takeovers` times in a row without a part done. */

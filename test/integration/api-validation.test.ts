@@ -284,7 +284,7 @@ describe("service documents", () => {
     assert.equal((await svc.app!.inject({ method: "GET", url: "/healthz" })).statusCode, 200);
     const ready = await svc.app!.inject({ method: "GET", url: "/readyz" });
     assert.equal(ready.statusCode, 200);
-    assert.deepEqual(ready.json().checks, { database: "ok", storage: "ok" });
+    assert.deepEqual(ready.json().checks, { database: "ok", storage: "ok", disk: "ok" });
   });
 
   test("/v1/datasets lists events with its columns, filters and limits", async () => {

@@ -63,12 +63,45 @@ const TENANT_SELECT = `SELECT t.id, t.name, t.created_at, t.plan, t.max_running,
        p.requests_per_minute AS plan_requests_per_minute
   FROM tenants t LEFT JOIN plans p ON p.name = t.plan`;
 
+/**
+ * How long opening a connection may take: while the server is down or unreachable, a request
+ * answers 503 within this instead of hanging (pg waits forever by default).
+ */
+const CONNECT_TIMEOUT_MS = 3000;
+/** LISTEN reconnects after its connection drops: first after this, doubling up to the cap. */
+const RELISTEN_FIRST_MS = 200;
+const RELISTEN_MAX_MS = 2000;
+
+/**
+ * Listeners for errors a pool or client emits on its own (an idle connection terminated, the
+ * server restarting): without one Node ends the process on the `error` event. The pool drops the
+ * broken connection; the next query opens a new one or reports the outage to its caller.
+ */
+function survivePoolErrors(pool: pg.Pool): pg.Pool {
+  const ignore = () => undefined;
+  pool.on("error", ignore);
+  // pg-pool listens on a client only while it is idle: one checked out (inside a transaction, a
+  // COPY) would emit its connection error unheard.
+  pool.on("connect", (client) => client.on("error", ignore));
+  return pool;
+}
+
 export class PostgresStore implements MetadataStore {
   private readonly pool: pg.Pool;
   private listener: pg.Client | null = null;
+  private closed = false;
 
   constructor(readonly url: string) {
-    this.pool = new pg.Pool({ connectionString: url, max: 10, types });
+    this.pool = survivePoolErrors(
+      new pg.Pool({
+        connectionString: url,
+        max: 10,
+        types,
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        // Notice a peer that vanished without closing (a failover, a cut network) on idle sockets.
+        keepAlive: true,
+      }),
+    );
   }
 
   private async rows<T>(sql: string, params: unknown[] = [], on: Queryable = this.pool): Promise<T[]> {
@@ -121,20 +154,74 @@ export class PostgresStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await this.listener?.end().catch(() => undefined);
     this.listener = null;
     await this.pool.end();
   }
 
-  /** Calls `listener` whenever any process queues an export (LISTEN/NOTIFY on a dedicated connection). */
-  async subscribeToQueue(listener: () => void): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url });
-    client.on("notification", () => listener());
-    // A lost connection only loses the fast path: workers still poll.
-    client.on("error", () => undefined);
-    await client.connect();
-    await client.query(`LISTEN ${QUEUE_CHANNEL}`);
-    this.listener = client;
+  /**
+   * Calls `listener` whenever any process queues an export (LISTEN/NOTIFY on a dedicated
+   * connection). When that connection drops, it is opened again with back-off (RELISTEN_FIRST_MS
+   * doubling to RELISTEN_MAX_MS) until the server answers — also when the first attempt fails;
+   * `listener` is then called once, since notifications sent meanwhile are lost. `onConnection`
+   * hears each loss and each return.
+   */
+  async subscribeToQueue(
+    listener: () => void,
+    onConnection: (connected: boolean, err?: unknown) => void = () => undefined,
+  ): Promise<void> {
+    const open = async (): Promise<void> => {
+      const client = new pg.Client({
+        connectionString: this.url,
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        keepAlive: true,
+      });
+      client.on("notification", () => listener());
+      // Only a subscription that was up reconnects; a failed open is the caller's to retry.
+      let live = false;
+      const reconnect = (err?: unknown) => {
+        if (!live || this.closed) return;
+        live = false;
+        if (this.listener === client) this.listener = null;
+        client.end().catch(() => undefined);
+        onConnection(false, err);
+        void retry(RELISTEN_FIRST_MS);
+      };
+      client.on("error", reconnect);
+      client.on("end", () => reconnect());
+      try {
+        await client.connect();
+        await client.query(`LISTEN ${QUEUE_CHANNEL}`);
+      } catch (err) {
+        client.end().catch(() => undefined);
+        throw err;
+      }
+      if (this.closed) {
+        await client.end().catch(() => undefined);
+        return;
+      }
+      live = true;
+      this.listener = client;
+    };
+    const retry = async (delayMs: number): Promise<void> => {
+      await new Promise((resolve) => setTimeout(resolve, delayMs).unref());
+      if (this.closed) return;
+      try {
+        await open();
+        onConnection(true);
+        listener();
+      } catch {
+        await retry(Math.min(delayMs * 2, RELISTEN_MAX_MS));
+      }
+    };
+    try {
+      await open();
+    } catch (err) {
+      // The database went away between the start's migrations and here: keep trying.
+      onConnection(false, err);
+      void retry(RELISTEN_FIRST_MS);
+    }
   }
 
   // Tenants, plans, settings
