@@ -15,6 +15,7 @@ import { parse } from "csv-parse/sync";
 import fc from "fast-check";
 import pg from "pg";
 import { stringify } from "yaml";
+import { timeZoneNames } from "../../src/domain/time.js";
 import { intlOffsetSeconds, parseTimestamp } from "../helpers/iso-time.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
 import { startTestService, type TestService, tempDir, waitFor } from "../helpers/service.js";
@@ -123,9 +124,9 @@ const INTERESTING_ZONES = [
 ];
 const zone = fc.oneof(
   fc.constantFrom(...INTERESTING_ZONES),
-  fc.constantFrom(
-    ...Intl.supportedValuesOf("timeZone").filter((z) => !z.startsWith("Etc/") && z.includes("/")),
-  ),
+  // Any zone the API accepts (Node 20's ICU still lists a few old spellings, such as Atlantic/Faeroe,
+  // that the API refuses as links).
+  fc.constantFrom(...[...timeZoneNames().values()].filter((z) => !z.startsWith("Etc/") && z.includes("/"))),
 );
 
 function pgStamp(s: Stamp): string | null {
