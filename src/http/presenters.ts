@@ -1,6 +1,12 @@
 /** Responses are built here, one function per resource — never from a raw store record. */
 import type { DatasetDescriptor } from "../domain/dataset.js";
-import { type ExportRecord, isCancellable } from "../domain/export.js";
+import {
+  type ExportRecord,
+  isCancellable,
+  isDownloadable,
+  listsParts,
+  showsError,
+} from "../domain/export.js";
 import { partDownloadName } from "../domain/naming.js";
 import type { PartLinks } from "./part-links.js";
 
@@ -16,10 +22,8 @@ export async function presentExport(
   links: PartLinks | null,
   queuePosition: number | null,
 ) {
-  // Failed and canceled exports have no files; the others list what is published (with links once
-  // succeeded), including a queued export resuming after an interrupted run.
-  const showParts = record.status !== "failed" && record.status !== "canceled";
-  const signed = record.status === "succeeded" && links !== null;
+  const showParts = listsParts(record.status);
+  const signed = isDownloadable(record.status) && links !== null;
   const { request } = record;
   return {
     id: record.id,
@@ -57,7 +61,7 @@ export async function presentExport(
     },
     attempts: record.attempts,
     queue_position: queuePosition,
-    error: record.error && record.status === "failed" ? record.error : null,
+    error: record.error && showsError(record.status) ? record.error : null,
     parts: showParts
       ? await Promise.all(
           record.parts.map(async (part) => {

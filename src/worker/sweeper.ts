@@ -1,5 +1,5 @@
 /**
- * Retention: deletes the files of succeeded exports past their expiry (they become `expired`) and of
+ * Retention: deletes the files of succeeded exports past their expiry (they expire) and of
  * failed or canceled ones, then forgets exports entirely once their metadata is older than the
  * forget horizon (180 days by default), and drops idempotency keys older than 24 hours.
  */

@@ -21,10 +21,12 @@ import {
   type ExportPart,
   type ExportProgress,
   type ExportRecord,
+  isCanceled,
+  RunOutcome,
   retryDelayMs,
 } from "../domain/export.js";
 import { exportPrefix } from "../domain/naming.js";
-import type { ExportOutcome, Metrics } from "../metrics/metrics.js";
+import type { Metrics } from "../metrics/metrics.js";
 import { ExportFailure, type PipelineProgress, runExport } from "../pipeline/run-export.js";
 import { purgeExportFiles } from "../purge.js";
 import type { DatasetRegistry } from "../sources/registry.js";
@@ -238,7 +240,7 @@ export class ExportWorker {
     this.runs.set(record.id, { controller, done });
   }
 
-  private async run(record: ExportRecord, controller: AbortController): Promise<ExportOutcome> {
+  private async run(record: ExportRecord, controller: AbortController): Promise<RunOutcome> {
     const { store, datasets, config } = this.deps;
     const log = this.deps.logger.child({
       export_id: record.id,
@@ -268,11 +270,11 @@ export class ExportWorker {
     try {
       if (record.takeovers > config.worker.maxTakeovers) {
         await this.fail(record, this.crashedError(record.takeovers), log);
-        return "failed";
+        return RunOutcome.failed;
       }
       if (record.attempts > config.worker.maxAttempts) {
         await this.fail(record, record.error ?? this.systemError("internal_error"), log);
-        return "failed";
+        return RunOutcome.failed;
       }
       const dataset = datasets.get(record.dataset);
       if (!dataset) throw new Error(`dataset ${record.dataset} is not configured on this worker`);
@@ -345,7 +347,7 @@ export class ExportWorker {
       );
       if (completed === "lost") throw new RunAborted("lost");
       log.info("export succeeded");
-      return "succeeded";
+      return RunOutcome.succeeded;
     } catch (caught) {
       const err = signal.aborted && !(caught instanceof ExportFailure) ? signal.reason : caught;
       return await this.handleFailure(record, err, log);
@@ -468,37 +470,37 @@ export class ExportWorker {
     };
   }
 
-  private async handleFailure(record: ExportRecord, err: unknown, log: Logger): Promise<ExportOutcome> {
+  private async handleFailure(record: ExportRecord, err: unknown, log: Logger): Promise<RunOutcome> {
     const { store, config } = this.deps;
     if (err instanceof RunAborted && err.reason === "shutdown") {
       await store.requeueExport(record.id, this.lease(), this.clock(), null);
       log.info("export handed back to the queue (shutdown)");
-      return "requeued";
+      return RunOutcome.requeued;
     }
     if (err instanceof RunAborted) {
       // Canceled, or another worker took the lease over. Only a cancel means the files must go.
       const current = await store.getExport(record.tenantId, record.id);
-      if (current?.status === "canceled") {
+      if (current && isCanceled(current.status)) {
         await this.purge(record, log);
         log.info("export canceled");
-        return "canceled";
+        return RunOutcome.canceled;
       }
       log.warn("lease lost; another worker continues this export");
-      return "lost";
+      return RunOutcome.lost;
     }
     if (err instanceof ExportFailure) {
       await this.fail(record, { code: err.code, message: err.message, retryable: false }, log);
-      return "failed";
+      return RunOutcome.failed;
     }
     const error = this.systemError(err instanceof StorageError ? "storage_error" : "internal_error");
     log.error({ err }, "export attempt failed");
     if (record.attempts < config.worker.maxAttempts) {
       const runAfter = this.clock() + retryDelayMs(record.attempts, config.worker.retryBaseMs);
       await store.requeueExport(record.id, this.lease(), runAfter, error);
-      return "requeued";
+      return RunOutcome.requeued;
     }
     await this.fail(record, error, log);
-    return "failed";
+    return RunOutcome.failed;
   }
 
   private async fail(record: ExportRecord, error: ExportError, log: Logger): Promise<void> {

@@ -6,7 +6,13 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 import { canonicalJson } from "../../domain/canonical-json.js";
 import { normalizeCreateRequest } from "../../domain/dataset.js";
 import { AppError, invalidRequest } from "../../domain/errors.js";
-import { downloadRefusal, type ExportRecord, isFinal, newExport } from "../../domain/export.js";
+import {
+  downloadRefusal,
+  type ExportRecord,
+  hasQueuePlace,
+  isFinal,
+  newExport,
+} from "../../domain/export.js";
 import { isUuid, newId } from "../../domain/ids.js";
 import { partDownloadName } from "../../domain/naming.js";
 import { purgeExportFiles } from "../../purge.js";
@@ -74,7 +80,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
   };
   /** Only a queued export has a place in the queue; asking for the others costs a query for nothing. */
   const queuePosition = (record: ExportRecord): Promise<number | null> | null =>
-    record.status === "queued" ? store.queuePosition(record.tenantId, record.id) : null;
+    hasQueuePlace(record.status) ? store.queuePosition(record.tenantId, record.id) : null;
 
   api.post(
     "/v1/exports",
