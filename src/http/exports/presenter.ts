@@ -1,14 +1,14 @@
-/** Responses are built here, one function per resource — never from a raw store record. */
-import type { DatasetDescriptor } from "../domain/dataset.js";
+/** The export resource as the API answers it — never a raw store record. */
+import type { DatasetDescriptor } from "../../domain/dataset.js";
 import {
   type ExportRecord,
   isCancellable,
   isDownloadable,
   listsParts,
   showsError,
-} from "../domain/export.js";
-import { partDownloadName } from "../domain/naming.js";
-import type { PartLinks } from "./part-links.js";
+} from "../../domain/export.js";
+import { partDownloadName } from "../../domain/naming.js";
+import type { PartLinks } from "../part-links.js";
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
@@ -79,22 +79,6 @@ export async function presentExport(
           }),
         )
       : [],
-  };
-}
-
-export function presentDataset(d: DatasetDescriptor) {
-  return {
-    name: d.name,
-    description: d.description,
-    columns: d.columns.map((c) => ({ name: c.name, type: c.type, description: c.description ?? "" })),
-    filters: d.filters.map((f) => ({ name: f.name, type: f.type, description: f.description ?? "" })),
-    formats: d.formats,
-    limits: {
-      max_range_days: d.limits.maxRangeDays,
-      max_rows: d.limits.maxRows,
-      max_bytes: d.limits.maxBytes,
-    },
-    plans: d.plans,
   };
 }
 

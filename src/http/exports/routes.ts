@@ -1,25 +1,22 @@
-/** /v1/exports: create, list, status, cancel and download. Every query is scoped to the caller's tenant. */
+/**
+ * /v1/exports: create, list, status, cancel and download. Each route validates, calls its use case
+ * (usecases/) and presents the result (presenter.ts); every query is scoped to the caller's tenant.
+ */
 
-import { createHash } from "node:crypto";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyReply } from "fastify";
-import { canonicalJson } from "../../domain/canonical-json.js";
-import { normalizeCreateRequest } from "../../domain/dataset.js";
-import { AppError, invalidRequest } from "../../domain/errors.js";
-import {
-  downloadRefusal,
-  type ExportRecord,
-  hasQueuePlace,
-  isFinal,
-  newExport,
-} from "../../domain/export.js";
-import { isUuid, newId } from "../../domain/ids.js";
+import { invalidRequest } from "../../domain/errors.js";
+import { downloadRefusal, type ExportRecord, isFinal } from "../../domain/export.js";
+import { isUuid } from "../../domain/ids.js";
 import { partDownloadName } from "../../domain/naming.js";
-import { purgeExportFiles } from "../../purge.js";
+import type { ExportsPort } from "../../store/types.js";
+import { cancelExport } from "../../usecases/cancel-export.js";
+import { createExport } from "../../usecases/create-export.js";
+import { ExportReader } from "../../usecases/read-exports.js";
 import { type AuthContext, callerOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 import { PartLinks } from "../part-links.js";
-import { presentDryRun, presentExport } from "../presenters.js";
+import { presentDryRun, presentExport } from "./presenter.js";
 import {
   CancelResponse,
   CreateExportBody,
@@ -31,12 +28,11 @@ import {
   ExportListSchema,
   ListExportsQuery,
   StatusResponse,
-} from "../schemas.js";
-import { TtlCache } from "../ttl-cache.js";
+} from "./schemas.js";
 
 const TAGS = ["exports"];
-const FINAL_EXPORT_CACHE_MS = 1_000;
 
+/** A page cursor is the last export id of the page, opaque to the client. */
 function encodeCursor(id: string): string {
   return Buffer.from(id).toString("base64url");
 }
@@ -48,14 +44,17 @@ function decodeCursor(cursor: string): string {
   return id;
 }
 
-export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
-  const { store, datasets, config, clock } = deps;
-  const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const links = new PartLinks(deps.storage, config.linkTtlSeconds, clock);
+/** What the export routes use: the ExportsPort, no other part of the store. */
+export type ExportRouteDeps = Pick<
+  HttpDeps,
+  "storage" | "datasets" | "config" | "clock" | "onExportQueued"
+> & { exports: ExportsPort };
 
-  // A final export changes only when the sweeper expires it, so it is read again at most once a
-  // second; queued and running ones are read every time, so progress is never stale.
-  const finalExports = new TtlCache<ExportRecord>(FINAL_EXPORT_CACHE_MS);
+export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void {
+  const { exports, storage, datasets, config, clock } = deps;
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  const links = new PartLinks(storage, config.linkTtlSeconds, clock);
+  const reader = new ExportReader(exports, clock);
   /**
    * Serialized status documents of the cached final records, by record object: one map for keys that
    * may download (signed links included), one for the others, so a link never reaches a key without
@@ -68,20 +67,6 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
   /** Signed links only for keys that may download; the others see the parts without them. */
   const linksFor = (caller: AuthContext): PartLinks | null =>
     caller.scopes.includes("exports:download") ? links : null;
-  const findExport = async (tenantId: string, id: string): Promise<ExportRecord> => {
-    const cacheKey = `${tenantId}/${id}`;
-    const now = clock();
-    const cached = finalExports.get(cacheKey, now);
-    if (cached) return cached;
-    const record = isUuid(id) ? await store.getExport(tenantId, id) : null;
-    if (!record) throw new AppError("not_found", "No export with this id.");
-    if (isFinal(record.status)) finalExports.set(cacheKey, record, now);
-    return record;
-  };
-  /** Only a queued export has a place in the queue; asking for the others costs a query for nothing. */
-  const queuePosition = (record: ExportRecord): Promise<number | null> | null =>
-    hasQueuePlace(record.status) ? store.queuePosition(record.tenantId, record.id) : null;
-
   api.post(
     "/v1/exports",
     {
@@ -100,67 +85,24 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
     },
     async (request, reply) => {
-      const caller = callerOf(request);
-      const now = clock();
-      const exportRequest = normalizeCreateRequest(request.body, datasets.descriptors, now, caller.plan);
-      const dataset = datasets.get(exportRequest.dataset);
-      if (!dataset) throw new Error("a validated dataset vanished");
-      // Authentication already read the tenant; no second lookup on every create.
-      const tenant = { id: caller.tenantId, name: caller.tenantName };
-      // A source that is down does not stop an export from being queued (the worker retries), but a dry
-      // run has nothing to answer without it.
-      const estimatedRows = await dataset.estimateRows(tenant, exportRequest, now).catch((err: unknown) => {
-        request.log.warn({ err, dataset: dataset.descriptor.name }, "estimating rows failed");
-        if (request.body.dry_run) {
-          throw new AppError("service_unavailable", "The dataset's database cannot be reached right now.");
-        }
-        return null;
-      });
-      if (request.body.dry_run) return reply.code(200).send(presentDryRun(dataset.descriptor, estimatedRows));
-      const record = newExport({
-        id: newId(),
-        tenantId: caller.tenantId,
-        request: exportRequest,
-        now,
-        estimatedRows,
-      });
-      const idempotencyKey = request.headers["idempotency-key"];
-      const outcome = await store.createExport(record, {
-        maxQueued: caller.limits.maxQueued,
-        // The body as validated (defaults filled in), canonical: key order and spacing do not matter.
-        idempotency: idempotencyKey
-          ? {
-              key: idempotencyKey,
-              requestHash: createHash("sha256").update(canonicalJson(request.body)).digest("hex"),
-            }
-          : null,
-      });
-      switch (outcome.kind) {
-        case "idempotency_conflict":
-          throw new AppError(
-            "idempotency_conflict",
-            "This Idempotency-Key was used with a different request body in the last 24 hours.",
-            [{ field: "idempotency-key", code: "reused", message: "Use a new key for a new request." }],
-          );
-        case "queue_full":
-          throw new AppError(
-            "too_many_exports",
-            `${outcome.queued} exports are already waiting; the limit is ${caller.limits.maxQueued}.`,
-            [],
-            { "retry-after": "30" },
-          );
-        case "replayed":
-          reply.header("idempotent-replayed", "true");
-          break;
-        case "created":
-          request.log.info({ export_id: record.id, dataset: record.dataset }, "export queued");
-          deps.onExportQueued();
-      }
-      const created = outcome.record;
+      const result = await createExport(
+        { exports, datasets, onExportQueued: deps.onExportQueued },
+        {
+          creator: callerOf(request),
+          body: request.body,
+          idempotencyKey: request.headers["idempotency-key"],
+          now: clock(),
+          log: request.log,
+        },
+      );
+      if (result.kind === "dry_run")
+        return reply.code(200).send(presentDryRun(result.dataset, result.estimatedRows));
+      if (result.kind === "replayed") reply.header("idempotent-replayed", "true");
+      const { record } = result;
       return reply
         .code(202)
-        .header("location", `/v1/exports/${created.id}`)
-        .send(await presentExport(created, null, await queuePosition(created)));
+        .header("location", `/v1/exports/${record.id}`)
+        .send(await presentExport(record, null, await reader.queuePosition(record)));
     },
   );
 
@@ -179,7 +121,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
     async (request) => {
       const caller = callerOf(request);
       const limit = request.query.limit ?? 20;
-      const rows = await store.listExports(caller.tenantId, {
+      const rows = await reader.list(caller.tenantId, {
         status: request.query.status,
         dataset: request.query.dataset,
         before: request.query.cursor ? decodeCursor(request.query.cursor) : undefined,
@@ -189,7 +131,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       const last = page[page.length - 1];
       return {
         data: await Promise.all(
-          page.map(async (r) => presentExport(r, linksFor(caller), await queuePosition(r))),
+          page.map(async (r) => presentExport(r, linksFor(caller), await reader.queuePosition(r))),
         ),
         next_cursor: rows.length > limit && last ? encodeCursor(last.id) : null,
       };
@@ -210,11 +152,11 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
     },
     async (request, reply) => {
       const caller = callerOf(request);
-      const record = await findExport(caller.tenantId, request.params.id);
+      const record = await reader.find(caller.tenantId, request.params.id);
       const callerLinks = linksFor(caller);
       reply.header("cache-control", "no-store");
       if (!isFinal(record.status))
-        return reply.send(await presentExport(record, callerLinks, await queuePosition(record)));
+        return reply.send(await presentExport(record, callerLinks, await reader.queuePosition(record)));
       // A final export's document (links included) is the same for every request within a second:
       // serialize it once per cached record, second and whether it carries links.
       const second = Math.floor(clock() / 1000);
@@ -244,37 +186,13 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
     },
     async (request) => {
-      const caller = callerOf(request);
-      const result = isUuid(request.params.id)
-        ? await store.cancelExport(caller.tenantId, request.params.id, clock())
-        : null;
-      if (!result) throw new AppError("not_found", "No export with this id.");
-      if (!result.canceled) {
-        throw new AppError(
-          "not_cancellable",
-          `The export is ${result.record.status} and can no longer be canceled.`,
-          [
-            {
-              field: "status",
-              code: result.record.status,
-              message: `Current status: ${result.record.status}.`,
-            },
-          ],
-        );
-      }
-      request.log.info({ export_id: result.record.id }, "export canceled");
-      // Delete what is published now: a queued export (parts of an interrupted run) has no worker to
-      // do it; for a running one, its worker also drops the part it was writing.
-      // When the object store fails now, the cancel still stands: the retention sweeper deletes them.
-      if (result.record.parts.length > 0) {
-        await purgeExportFiles(store, deps.storage, result.record, clock()).catch((err: unknown) =>
-          request.log.warn(
-            { err, export_id: result.record.id },
-            "deleting the files failed; the sweeper retries",
-          ),
-        );
-      }
-      return presentExport(result.record, null, null);
+      const record = await cancelExport(
+        { exports, storage, clock },
+        callerOf(request).tenantId,
+        request.params.id,
+        request.log,
+      );
+      return presentExport(record, null, null);
     },
   );
 
@@ -293,7 +211,7 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
       },
     },
     async (request, reply) => {
-      const record = await findExport(callerOf(request).tenantId, request.params.id);
+      const record = await reader.find(callerOf(request).tenantId, request.params.id);
       const refusal = downloadRefusal(record);
       if (refusal) throw refusal;
       const { part: index, redirect } = request.query;

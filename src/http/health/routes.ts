@@ -7,7 +7,7 @@ import type { FastifyInstance } from "fastify";
 import { AppError, type ErrorDetail } from "../../domain/errors.js";
 import type { HttpDeps } from "../deps.js";
 import { sendError } from "../errors.js";
-import { HealthResponses, MetricsResponses, ReadinessResponses } from "../schemas.js";
+import { HealthResponses, MetricsResponses, ReadinessResponses } from "./schemas.js";
 
 /**
  * Load balancers poll /readyz: each check gets this long, and they run side by side, so a hung

@@ -3,8 +3,8 @@ import type { FastifyInstance } from "fastify";
 import { planAllows } from "../../domain/tenant.js";
 import { callerOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
-import { presentDataset } from "../presenters.js";
-import { DatasetListSchema } from "../schemas.js";
+import { presentDataset } from "./presenter.js";
+import { DatasetListSchema } from "./schemas.js";
 
 export function datasetRoutes(app: FastifyInstance, deps: HttpDeps): void {
   app.get(
