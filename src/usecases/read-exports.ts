@@ -2,8 +2,14 @@
  * Reading a tenant's exports for the API: one export (final ones cached for a second), a page of
  * them, and a queued export's place in the queue.
  */
-import { AppError } from "../domain/errors.js";
-import { type ExportRecord, hasQueuePlace, isFinal } from "../domain/export.js";
+import { AppError, invalidRequest } from "../domain/errors.js";
+import {
+  downloadRefusal,
+  type ExportPart,
+  type ExportRecord,
+  hasQueuePlace,
+  isFinal,
+} from "../domain/export.js";
 import { isUuid } from "../domain/ids.js";
 import type { ExportsPort, ListExportsQuery } from "../store/types.js";
 import { TtlCache } from "./ttl-cache.js";
@@ -33,6 +39,41 @@ export class ExportReader {
     if (!record) throw new AppError("not_found", "No export with this id.");
     if (isFinal(record.status)) this.finalExports.set(cacheKey, record, now);
     return record;
+  }
+
+  /**
+   * The part of the tenant's export to download: `index`, which may be left out only when the export
+   * has one part. Throws AppError `not_found`, `export_not_ready`, `export_expired` (downloadRefusal)
+   * or `invalid_request` (part required or out of range).
+   */
+  async partToDownload(
+    tenantId: string,
+    id: string,
+    index: number | undefined,
+  ): Promise<{ record: ExportRecord; part: ExportPart }> {
+    const record = await this.find(tenantId, id);
+    const refusal = downloadRefusal(record);
+    if (refusal) throw refusal;
+    if (index === undefined && record.parts.length > 1) {
+      throw invalidRequest([
+        {
+          field: "part",
+          code: "required",
+          message: `The export has ${record.parts.length} parts; choose one.`,
+        },
+      ]);
+    }
+    const part = record.parts[index ?? 0];
+    if (!part) {
+      throw invalidRequest([
+        {
+          field: "part",
+          code: "out_of_range",
+          message: `Parts are numbered 0 to ${record.parts.length - 1}.`,
+        },
+      ]);
+    }
+    return { record, part };
   }
 
   /** Newest first; `query.before` is an export id (the last of the previous page). */

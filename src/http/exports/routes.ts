@@ -6,7 +6,7 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { invalidRequest } from "../../domain/errors.js";
-import { downloadRefusal, type ExportRecord, isFinal } from "../../domain/export.js";
+import { type ExportRecord, isFinal } from "../../domain/export.js";
 import { isUuid } from "../../domain/ids.js";
 import { partDownloadName } from "../../domain/naming.js";
 import type { ExportsPort } from "../../store/types.js";
@@ -211,29 +211,12 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
       },
     },
     async (request, reply) => {
-      const record = await reader.find(callerOf(request).tenantId, request.params.id);
-      const refusal = downloadRefusal(record);
-      if (refusal) throw refusal;
       const { part: index, redirect } = request.query;
-      if (index === undefined && record.parts.length > 1) {
-        throw invalidRequest([
-          {
-            field: "part",
-            code: "required",
-            message: `The export has ${record.parts.length} parts; choose one.`,
-          },
-        ]);
-      }
-      const part = record.parts[index ?? 0];
-      if (!part) {
-        throw invalidRequest([
-          {
-            field: "part",
-            code: "out_of_range",
-            message: `Parts are numbered 0 to ${record.parts.length - 1}.`,
-          },
-        ]);
-      }
+      const { record, part } = await reader.partToDownload(
+        callerOf(request).tenantId,
+        request.params.id,
+        index,
+      );
       const filename = partDownloadName(record.request, part.index);
       const link = await links.sign(part.objectKey, filename);
       reply.header("cache-control", "no-store");
