@@ -17,13 +17,18 @@ import { StoreUnavailableError } from "../store/unavailable.js";
 import { ExportJob, RunAborted, type RunLease } from "../usecases/run-export-job.js";
 import { OutageLog } from "./outage.js";
 
+/**
+ * What the runner is built from: the JobQueuePort it claims and heartbeats through, and what the
+ * export job it runs needs (object store, datasets, config).
+ */
 export interface WorkerDeps {
   store: JobQueuePort;
   storage: ObjectStore;
   datasets: DatasetRegistry;
   config: Pick<Config, "worker" | "gzipLevel" | "retentionDays">;
   logger: Logger;
-  metrics: Metrics;
+  /** The runner counts takeovers and run outcomes; the export job counts parts and storage retries. */
+  metrics: Pick<Metrics, "leaseTakenOver" | "runFinished" | "partPublished" | "storageRetried">;
   clock?: () => number;
 }
 
