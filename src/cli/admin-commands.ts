@@ -3,11 +3,11 @@
  * (not through the HTTP API) and work while the server runs.
  */
 import { parseArgs } from "node:util";
-import { issueApiKey, rotateApiKey } from "../admin.js";
 import { isScope, SCOPES, type Scope } from "../domain/scopes.js";
 import type { Tenant, TenantLimits } from "../domain/tenant.js";
-import { MAINTENANCE_SETTING, parseMaintenance } from "../http/maintenance.js";
-import type { MetadataStore } from "../store/types.js";
+import type { TenancyPort } from "../store/types.js";
+import { issueApiKey, listApiKeys, revokeApiKey, rotateApiKey } from "../usecases/api-keys.js";
+import { readMaintenance, storeMaintenance } from "../usecases/maintenance.js";
 
 export class UsageError extends Error {}
 
@@ -65,13 +65,13 @@ function describeTenant(t: Tenant): string {
   );
 }
 
-async function requirePlan(store: MetadataStore, plan: string | undefined): Promise<void> {
+async function requirePlan(store: TenancyPort, plan: string | undefined): Promise<void> {
   if (plan !== undefined && !(await store.getPlan(plan))) {
     throw new UsageError(`No plan "${plan}". Create it with: exportd plans set ${plan} --max-running N …`);
   }
 }
 
-export async function keysCommand(store: MetadataStore, args: string[], now: number): Promise<void> {
+export async function keysCommand(store: TenancyPort, args: string[], now: number): Promise<void> {
   const [action, ...rest] = args;
   const { values, positionals } = parseArgs({
     args: rest,
@@ -92,9 +92,9 @@ export async function keysCommand(store: MetadataStore, args: string[], now: num
     }
     case "list": {
       if (!values.tenant) throw new UsageError("keys list needs --tenant NAME.");
-      const tenant = await store.findTenantByName(values.tenant);
-      if (!tenant) throw new UsageError(`No tenant "${values.tenant}".`);
-      for (const k of await store.listApiKeys(tenant.id)) {
+      const keys = await listApiKeys(store, values.tenant);
+      if (!keys) throw new UsageError(`No tenant "${values.tenant}".`);
+      for (const k of keys) {
         out(
           `${k.prefix}  …${k.last4}  ${k.scopes.join(",")}  created ${iso(k.createdAt)}  ` +
             `last used ${iso(k.lastUsedAt)}  revoked ${iso(k.revokedAt)}`,
@@ -105,7 +105,7 @@ export async function keysCommand(store: MetadataStore, args: string[], now: num
     case "revoke": {
       const prefix = positionals[0];
       if (!prefix) throw new UsageError("keys revoke needs the key's PREFIX.");
-      if (!(await store.revokeApiKey(prefix, now)))
+      if (!(await revokeApiKey(store, prefix, now)))
         throw new UsageError(`No active key with prefix ${prefix}.`);
       out(`Revoked ${prefix}.`);
       return;
@@ -124,7 +124,7 @@ export async function keysCommand(store: MetadataStore, args: string[], now: num
   }
 }
 
-export async function tenantsCommand(store: MetadataStore, args: string[], now: number): Promise<void> {
+export async function tenantsCommand(store: TenancyPort, args: string[], now: number): Promise<void> {
   const [action, ...rest] = args;
   const { values, positionals } = parseArgs({
     args: rest,
@@ -154,7 +154,7 @@ export async function tenantsCommand(store: MetadataStore, args: string[], now: 
   }
 }
 
-export async function plansCommand(store: MetadataStore, args: string[], now: number): Promise<void> {
+export async function plansCommand(store: TenancyPort, args: string[], now: number): Promise<void> {
   const [action, ...rest] = args;
   const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: LIMIT_OPTIONS });
   const describe = (p: { name: string; limits: TenantLimits }) =>
@@ -186,7 +186,7 @@ export async function plansCommand(store: MetadataStore, args: string[], now: nu
   }
 }
 
-export async function maintenanceCommand(store: MetadataStore, args: string[]): Promise<void> {
+export async function maintenanceCommand(store: TenancyPort, args: string[]): Promise<void> {
   const [action, ...rest] = args;
   const { values } = parseArgs({
     args: rest,
@@ -196,18 +196,18 @@ export async function maintenanceCommand(store: MetadataStore, args: string[]): 
     case "on": {
       const retryAfterSeconds = limitValue("retry-after", values["retry-after"] ?? "300", false) as number;
       const state = { enabled: true, retryAfterSeconds, message: values.message ?? "" };
-      await store.setSetting(MAINTENANCE_SETTING, JSON.stringify(state));
+      await storeMaintenance(store, state);
       out(
         `Maintenance on: writes answer 503 (Retry-After ${retryAfterSeconds}) within 2 seconds on every process.`,
       );
       return;
     }
     case "off":
-      await store.setSetting(MAINTENANCE_SETTING, null);
+      await storeMaintenance(store, null);
       out("Maintenance off.");
       return;
     case "status": {
-      const state = parseMaintenance(await store.getSetting(MAINTENANCE_SETTING));
+      const state = await readMaintenance(store);
       out(state.enabled ? `on (Retry-After ${state.retryAfterSeconds}) ${state.message}`.trim() : "off");
       return;
     }

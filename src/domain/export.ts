@@ -10,6 +10,18 @@ import { AppError, type ErrorCode } from "./errors.js";
 
 export const EXPORT_STATUSES = ["queued", "running", "succeeded", "failed", "canceled", "expired"] as const;
 export type ExportStatus = (typeof EXPORT_STATUSES)[number];
+/**
+ * The statuses by name, for the status changes a use case decides (each checked with
+ * `assertTransition`): code outside this module never spells a status.
+ */
+export const STATUS = {
+  queued: "queued",
+  running: "running",
+  succeeded: "succeeded",
+  failed: "failed",
+  canceled: "canceled",
+  expired: "expired",
+} as const satisfies { [S in ExportStatus]: S };
 
 const TRANSITIONS: Record<ExportStatus, readonly ExportStatus[]> = {
   queued: ["running", "canceled", "failed"],
@@ -48,9 +60,64 @@ export function isFinal(status: ExportStatus): boolean {
   return status !== "queued" && status !== "running";
 }
 
+/** Whether a cancel may still stop it (queued or running). */
 export function isCancellable(status: ExportStatus): boolean {
   return canTransition(status, "canceled");
 }
+
+/** Whether it was canceled: a run that lost its lease to a cancel deletes its files. */
+export function isCanceled(status: ExportStatus): boolean {
+  return status === "canceled";
+}
+
+/** Only a queued export has a place in its tenant's queue. */
+export function hasQueuePlace(status: ExportStatus): boolean {
+  return status === "queued";
+}
+
+/** Whether its files may be downloaded: succeeded, and not yet expired. */
+export function isDownloadable(status: ExportStatus): boolean {
+  return status === "succeeded";
+}
+
+/**
+ * Whether its published parts are listed: failed and canceled exports lose their files (and their
+ * part rows once purged); the others list what is published, including a queued export resuming
+ * after an interrupted run and an expired one (as metadata).
+ */
+export function listsParts(status: ExportStatus): boolean {
+  return status !== "failed" && status !== "canceled";
+}
+
+/** Whether the export's error is shown: only a failed export ended on one (a requeued one may carry the last). */
+export function showsError(status: ExportStatus): boolean {
+  return status === "failed";
+}
+
+/**
+ * Whether its files may be deleted now: a failed or canceled export (nothing will use them), or a
+ * succeeded one, which then expires. A queued or running export's parts are never deleted while it
+ * can still succeed, except through a cancel (which makes it canceled first).
+ */
+export function canBePurged(status: ExportStatus): boolean {
+  return status === "failed" || status === "canceled" || canTransition(status, "expired");
+}
+
+/**
+ * How one run of an export ended (the `outcome` label of exportd_export_run_seconds): the final
+ * status the run left the export in, or `requeued` (back in the queue: retryable failure or
+ * shutdown) or `lost` (another worker owns it now). Not export statuses: a run outcome.
+ */
+export const RUN_OUTCOMES = ["succeeded", "failed", "canceled", "requeued", "lost"] as const;
+export type RunOutcome = (typeof RUN_OUTCOMES)[number];
+/** The run outcomes by name, so callers never spell one. */
+export const RunOutcome = {
+  succeeded: "succeeded",
+  failed: "failed",
+  canceled: "canceled",
+  requeued: "requeued",
+  lost: "lost",
+} as const satisfies Record<RunOutcome, RunOutcome>;
 
 /**
  * Why the files of an export cannot be downloaded, or null when they can (succeeded). The download
@@ -58,7 +125,7 @@ export function isCancellable(status: ExportStatus): boolean {
  */
 export function downloadRefusal(record: { status: ExportStatus }): AppError | null {
   const { status } = record;
-  if (status === "succeeded") return null;
+  if (isDownloadable(status)) return null;
   if (status === "expired") {
     return new AppError("export_expired", "The export's files were deleted by the retention policy.");
   }

@@ -43,3 +43,17 @@ export function partDownloadName(request: ExportRequest, index: number): string 
   const to = localDate(request.to, request.timezone);
   return `${request.dataset}_${from}_${to}.part-${partNumber(index)}.${partFileSuffix(request)}`;
 }
+
+/** Marks an upload in progress in the local object store: no key may contain it. */
+export const UPLOAD_MARK = ".upload-";
+/** Keys are relative paths of plain segments: no empty, dot-leading or escaping segment can reach a disk. */
+const SAFE_KEY = /^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*\/)*[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+
+/**
+ * Whether a key may name a stored object: at most 512 characters of plain path segments, never an
+ * upload in progress. Every key exportd makes passes; a key from a request (a /files link) is
+ * checked with it before it reaches the object store.
+ */
+export function isSafeKey(key: string): boolean {
+  return key.length <= 512 && SAFE_KEY.test(key) && !key.includes(UPLOAD_MARK);
+}

@@ -18,6 +18,7 @@ import Fastify, {
 import type { Logger } from "pino";
 import { AppError, invalidRequest } from "../domain/errors.js";
 import { installAuth } from "./auth.js";
+import { datasetRoutes } from "./datasets/routes.js";
 import type { HttpDeps } from "./deps.js";
 import {
   clientError,
@@ -28,13 +29,13 @@ import {
   sendError,
   sendRawError,
 } from "./errors.js";
+import { exportRoutes } from "./exports/routes.js";
+import { ExportSchema } from "./exports/schemas.js";
+import { fileRoutes } from "./files/routes.js";
+import { healthRoutes } from "./health/routes.js";
 import { installMaintenance } from "./maintenance.js";
 import { documentHeaders, documentRoute } from "./openapi.js";
-import { datasetRoutes } from "./routes/datasets.js";
-import { exportRoutes } from "./routes/exports.js";
-import { fileRoutes } from "./routes/files.js";
-import { healthRoutes } from "./routes/health.js";
-import { ErrorEnvelopeSchema, ExportSchema } from "./schemas.js";
+import { ErrorEnvelopeSchema } from "./schemas.js";
 import { redisWithFallback, watchRedis } from "./shared-rate-limits.js";
 
 /** reg-name, IPv4 or [IPv6], then an optional port (RFC 9110 §7.2, RFC 3986 §3.2.2). */
@@ -234,7 +235,8 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   healthRoutes(app, deps);
   datasetRoutes(app, deps);
-  exportRoutes(app, deps);
-  if (deps.signer && deps.filesRoot) fileRoutes(app, deps, deps.signer, deps.filesRoot);
+  exportRoutes(app, { ...deps, exports: deps.store });
+  if (deps.signer && deps.filesRoot)
+    fileRoutes(app, { ...deps, exports: deps.store }, deps.signer, deps.filesRoot);
   return app;
 }

@@ -9,8 +9,8 @@ import { hashesMatch, hashKey, keyPrefix } from "../domain/api-keys.js";
 import { AppError } from "../domain/errors.js";
 import type { Scope } from "../domain/scopes.js";
 import type { Tenant, TenantLimits } from "../domain/tenant.js";
-import type { ApiKeyRecord, MetadataStore } from "../store/types.js";
-import { TtlCache } from "./ttl-cache.js";
+import type { ApiKeyRecord, TenancyPort } from "../store/types.js";
+import { TtlCache } from "../usecases/ttl-cache.js";
 
 export interface AuthContext {
   tenantId: string;
@@ -98,7 +98,7 @@ function unauthorized(message: string): AppError {
  */
 export function installAuth(
   app: FastifyInstance,
-  store: MetadataStore,
+  store: TenancyPort,
   clock: () => number,
   unauthenticatedPerMinute: number,
 ): void {

@@ -1,4 +1,8 @@
-/** What the HTTP layer needs from the rest of the service, passed in by the composition root. */
+/**
+ * What the HTTP layer needs from the rest of the service, passed in by the composition root. The
+ * app hands each part only what it uses: auth and maintenance the TenancyPort, the export and file
+ * routes the ExportsPort, readiness the store's ping.
+ */
 
 import type { Redis } from "ioredis";
 import type { Config } from "../config/index.js";
@@ -6,11 +10,15 @@ import type { Metrics } from "../metrics/metrics.js";
 import type { DatasetRegistry } from "../sources/registry.js";
 import type { LinkSigner } from "../storage/signing.js";
 import type { ObjectStore } from "../storage/types.js";
-import type { MetadataStore } from "../store/types.js";
+import type { ExportsPort, StoreLifecycle, TenancyPort } from "../store/types.js";
+
+/** The ports of the metadata store the API uses. */
+export type HttpStore = TenancyPort & ExportsPort & Pick<StoreLifecycle, "ping">;
 
 export interface HttpDeps {
   config: Config;
-  store: MetadataStore;
+  /** The metadata store as the API uses it: never the worker's or the sweeper's side. */
+  store: HttpStore;
   storage: ObjectStore;
   datasets: DatasetRegistry;
   /** Verifies /files links; null when the object store serves its own links (S3). */

@@ -5,10 +5,7 @@
  * are right across every process that shares the store.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { EXPORT_STATUSES, type ExportStatus } from "../domain/export.js";
-
-/** How one run of an export ended; "lost" means another worker owns it now. */
-export type ExportOutcome = "succeeded" | "failed" | "canceled" | "requeued" | "lost";
+import { EXPORT_STATUSES, type ExportStatus, type RunOutcome } from "../domain/export.js";
 
 export class Metrics {
   readonly registry = new Registry();
@@ -99,7 +96,7 @@ export class Metrics {
     this.storageRetries.inc();
   }
 
-  runFinished(outcome: ExportOutcome, seconds: number): void {
+  runFinished(outcome: RunOutcome, seconds: number): void {
     this.runs.observe({ outcome }, seconds);
   }
 

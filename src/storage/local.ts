@@ -8,16 +8,9 @@ import { createWriteStream } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { finished } from "node:stream/promises";
+import { isSafeKey, UPLOAD_MARK } from "../domain/naming.js";
 import type { LinkSigner } from "./signing.js";
 import type { ObjectStore, ObjectUpload, SignedLink } from "./types.js";
-
-const UPLOAD_MARK = ".upload-";
-/** Keys are relative paths of plain segments: no empty, dot-leading or escaping segment can reach the disk. */
-const SAFE_KEY = /^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*\/)*[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
-
-export function isSafeKey(key: string): boolean {
-  return key.length <= 512 && SAFE_KEY.test(key) && !key.includes(UPLOAD_MARK);
-}
 
 export class LocalObjectStore implements ObjectStore {
   constructor(

@@ -59,20 +59,23 @@ export type ClaimedExport = ExportRecord & { takenOver: boolean };
 /** Why a worker-side write was refused: the export is no longer ours to write. */
 export type LeaseCheck = "ok" | "lost";
 
-export interface MetadataStore {
+/**
+ * The metadata store is handed to each consumer as the port it uses, so a signature says what a
+ * consumer may do (the API never claims work; the sweeper never creates exports):
+ * - TenancyPort: tenants, plans, settings and API keys (auth, maintenance, CLI, admin);
+ * - ExportsPort: what the API does with a tenant's exports (create, read, list, cancel);
+ * - JobQueuePort: the worker's side (claim under a lease, heartbeat, parts, progress, finish);
+ * - RetentionPort: the sweeper's side (purge files, forget old exports and idempotency keys).
+ * MetadataStore is all of them plus the connection's life cycle: only the composition root and the
+ * CLI hold it.
+ */
+export interface StoreLifecycle {
   ping(): Promise<void>;
   close(): Promise<void>;
-  /**
-   * Calls `listener` when any process queues an export, where the store can tell (PostgreSQL's
-   * LISTEN/NOTIFY). Absent: the in-process wake-up and polling are all there is. A subscription
-   * that loses its connection keeps trying to get it back; `onConnection` hears each loss (with
-   * its error) and each return.
-   */
-  subscribeToQueue?(
-    listener: () => void,
-    onConnection?: (connected: boolean, err?: unknown) => void,
-  ): Promise<void>;
+}
 
+/** Tenants, plans, settings and API keys. */
+export interface TenancyPort {
   ensureTenant(name: string, now: number, plan?: string): Promise<Tenant>;
   findTenantByName(name: string): Promise<Tenant | null>;
   getTenant(id: string): Promise<Tenant | null>;
@@ -92,7 +95,10 @@ export interface MetadataStore {
   listApiKeys(tenantId: string): Promise<ApiKeyRecord[]>;
   revokeApiKey(prefix: string, now: number): Promise<boolean>;
   touchApiKey(id: string, now: number): Promise<void>;
+}
 
+/** A tenant's exports as the API sees them. Every method that reads one takes the tenant id. */
+export interface ExportsPort {
   insertExport(record: ExportRecord): Promise<void>;
   /**
    * Inserts a queued export unless the tenant's queue is full, atomically with its idempotency key:
@@ -103,8 +109,6 @@ export interface MetadataStore {
   countExportsByStatus(): Promise<Partial<Record<ExportStatus, number>>>;
   /** 1-based place of a queued export among its tenant's queued exports; null when not queued. */
   queuePosition(tenantId: string, id: string): Promise<number | null>;
-  /** Forgets idempotency keys created before the given time. */
-  forgetIdempotencyKeys(createdBefore: number): Promise<number>;
   getExport(tenantId: string, id: string): Promise<ExportRecord | null>;
   listExports(tenantId: string, query: ListExportsQuery): Promise<ExportRecord[]>;
   /** Cancels a queued or running export. Returns the export after the attempt (null if not found). */
@@ -113,7 +117,22 @@ export interface MetadataStore {
     id: string,
     now: number,
   ): Promise<{ record: ExportRecord; canceled: boolean } | null>;
+  /** Marks files deleted: a succeeded export becomes expired; parts are kept as metadata. */
+  markPurged(id: string, now: number): Promise<void>;
+}
 
+/** The worker's side: the export row is the job, claimed under a lease. */
+export interface JobQueuePort {
+  /**
+   * Calls `listener` when any process queues an export, where the store can tell (PostgreSQL's
+   * LISTEN/NOTIFY). Absent: the in-process wake-up and polling are all there is. A subscription
+   * that loses its connection keeps trying to get it back; `onConnection` hears each loss (with
+   * its error) and each return.
+   */
+  subscribeToQueue?(
+    listener: () => void,
+    onConnection?: (connected: boolean, err?: unknown) => void,
+  ): Promise<void>;
   /**
    * Takes the oldest runnable export: queued and due (while its tenant runs fewer than its
    * max_running), or running with an expired lease.
@@ -143,11 +162,29 @@ export interface MetadataStore {
   failExport(id: string, lease: Lease, error: ExportError): Promise<LeaseCheck>;
   /** Puts a running export back in the queue (retryable failure or shutdown) and releases the lease. */
   requeueExport(id: string, lease: Lease, runAfter: number, error: ExportError | null): Promise<LeaseCheck>;
+  /** Reads an export back (a run that lost its lease tells a cancel from a takeover). */
+  getExport(tenantId: string, id: string): Promise<ExportRecord | null>;
+  getTenant(id: string): Promise<Tenant | null>;
+  /** Marks files deleted: a succeeded export becomes expired; parts are kept as metadata. */
+  markPurged(id: string, now: number): Promise<void>;
+}
 
+/** The sweeper's side: files past retention, exports and idempotency keys past their horizon. */
+export interface RetentionPort {
   /** Exports whose files must go: succeeded past expiry, or failed/canceled with files not yet purged. */
   listExportsToPurge(now: number, limit: number): Promise<ExportRecord[]>;
   /** Marks files deleted: a succeeded export becomes expired; parts are kept as metadata. */
   markPurged(id: string, now: number): Promise<void>;
   /** Deletes exports created before `createdBefore`, parts included. Returns how many. */
   forgetExports(createdBefore: number, limit: number): Promise<number>;
+  /** Forgets idempotency keys created before the given time. */
+  forgetIdempotencyKeys(createdBefore: number): Promise<number>;
 }
+
+/** Every port and the connection's life cycle. */
+export interface MetadataStore
+  extends StoreLifecycle,
+    TenancyPort,
+    ExportsPort,
+    JobQueuePort,
+    RetentionPort {}

@@ -1,25 +1,21 @@
 /**
- * Retention: deletes the files of succeeded exports past their expiry (they become `expired`) and of
- * failed or canceled ones, then forgets exports entirely once their metadata is older than the
- * forget horizon (180 days by default), and drops idempotency keys older than 24 hours.
+ * The retention sweeper: runs the retention use case (usecases/retention.ts) every interval, one
+ * pass at a time, and says once when the metadata store is away and once when it is back.
  */
 import type { Logger } from "pino";
-import { IDEMPOTENCY_KEY_TTL_MS } from "../domain/export.js";
-import { purgeExportFiles } from "../purge.js";
 import type { ObjectStore } from "../storage/types.js";
-import type { MetadataStore } from "../store/types.js";
+import type { RetentionPort } from "../store/types.js";
+import { sweepRetention } from "../usecases/retention.js";
 import { OutageLog } from "./outage.js";
 
 export interface SweeperDeps {
-  store: MetadataStore;
+  store: RetentionPort;
   storage: ObjectStore;
   forgetAfterDays: number;
   intervalMs: number;
   logger: Logger;
   clock?: () => number;
 }
-
-const BATCH = 100;
 
 export class RetentionSweeper {
   private timer: NodeJS.Timeout | null = null;
@@ -59,34 +55,8 @@ export class RetentionSweeper {
     return this.running;
   }
 
-  private async sweep(): Promise<void> {
-    const { store, storage } = this.deps;
-    for (;;) {
-      const now = this.clock();
-      const due = await store.listExportsToPurge(now, BATCH);
-      let failed = 0;
-      for (const record of due) {
-        try {
-          await purgeExportFiles(store, storage, record, now);
-        } catch (err) {
-          // Left unpurged, so listed again by the next sweep: that is the retry.
-          failed++;
-          this.deps.logger.warn(
-            { err, export_id: record.id },
-            "deleting an export's files failed; next sweep retries",
-          );
-        }
-      }
-      if (due.length > failed) {
-        this.deps.logger.info({ count: due.length - failed }, "export files deleted by retention");
-      }
-      // A page with failures would come back as it is: stop here rather than spin on it.
-      if (due.length < BATCH || failed > 0) break;
-    }
-    const horizon = this.clock() - this.deps.forgetAfterDays * 86_400_000;
-    let forgotten = 0;
-    for (let n = BATCH; n === BATCH; forgotten += n) n = await store.forgetExports(horizon, BATCH);
-    if (forgotten > 0) this.deps.logger.info({ count: forgotten }, "old exports forgotten");
-    await store.forgetIdempotencyKeys(this.clock() - IDEMPOTENCY_KEY_TTL_MS);
+  private sweep(): Promise<void> {
+    const { store, storage, forgetAfterDays, logger } = this.deps;
+    return sweepRetention({ retention: store, storage, forgetAfterDays, logger, clock: this.clock });
   }
 }

@@ -3,11 +3,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
-import { issueApiKey } from "../../src/admin.js";
 import { loadConfig } from "../../src/config/index.js";
 import type { Scope } from "../../src/domain/scopes.js";
 import { SCOPES } from "../../src/domain/scopes.js";
 import { createService, type Service } from "../../src/service.js";
+import { issueApiKey } from "../../src/usecases/api-keys.js";
 
 export interface TestService extends Service {
   dataDir: string;

@@ -10,12 +10,12 @@ import { loadConfig } from "../../src/config/index.js";
 import { newExport } from "../../src/domain/export.js";
 import { newId } from "../../src/domain/ids.js";
 import { buildApp } from "../../src/http/app.js";
-import { MAINTENANCE_SETTING } from "../../src/http/maintenance.js";
 import { Metrics } from "../../src/metrics/metrics.js";
 import { DEMO_EVENTS_DESCRIPTOR, DemoEventsDataset } from "../../src/sources/demo-events.js";
 import { DatasetRegistry } from "../../src/sources/registry.js";
 import { LocalObjectStore } from "../../src/storage/local.js";
 import { LinkSigner } from "../../src/storage/signing.js";
+import { MAINTENANCE_SETTING } from "../../src/usecases/maintenance.js";
 import { listen, type RawResponse, rawRequest } from "../helpers/http.js";
 import { pastMidnight, startTestService, type TestService } from "../helpers/service.js";
 

@@ -4,9 +4,9 @@ import fs from "node:fs";
 import { Writable } from "node:stream";
 import { test } from "node:test";
 import { pino } from "pino";
-import { issueApiKey } from "../../src/admin.js";
 import { loadConfig } from "../../src/config/index.js";
 import { createService } from "../../src/service.js";
+import { issueApiKey } from "../../src/usecases/api-keys.js";
 import { pastMidnight, tempDir, waitFor } from "../helpers/service.js";
 
 test("request logs carry ids; keys and signatures never appear", async () => {

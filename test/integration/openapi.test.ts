@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import type { LightMyRequestResponse } from "fastify";
-import { MAINTENANCE_SETTING } from "../../src/http/maintenance.js";
+import { MAINTENANCE_SETTING } from "../../src/usecases/maintenance.js";
 import { pastMidnight, startTestService, type TestService, tempDir, waitFor } from "../helpers/service.js";
 
 // ajv-formats is CommonJS: its default export arrives wrapped under ESM.

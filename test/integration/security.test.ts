@@ -8,11 +8,11 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { rotateApiKey } from "../../src/admin.js";
 import { keyPrefix } from "../../src/domain/api-keys.js";
 import { SCOPES, type Scope } from "../../src/domain/scopes.js";
 import { KEY_CACHE_MS } from "../../src/http/auth.js";
 import { LinkSigner } from "../../src/storage/signing.js";
+import { rotateApiKey } from "../../src/usecases/api-keys.js";
 import { listen, type RawResponse, rawRequest } from "../helpers/http.js";
 import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";
 

@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { after, before, test } from "node:test";
 import { pino } from "pino";
-import { issueApiKey } from "../../src/admin.js";
 import { loadConfig } from "../../src/config/index.js";
 import { createService, type Service } from "../../src/service.js";
+import { issueApiKey } from "../../src/usecases/api-keys.js";
 import { startTestRedis, type TestRedis } from "../helpers/redis.js";
 import { tempDir } from "../helpers/service.js";
 

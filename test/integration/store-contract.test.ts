@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { after, before, beforeEach, describe, test } from "node:test";
-import { type ExportRecord, type ExportRequest, newExport } from "../../src/domain/export.js";
+import { type ExportRecord, type ExportRequest, newExport, STATUS } from "../../src/domain/export.js";
 import { newId } from "../../src/domain/ids.js";
 import { PostgresStore } from "../../src/store/postgres/postgres-store.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
@@ -172,6 +172,8 @@ for (const [name, open] of stores) {
       const claimed = await store.claimExport(a);
       assert.equal(claimed?.id, e.id);
       assert.equal(claimed?.takenOver, false);
+      // The export job checks each status change against the claimed record's status.
+      assert.equal(claimed?.status, STATUS.running, "a claim answers the export as running");
       assert.equal(await store.claimExport(lease("b", base + 500)), null, "lease still valid");
       assert.equal(await store.heartbeat(e.id, { ...a, now: base + 900 }), "ok");
       const b = lease("b", base + 2000);

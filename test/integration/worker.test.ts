@@ -10,7 +10,6 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { pino } from "pino";
-import { issueApiKey } from "../../src/admin.js";
 import type { DatasetDescriptor } from "../../src/domain/dataset.js";
 import { type ExportRecord, type ExportRequest, newExport } from "../../src/domain/export.js";
 import { newId } from "../../src/domain/ids.js";
@@ -20,6 +19,7 @@ import type { Cell, Dataset, ReadOptions, RowBatch } from "../../src/sources/typ
 import { LocalObjectStore } from "../../src/storage/local.js";
 import { LinkSigner } from "../../src/storage/signing.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import { issueApiKey } from "../../src/usecases/api-keys.js";
 import { ExportWorker } from "../../src/worker/worker.js";
 import { tempDir, waitFor } from "../helpers/service.js";
 

@@ -10,15 +10,24 @@ import { renderErrorsDoc } from "../../src/domain/errors-doc.js";
 import {
   advanceProgress,
   assertTransition,
+  canBePurged,
   canTransition,
   EXPORT_STATUSES,
   fromStatesFor,
+  hasQueuePlace,
+  isCanceled,
   isCancellable,
+  isDownloadable,
   isFinal,
+  listsParts,
+  RUN_OUTCOMES,
+  RunOutcome,
   retryDelayMs,
+  STATUS,
+  showsError,
   TransitionError,
 } from "../../src/domain/export.js";
-import { partDownloadName, partObjectKey } from "../../src/domain/naming.js";
+import { isSafeKey, partDownloadName, partObjectKey } from "../../src/domain/naming.js";
 import {
   canonicalTimeZone,
   localDate,
@@ -47,6 +56,28 @@ describe("lifecycle", () => {
   test("final and cancellable", () => {
     assert.deepEqual(EXPORT_STATUSES.filter(isCancellable), ["queued", "running"]);
     assert.deepEqual(EXPORT_STATUSES.filter(isFinal), ["succeeded", "failed", "canceled", "expired"]);
+  });
+
+  test("what each status allows", () => {
+    assert.deepEqual(EXPORT_STATUSES.filter(hasQueuePlace), ["queued"]);
+    assert.deepEqual(EXPORT_STATUSES.filter(isDownloadable), ["succeeded"]);
+    assert.deepEqual(EXPORT_STATUSES.filter(isCanceled), ["canceled"]);
+    assert.deepEqual(EXPORT_STATUSES.filter(showsError), ["failed"]);
+    assert.deepEqual(EXPORT_STATUSES.filter(listsParts), ["queued", "running", "succeeded", "expired"]);
+    // Files go only when nothing can use them any more, or the export expires with the transition.
+    assert.deepEqual(EXPORT_STATUSES.filter(canBePurged), ["succeeded", "failed", "canceled"]);
+    for (const status of EXPORT_STATUSES.filter(canBePurged)) assert.ok(!isCancellable(status), status);
+  });
+
+  test("STATUS names every status as itself; run outcomes are told apart from statuses", () => {
+    assert.deepEqual(Object.values(STATUS), [...EXPORT_STATUSES]);
+    assert.deepEqual(Object.values(RunOutcome), [...RUN_OUTCOMES]);
+    const statuses: readonly string[] = EXPORT_STATUSES;
+    assert.deepEqual(
+      RUN_OUTCOMES.filter((o) => !statuses.includes(o)),
+      ["requeued", "lost"],
+      "requeued and lost are how a run ended, never a status",
+    );
   });
 
   test("progress never moves backwards and caps at 100", () => {
@@ -313,6 +344,19 @@ describe("names", () => {
   });
   test("object keys are per tenant, export and run", () => {
     assert.equal(partObjectKey("t", "e", 3, 2, req), "exports/t/e/part-003.r2.csv.gz");
+  });
+  test("every key exportd makes is safe; escaping, dot-leading and in-progress keys are not", () => {
+    assert.ok(isSafeKey(partObjectKey("t", "e", 3, 2, req)));
+    for (const key of [
+      "../etc/passwd",
+      "a//b",
+      ".hidden/x",
+      "a/./b",
+      "/abs",
+      "a/b.upload-1234",
+      "x".repeat(513),
+    ])
+      assert.equal(isSafeKey(key), false, key);
   });
 });
 

@@ -5,9 +5,10 @@
 import fs from "node:fs";
 import type { FastifyInstance } from "fastify";
 import { AppError, type ErrorDetail } from "../../domain/errors.js";
+import type { StoreLifecycle } from "../../store/types.js";
 import type { HttpDeps } from "../deps.js";
 import { sendError } from "../errors.js";
-import { HealthResponses, MetricsResponses, ReadinessResponses } from "../schemas.js";
+import { HealthResponses, MetricsResponses, ReadinessResponses } from "./schemas.js";
 
 /**
  * Load balancers poll /readyz: each check gets this long, and they run side by side, so a hung
@@ -46,7 +47,12 @@ const UNAVAILABLE: Record<string, string> = {
   redis: "Redis does not answer.",
 };
 
-function readinessChecks(deps: HttpDeps): Record<string, Check> {
+/** What the health routes use: of the metadata store, only its ping. */
+export type HealthRouteDeps = Pick<HttpDeps, "config" | "storage" | "redis" | "metrics"> & {
+  store: Pick<StoreLifecycle, "ping">;
+};
+
+function readinessChecks(deps: HealthRouteDeps): Record<string, Check> {
   const { config, store, storage, redis } = deps;
   const checks: Record<string, Check> = {
     database: () => store.ping(),
@@ -73,7 +79,7 @@ function readinessChecks(deps: HttpDeps): Record<string, Check> {
   return checks;
 }
 
-export function healthRoutes(app: FastifyInstance, deps: HttpDeps): void {
+export function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps): void {
   app.get(
     "/healthz",
     { schema: { tags: ["health"], summary: "Liveness", response: HealthResponses } },

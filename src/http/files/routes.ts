@@ -13,14 +13,14 @@ import type { FastifyInstance } from "fastify";
 import { AppError } from "../../domain/errors.js";
 import { downloadRefusal } from "../../domain/export.js";
 import { isUuid } from "../../domain/ids.js";
-import { exportOfKey } from "../../domain/naming.js";
+import { exportOfKey, isSafeKey } from "../../domain/naming.js";
 import { contentDisposition } from "../../storage/content-disposition.js";
 import { contentTypeOf } from "../../storage/content-type.js";
-import { isSafeKey } from "../../storage/local.js";
 import type { LinkSigner } from "../../storage/signing.js";
+import type { ExportsPort } from "../../store/types.js";
 import type { HttpDeps } from "../deps.js";
 import { ChunkPool, DownloadSlots, writeFileRange } from "../file-body.js";
-import { FileParams, FileQuery, FileResponses } from "../schemas.js";
+import { FileParams, FileQuery, FileResponses } from "./schemas.js";
 
 /** The bytes a 200 or 206 answer of send carries: all of Content-Length, from Content-Range's start. */
 function bodyRange(
@@ -34,7 +34,15 @@ function bodyRange(
   return start === undefined ? null : { start: Number(start), length };
 }
 
-export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSigner, root: string): void {
+/** What the file route uses: the ExportsPort (to tell a missing file's export), no other part of the store. */
+export type FileRouteDeps = Pick<HttpDeps, "config" | "clock"> & { exports: ExportsPort };
+
+export function fileRoutes(
+  app: FastifyInstance,
+  deps: FileRouteDeps,
+  signer: LinkSigner,
+  root: string,
+): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   /**
    * The answer for a validly signed link whose file is missing: what the download route answers for
@@ -43,7 +51,7 @@ export function fileRoutes(app: FastifyInstance, deps: HttpDeps, signer: LinkSig
   const missingFile = async (key: string): Promise<AppError> => {
     const owner = exportOfKey(key);
     const record =
-      owner && isUuid(owner.exportId) ? await deps.store.getExport(owner.tenantId, owner.exportId) : null;
+      owner && isUuid(owner.exportId) ? await deps.exports.getExport(owner.tenantId, owner.exportId) : null;
     return (record && downloadRefusal(record)) ?? new AppError("not_found", "The file no longer exists.");
   };
   const { maxInFlight, bufferBudgetBytes, stallTimeoutMs } = deps.config.downloads;

@@ -1,8 +1,14 @@
-/** Responses are built here, one function per resource — never from a raw store record. */
-import type { DatasetDescriptor } from "../domain/dataset.js";
-import { type ExportRecord, isCancellable } from "../domain/export.js";
-import { partDownloadName } from "../domain/naming.js";
-import type { PartLinks } from "./part-links.js";
+/** The export resource as the API answers it — never a raw store record. */
+import type { DatasetDescriptor } from "../../domain/dataset.js";
+import {
+  type ExportRecord,
+  isCancellable,
+  isDownloadable,
+  listsParts,
+  showsError,
+} from "../../domain/export.js";
+import { partDownloadName } from "../../domain/naming.js";
+import type { PartLinks } from "../part-links.js";
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
@@ -16,10 +22,8 @@ export async function presentExport(
   links: PartLinks | null,
   queuePosition: number | null,
 ) {
-  // Failed and canceled exports have no files; the others list what is published (with links once
-  // succeeded), including a queued export resuming after an interrupted run.
-  const showParts = record.status !== "failed" && record.status !== "canceled";
-  const signed = record.status === "succeeded" && links !== null;
+  const showParts = listsParts(record.status);
+  const signed = isDownloadable(record.status) && links !== null;
   const { request } = record;
   return {
     id: record.id,
@@ -57,7 +61,7 @@ export async function presentExport(
     },
     attempts: record.attempts,
     queue_position: queuePosition,
-    error: record.error && record.status === "failed" ? record.error : null,
+    error: record.error && showsError(record.status) ? record.error : null,
     parts: showParts
       ? await Promise.all(
           record.parts.map(async (part) => {
@@ -75,22 +79,6 @@ export async function presentExport(
           }),
         )
       : [],
-  };
-}
-
-export function presentDataset(d: DatasetDescriptor) {
-  return {
-    name: d.name,
-    description: d.description,
-    columns: d.columns.map((c) => ({ name: c.name, type: c.type, description: c.description ?? "" })),
-    filters: d.filters.map((f) => ({ name: f.name, type: f.type, description: f.description ?? "" })),
-    formats: d.formats,
-    limits: {
-      max_range_days: d.limits.maxRangeDays,
-      max_rows: d.limits.maxRows,
-      max_bytes: d.limits.maxBytes,
-    },
-    plans: d.plans,
   };
 }
 

@@ -3,10 +3,11 @@ import type { FastifyInstance } from "fastify";
 import { planAllows } from "../../domain/tenant.js";
 import { callerOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
-import { presentDataset } from "../presenters.js";
-import { DatasetListSchema } from "../schemas.js";
+import { presentDataset } from "./presenter.js";
+import { DatasetListSchema } from "./schemas.js";
 
-export function datasetRoutes(app: FastifyInstance, deps: HttpDeps): void {
+/** The dataset route uses no store: the registry and the caller's plan answer it. */
+export function datasetRoutes(app: FastifyInstance, deps: Pick<HttpDeps, "datasets">): void {
   app.get(
     "/v1/datasets",
     {

@@ -1,0 +1,234 @@
+/**
+ * /v1/exports: create, list, status, cancel and download. Each route validates, calls its use case
+ * (usecases/) and presents the result (presenter.ts); every query is scoped to the caller's tenant.
+ */
+
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { FastifyInstance, FastifyReply } from "fastify";
+import { invalidRequest } from "../../domain/errors.js";
+import { type ExportRecord, isFinal } from "../../domain/export.js";
+import { isUuid } from "../../domain/ids.js";
+import { partDownloadName } from "../../domain/naming.js";
+import type { ExportsPort } from "../../store/types.js";
+import { cancelExport } from "../../usecases/cancel-export.js";
+import { createExport } from "../../usecases/create-export.js";
+import { ExportReader } from "../../usecases/read-exports.js";
+import { type AuthContext, callerOf } from "../auth.js";
+import type { HttpDeps } from "../deps.js";
+import { PartLinks } from "../part-links.js";
+import { presentDryRun, presentExport } from "./presenter.js";
+import {
+  CancelResponse,
+  CreateExportBody,
+  CreateExportHeaders,
+  CreateExportResponses,
+  DownloadQuery,
+  DownloadResponses,
+  ExportIdParams,
+  ExportListSchema,
+  ListExportsQuery,
+  StatusResponse,
+} from "./schemas.js";
+
+const TAGS = ["exports"];
+
+/** A page cursor is the last export id of the page, opaque to the client. */
+function encodeCursor(id: string): string {
+  return Buffer.from(id).toString("base64url");
+}
+
+function decodeCursor(cursor: string): string {
+  const id = Buffer.from(cursor, "base64url").toString();
+  if (!isUuid(id))
+    throw invalidRequest([{ field: "cursor", code: "invalid", message: "Not a cursor from this API." }]);
+  return id;
+}
+
+/** What the export routes use: the ExportsPort, no other part of the store. */
+export type ExportRouteDeps = Pick<
+  HttpDeps,
+  "storage" | "datasets" | "config" | "clock" | "onExportQueued"
+> & { exports: ExportsPort };
+
+export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void {
+  const { exports, storage, datasets, config, clock } = deps;
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  const links = new PartLinks(storage, config.linkTtlSeconds, clock);
+  const reader = new ExportReader(exports, clock);
+  /**
+   * Serialized status documents of the cached final records, by record object: one map for keys that
+   * may download (signed links included), one for the others, so a link never reaches a key without
+   * `exports:download`.
+   */
+  const finalDocuments = {
+    withLinks: new WeakMap<ExportRecord, { second: number; body: string }>(),
+    withoutLinks: new WeakMap<ExportRecord, { second: number; body: string }>(),
+  };
+  /** Signed links only for keys that may download; the others see the parts without them. */
+  const linksFor = (caller: AuthContext): PartLinks | null =>
+    caller.scopes.includes("exports:download") ? links : null;
+  api.post(
+    "/v1/exports",
+    {
+      config: {
+        scope: "exports:write",
+        errors: ["invalid_date_range", "plan_required", "idempotency_conflict", "too_many_exports"],
+      },
+      schema: {
+        tags: TAGS,
+        summary: "Create an export",
+        description:
+          'Queues an export and answers 202 with its status and a Location header to poll. With `"dry_run": true` it only validates and estimates, and answers 200. With an `Idempotency-Key` header, repeating the same request within 24 hours returns the same export (`Idempotent-Replayed: true`); the same key with another body is a 409.',
+        headers: CreateExportHeaders,
+        body: CreateExportBody,
+        response: CreateExportResponses,
+      },
+    },
+    async (request, reply) => {
+      const result = await createExport(
+        { exports, datasets, onExportQueued: deps.onExportQueued },
+        {
+          creator: callerOf(request),
+          body: request.body,
+          idempotencyKey: request.headers["idempotency-key"],
+          now: clock(),
+          log: request.log,
+        },
+      );
+      if (result.kind === "dry_run")
+        return reply.code(200).send(presentDryRun(result.dataset, result.estimatedRows));
+      if (result.kind === "replayed") reply.header("idempotent-replayed", "true");
+      const { record } = result;
+      return reply
+        .code(202)
+        .header("location", `/v1/exports/${record.id}`)
+        .send(await presentExport(record, null, await reader.queuePosition(record)));
+    },
+  );
+
+  api.get(
+    "/v1/exports",
+    {
+      config: { scope: "exports:read" },
+      schema: {
+        tags: TAGS,
+        summary: "List exports",
+        description: "Newest first. Pass `next_cursor` as `cursor` for the next page.",
+        querystring: ListExportsQuery,
+        response: { 200: ExportListSchema },
+      },
+    },
+    async (request) => {
+      const caller = callerOf(request);
+      const limit = request.query.limit ?? 20;
+      const rows = await reader.list(caller.tenantId, {
+        status: request.query.status,
+        dataset: request.query.dataset,
+        before: request.query.cursor ? decodeCursor(request.query.cursor) : undefined,
+        limit: limit + 1,
+      });
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return {
+        data: await Promise.all(
+          page.map(async (r) => presentExport(r, linksFor(caller), await reader.queuePosition(r))),
+        ),
+        next_cursor: rows.length > limit && last ? encodeCursor(last.id) : null,
+      };
+    },
+  );
+
+  api.get(
+    "/v1/exports/:id",
+    {
+      config: { scope: "exports:read", errors: ["not_found"] },
+      schema: {
+        tags: TAGS,
+        summary: "Get an export",
+        description: "Status, honest progress, and the parts with fresh signed links once succeeded.",
+        params: ExportIdParams,
+        response: { 200: StatusResponse },
+      },
+    },
+    async (request, reply) => {
+      const caller = callerOf(request);
+      const record = await reader.find(caller.tenantId, request.params.id);
+      const callerLinks = linksFor(caller);
+      reply.header("cache-control", "no-store");
+      if (!isFinal(record.status))
+        return reply.send(await presentExport(record, callerLinks, await reader.queuePosition(record)));
+      // A final export's document (links included) is the same for every request within a second:
+      // serialize it once per cached record, second and whether it carries links.
+      const second = Math.floor(clock() / 1000);
+      const documents = callerLinks ? finalDocuments.withLinks : finalDocuments.withoutLinks;
+      let document = documents.get(record);
+      if (document?.second !== second) {
+        // The route's schema serializer returns a string for a JSON schema.
+        const body = reply.serialize(await presentExport(record, callerLinks, null)) as string;
+        document = { second, body };
+        documents.set(record, document);
+      }
+      // A string with a JSON content type is sent as it is, not serialized again.
+      return (reply as FastifyReply).type("application/json; charset=utf-8").send(document.body);
+    },
+  );
+
+  api.post(
+    "/v1/exports/:id/cancel",
+    {
+      config: { scope: "exports:write", errors: ["not_found", "not_cancellable"] },
+      schema: {
+        tags: TAGS,
+        summary: "Cancel an export",
+        description: "Stops a queued or running export and deletes its files. 409 once the export is final.",
+        params: ExportIdParams,
+        response: { 200: CancelResponse },
+      },
+    },
+    async (request) => {
+      const record = await cancelExport(
+        { exports, storage, clock },
+        callerOf(request).tenantId,
+        request.params.id,
+        request.log,
+      );
+      return presentExport(record, null, null);
+    },
+  );
+
+  api.get(
+    "/v1/exports/:id/download",
+    {
+      config: { scope: "exports:download", errors: ["not_found", "export_not_ready", "export_expired"] },
+      schema: {
+        tags: TAGS,
+        summary: "Download a part",
+        description:
+          "302 to a fresh signed link (valid 20 minutes by default). `part` is needed when the export has several parts. `redirect=false` answers the link as JSON instead.",
+        params: ExportIdParams,
+        querystring: DownloadQuery,
+        response: DownloadResponses,
+      },
+    },
+    async (request, reply) => {
+      const { part: index, redirect } = request.query;
+      const { record, part } = await reader.partToDownload(
+        callerOf(request).tenantId,
+        request.params.id,
+        index,
+      );
+      const filename = partDownloadName(record.request, part.index);
+      const link = await links.sign(part.objectKey, filename);
+      reply.header("cache-control", "no-store");
+      if (redirect === false) {
+        return {
+          part: part.index,
+          filename,
+          url: link.url,
+          expires_at: new Date(link.expiresAt).toISOString(),
+        };
+      }
+      return reply.redirect(link.url, 302);
+    },
+  );
+}

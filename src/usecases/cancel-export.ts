@@ -1,0 +1,49 @@
+/**
+ * Canceling an export: the store cancels it if the transition table lets it (from queued or
+ * running: the statuses `fromStatesFor` gives for a cancel, in one conditional update), then its published files are
+ * deleted. A running export's worker notices at its next heartbeat and drops the part it
+ * was writing.
+ */
+import type { Logger } from "pino";
+import { AppError } from "../domain/errors.js";
+import type { ExportRecord } from "../domain/export.js";
+import { isUuid } from "../domain/ids.js";
+import type { ObjectStore } from "../storage/types.js";
+import type { ExportsPort } from "../store/types.js";
+import { purgeExportFiles } from "./purge-export.js";
+
+export interface CancelExportDeps {
+  exports: ExportsPort;
+  storage: ObjectStore;
+  clock: () => number;
+}
+
+/**
+ * Cancels the tenant's export and deletes what is published; returns the export after the cancel.
+ * Throws AppError `not_found`, or `not_cancellable` (with the current status) once it is final.
+ * When the object store fails, the cancel still stands: the retention sweeper deletes the files.
+ */
+export async function cancelExport(
+  deps: CancelExportDeps,
+  tenantId: string,
+  id: string,
+  log: Pick<Logger, "info" | "warn">,
+): Promise<ExportRecord> {
+  const result = isUuid(id) ? await deps.exports.cancelExport(tenantId, id, deps.clock()) : null;
+  if (!result) throw new AppError("not_found", "No export with this id.");
+  const { record } = result;
+  if (!result.canceled) {
+    throw new AppError("not_cancellable", `The export is ${record.status} and can no longer be canceled.`, [
+      { field: "status", code: record.status, message: `Current status: ${record.status}.` },
+    ]);
+  }
+  log.info({ export_id: record.id }, "export canceled");
+  // Delete what is published now: a queued export (parts of an interrupted run) has no worker to
+  // do it; for a running one, its worker also drops the part it was writing.
+  if (record.parts.length > 0) {
+    await purgeExportFiles(deps.exports, deps.storage, record, deps.clock()).catch((err: unknown) =>
+      log.warn({ err, export_id: record.id }, "deleting the files failed; the sweeper retries"),
+    );
+  }
+  return record;
+}

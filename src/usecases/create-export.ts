@@ -1,0 +1,108 @@
+/**
+ * Creating an export: the request is checked against its dataset and the tenant's plan, then queued
+ * under the tenant's queue cap and an optional Idempotency-Key (one store transaction), or only
+ * estimated (a dry run). The in-process worker is woken for a new export.
+ */
+import { createHash } from "node:crypto";
+import type { Logger } from "pino";
+import { canonicalJson } from "../domain/canonical-json.js";
+import { type CreateExportInput, type DatasetDescriptor, normalizeCreateRequest } from "../domain/dataset.js";
+import { AppError } from "../domain/errors.js";
+import { type ExportRecord, newExport } from "../domain/export.js";
+import { newId } from "../domain/ids.js";
+import type { TenantLimits } from "../domain/tenant.js";
+import type { DatasetRegistry } from "../sources/registry.js";
+import type { ExportsPort } from "../store/types.js";
+
+export interface CreateExportDeps {
+  exports: ExportsPort;
+  datasets: DatasetRegistry;
+  /** Called after an export is queued, so an in-process worker starts at once. */
+  onExportQueued: () => void;
+}
+
+/** Who creates the export: the authenticated key's tenant, its plan and queue cap. */
+export interface ExportCreator {
+  tenantId: string;
+  tenantName: string;
+  plan: string;
+  limits: Pick<TenantLimits, "maxQueued">;
+}
+
+export interface CreateExportCommand {
+  creator: ExportCreator;
+  /** The body as validated by the route's schema (defaults filled in). */
+  body: CreateExportInput;
+  /** The Idempotency-Key header, when given. */
+  idempotencyKey: string | undefined;
+  now: number;
+  log: Pick<Logger, "info" | "warn">;
+}
+
+/**
+ * What a create ended in: a dry run's estimate, or the queued export — `created` now, or `replayed`
+ * (the same request under the same Idempotency-Key within 24 hours).
+ */
+export type CreateExportResult =
+  | { kind: "dry_run"; dataset: DatasetDescriptor; estimatedRows: number | null }
+  | { kind: "created" | "replayed"; record: ExportRecord };
+
+/**
+ * Throws AppError: the request's own codes (invalid_request, invalid_date_range, plan_required…),
+ * `idempotency_conflict` (the key was used with another body), `too_many_exports` (queue cap;
+ * Retry-After 30), `service_unavailable` (a dry run whose dataset's database is away).
+ */
+export async function createExport(
+  deps: CreateExportDeps,
+  command: CreateExportCommand,
+): Promise<CreateExportResult> {
+  const { creator, body, now, log } = command;
+  const request = normalizeCreateRequest(body, deps.datasets.descriptors, now, creator.plan);
+  const dataset = deps.datasets.get(request.dataset);
+  if (!dataset) throw new Error("a validated dataset vanished");
+  // Authentication already read the tenant; no second lookup on every create.
+  const tenant = { id: creator.tenantId, name: creator.tenantName };
+  // A source that is down does not stop an export from being queued (the worker retries), but a dry
+  // run has nothing to answer without it.
+  const estimatedRows = await dataset.estimateRows(tenant, request, now).catch((err: unknown) => {
+    log.warn({ err, dataset: dataset.descriptor.name }, "estimating rows failed");
+    if (body.dry_run) {
+      throw new AppError("service_unavailable", "The dataset's database cannot be reached right now.");
+    }
+    return null;
+  });
+  if (body.dry_run) return { kind: "dry_run", dataset: dataset.descriptor, estimatedRows };
+
+  const record = newExport({ id: newId(), tenantId: creator.tenantId, request, now, estimatedRows });
+  const outcome = await deps.exports.createExport(record, {
+    maxQueued: creator.limits.maxQueued,
+    // The body as validated (defaults filled in), canonical: key order and spacing do not matter.
+    idempotency: command.idempotencyKey
+      ? {
+          key: command.idempotencyKey,
+          requestHash: createHash("sha256").update(canonicalJson(body)).digest("hex"),
+        }
+      : null,
+  });
+  switch (outcome.kind) {
+    case "idempotency_conflict":
+      throw new AppError(
+        "idempotency_conflict",
+        "This Idempotency-Key was used with a different request body in the last 24 hours.",
+        [{ field: "idempotency-key", code: "reused", message: "Use a new key for a new request." }],
+      );
+    case "queue_full":
+      throw new AppError(
+        "too_many_exports",
+        `${outcome.queued} exports are already waiting; the limit is ${creator.limits.maxQueued}.`,
+        [],
+        { "retry-after": "30" },
+      );
+    case "created":
+      log.info({ export_id: record.id, dataset: record.dataset }, "export queued");
+      deps.onExportQueued();
+      return { kind: "created", record: outcome.record };
+    case "replayed":
+      return { kind: "replayed", record: outcome.record };
+  }
+}

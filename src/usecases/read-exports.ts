@@ -1,0 +1,88 @@
+/**
+ * Reading a tenant's exports for the API: one export (final ones cached for a second), a page of
+ * them, and a queued export's place in the queue.
+ */
+import { AppError, invalidRequest } from "../domain/errors.js";
+import {
+  downloadRefusal,
+  type ExportPart,
+  type ExportRecord,
+  hasQueuePlace,
+  isFinal,
+} from "../domain/export.js";
+import { isUuid } from "../domain/ids.js";
+import type { ExportsPort, ListExportsQuery } from "../store/types.js";
+import { TtlCache } from "./ttl-cache.js";
+
+const FINAL_EXPORT_CACHE_MS = 1_000;
+
+export class ExportReader {
+  // A final export changes only when the sweeper expires it, so it is read again at most once a
+  // second; queued and running ones are read every time, so progress is never stale.
+  private readonly finalExports = new TtlCache<ExportRecord>(FINAL_EXPORT_CACHE_MS);
+
+  constructor(
+    private readonly exports: ExportsPort,
+    private readonly clock: () => number,
+  ) {}
+
+  /**
+   * The tenant's export. Throws AppError `not_found` (also for an id that is no UUID). A final
+   * export may be the same object for a second: callers may key caches of their own on it.
+   */
+  async find(tenantId: string, id: string): Promise<ExportRecord> {
+    const cacheKey = `${tenantId}/${id}`;
+    const now = this.clock();
+    const cached = this.finalExports.get(cacheKey, now);
+    if (cached) return cached;
+    const record = isUuid(id) ? await this.exports.getExport(tenantId, id) : null;
+    if (!record) throw new AppError("not_found", "No export with this id.");
+    if (isFinal(record.status)) this.finalExports.set(cacheKey, record, now);
+    return record;
+  }
+
+  /**
+   * The part of the tenant's export to download: `index`, which may be left out only when the export
+   * has one part. Throws AppError `not_found`, `export_not_ready`, `export_expired` (downloadRefusal)
+   * or `invalid_request` (part required or out of range).
+   */
+  async partToDownload(
+    tenantId: string,
+    id: string,
+    index: number | undefined,
+  ): Promise<{ record: ExportRecord; part: ExportPart }> {
+    const record = await this.find(tenantId, id);
+    const refusal = downloadRefusal(record);
+    if (refusal) throw refusal;
+    if (index === undefined && record.parts.length > 1) {
+      throw invalidRequest([
+        {
+          field: "part",
+          code: "required",
+          message: `The export has ${record.parts.length} parts; choose one.`,
+        },
+      ]);
+    }
+    const part = record.parts[index ?? 0];
+    if (!part) {
+      throw invalidRequest([
+        {
+          field: "part",
+          code: "out_of_range",
+          message: `Parts are numbered 0 to ${record.parts.length - 1}.`,
+        },
+      ]);
+    }
+    return { record, part };
+  }
+
+  /** Newest first; `query.before` is an export id (the last of the previous page). */
+  list(tenantId: string, query: ListExportsQuery): Promise<ExportRecord[]> {
+    return this.exports.listExports(tenantId, query);
+  }
+
+  /** Only a queued export has a place in the queue; asking for the others costs a query for nothing. */
+  queuePosition(record: ExportRecord): Promise<number | null> | null {
+    return hasQueuePlace(record.status) ? this.exports.queuePosition(record.tenantId, record.id) : null;
+  }
+}
