@@ -5,9 +5,9 @@
  */
 import type { ExportRecord } from "./domain/export.js";
 import { exportPrefix } from "./domain/naming.js";
+import type { MetadataStore } from "./metadata/types.js";
 import { storageOp } from "./storage/errors.js";
 import type { ObjectStore } from "./storage/types.js";
-import type { MetadataStore } from "./store/types.js";
 
 /** Throws a StorageError when the object store fails; the export then stays unpurged. */
 export async function purgeExportFiles(

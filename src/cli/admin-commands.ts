@@ -7,7 +7,7 @@ import { issueApiKey, rotateApiKey } from "../admin.js";
 import { isScope, SCOPES, type Scope } from "../domain/scopes.js";
 import type { Tenant, TenantLimits } from "../domain/tenant.js";
 import { MAINTENANCE_SETTING, parseMaintenance } from "../http/maintenance.js";
-import type { MetadataStore } from "../store/types.js";
+import type { MetadataStore } from "../metadata/types.js";
 
 export class UsageError extends Error {}
 

@@ -2,11 +2,11 @@
 
 import type { Redis } from "ioredis";
 import type { Config } from "../config/index.js";
+import type { MetadataStore } from "../metadata/types.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { DatasetRegistry } from "../sources/registry.js";
 import type { LinkSigner } from "../storage/signing.js";
 import type { ObjectStore } from "../storage/types.js";
-import type { MetadataStore } from "../store/types.js";
 
 export interface HttpDeps {
   config: Config;

@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import { AppError } from "../domain/errors.js";
-import type { MetadataStore } from "../store/types.js";
+import type { MetadataStore } from "../metadata/types.js";
 
 export const MAINTENANCE_SETTING = "maintenance";
 const CACHE_MS = 2000;

@@ -5,9 +5,9 @@
  */
 import type { Logger } from "pino";
 import { IDEMPOTENCY_KEY_TTL_MS } from "../domain/export.js";
+import type { MetadataStore } from "../metadata/types.js";
 import { purgeExportFiles } from "../purge.js";
 import type { ObjectStore } from "../storage/types.js";
-import type { MetadataStore } from "../store/types.js";
 import { OutageLog } from "./outage.js";
 
 export interface SweeperDeps {

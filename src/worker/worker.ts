@@ -24,6 +24,8 @@ import {
   retryDelayMs,
 } from "../domain/export.js";
 import { exportPrefix } from "../domain/naming.js";
+import type { ClaimedExport, Lease, LeaseCheck, MetadataStore } from "../metadata/types.js";
+import { StoreUnavailableError } from "../metadata/unavailable.js";
 import type { ExportOutcome, Metrics } from "../metrics/metrics.js";
 import { ExportFailure, type PipelineProgress, runExport } from "../pipeline/run-export.js";
 import { purgeExportFiles } from "../purge.js";
@@ -32,8 +34,6 @@ import type { Dataset, TenantRef } from "../sources/types.js";
 import { StorageError, storageOp } from "../storage/errors.js";
 import { Backoff, isPermanentStorageError, STORAGE_BACKOFF } from "../storage/retry.js";
 import type { ObjectStore } from "../storage/types.js";
-import type { ClaimedExport, Lease, LeaseCheck, MetadataStore } from "../store/types.js";
-import { StoreUnavailableError } from "../store/unavailable.js";
 import { OutageLog } from "./outage.js";
 
 export interface WorkerDeps {

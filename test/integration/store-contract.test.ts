@@ -7,9 +7,8 @@ import path from "node:path";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { type ExportRecord, type ExportRequest, newExport } from "../../src/domain/export.js";
 import { newId } from "../../src/domain/ids.js";
-import { PostgresStore } from "../../src/store/postgres/postgres-store.js";
-import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
-import type { Lease, MetadataStore } from "../../src/store/types.js";
+import { PostgresStore, SqliteStore } from "../../src/metadata/open.js";
+import type { Lease, MetadataStore } from "../../src/metadata/types.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
 import { tempDir } from "../helpers/service.js";
 

@@ -14,12 +14,12 @@ import { issueApiKey } from "../../src/admin.js";
 import type { DatasetDescriptor } from "../../src/domain/dataset.js";
 import { type ExportRecord, type ExportRequest, newExport } from "../../src/domain/export.js";
 import { newId } from "../../src/domain/ids.js";
+import { SqliteStore } from "../../src/metadata/open.js";
 import { Metrics } from "../../src/metrics/metrics.js";
 import { DatasetRegistry } from "../../src/sources/registry.js";
 import type { Cell, Dataset, ReadOptions, RowBatch } from "../../src/sources/types.js";
 import { LocalObjectStore } from "../../src/storage/local.js";
 import { LinkSigner } from "../../src/storage/signing.js";
-import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { ExportWorker } from "../../src/worker/worker.js";
 import { tempDir, waitFor } from "../helpers/service.js";
 

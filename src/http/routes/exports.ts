@@ -9,6 +9,7 @@ import { AppError, invalidRequest } from "../../domain/errors.js";
 import { downloadRefusal, type ExportRecord, isFinal, newExport } from "../../domain/export.js";
 import { isUuid, newId } from "../../domain/ids.js";
 import { partDownloadName } from "../../domain/naming.js";
+import type { ExportWithPosition } from "../../metadata/types.js";
 import { purgeExportFiles } from "../../purge.js";
 import { type AuthContext, callerOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
@@ -62,19 +63,26 @@ export function exportRoutes(app: FastifyInstance, deps: HttpDeps): void {
   /** Signed links only for keys that may download; the others see the parts without them. */
   const linksFor = (caller: AuthContext): PartLinks | null =>
     caller.scopes.includes("exports:download") ? links : null;
-  const findExport = async (tenantId: string, id: string): Promise<ExportRecord> => {
+  const findExport = async (tenantId: string, id: string): Promise<ExportRecord | ExportWithPosition> => {
     const cacheKey = `${tenantId}/${id}`;
     const now = clock();
     const cached = finalExports.get(cacheKey, now);
     if (cached) return cached;
-    const record = isUuid(id) ? await store.getExport(tenantId, id) : null;
+    // The status read brings the queue position along (one query).
+    const record = isUuid(id) ? await store.readExport(tenantId, id) : null;
     if (!record) throw new AppError("not_found", "No export with this id.");
     if (isFinal(record.status)) finalExports.set(cacheKey, record, now);
     return record;
   };
   /** Only a queued export has a place in the queue; asking for the others costs a query for nothing. */
-  const queuePosition = (record: ExportRecord): Promise<number | null> | null =>
-    record.status === "queued" ? store.queuePosition(record.tenantId, record.id) : null;
+  const queuePosition = (
+    record: ExportRecord | ExportWithPosition,
+  ): Promise<number | null> | number | null =>
+    "queuePosition" in record
+      ? record.queuePosition
+      : record.status === "queued"
+        ? store.queuePosition(record.tenantId, record.id)
+        : null;
 
   api.post(
     "/v1/exports",
