@@ -213,11 +213,5 @@ export function retryDelayMs(attempt: number, baseMs: number, capMs = 5 * 60_000
   return Math.min(capMs, baseMs * 2 ** Math.max(0, attempt - 1));
 }
 
-/** Statuses that wait for a worker: counted against a tenant's queue cap and given a queue position. */
-export const QUEUED_STATUS: ExportStatus = "queued";
-/** The status of an export a worker holds under a lease. */
-export const RUNNING_STATUS: ExportStatus = "running";
 /** Final statuses whose files go at once, not after the retention period (nothing to download). */
 export const DISCARDED_STATUSES: readonly ExportStatus[] = ["failed", "canceled"];
-/** The status whose files are kept until `expires_at`. */
-export const SUCCEEDED_STATUS: ExportStatus = "succeeded";

@@ -8,7 +8,6 @@
  * records version 3 has it; one that records only older versions predates the takeover counters
  * and was never released, so `migrate` refuses it instead of guessing.
  */
-import { QUEUED_STATUS } from "../domain/export.js";
 import { QUEUE_CHANNEL } from "./dialect/postgres.js";
 import { changes, type Dialect, type Plan, rows, STATUS, script } from "./sql.js";
 
@@ -116,7 +115,7 @@ export const MIGRATIONS: readonly Migration[] = [
     // sends the NOTIFY that wakes workers whenever an export becomes queued.
     version: 4,
     sql: (d) => {
-      const queued = STATUS[QUEUED_STATUS];
+      const queued = STATUS.queued;
       const backfill = `ALTER TABLE tenants ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;
         UPDATE tenants SET queued = (SELECT count(*) FROM exports e WHERE e.tenant_id = tenants.id AND e.status = ${queued});`;
       if (d.name === "sqlite")

@@ -2,18 +2,12 @@
  * Every statement of the metadata store, written once; `queries(dialect)` fills in what the engines
  * spell differently. Statuses come from the domain's table (STATUS, statusIn), never spelled here.
  */
-import {
-  DISCARDED_STATUSES,
-  fromStatesFor,
-  QUEUED_STATUS,
-  RUNNING_STATUS,
-  SUCCEEDED_STATUS,
-} from "../domain/export.js";
+import { DISCARDED_STATUSES, fromStatesFor } from "../domain/export.js";
 import { EXPORT_COLUMNS, KEY_COLUMNS, PART_COLUMNS, PLAN_COLUMNS, TENANT_SELECT } from "./rows.js";
 import { type Dialect, NAMED, STATUS, statusIn } from "./sql.js";
 
-const queued = STATUS[QUEUED_STATUS];
-const running = STATUS[RUNNING_STATUS];
+const queued = STATUS.queued;
+const running = STATUS.running;
 
 /** A worker-side update that only happens while the worker still holds the running export's lease. */
 const leased = (set: string) =>
@@ -72,6 +66,7 @@ export function queries(d: Dialect) {
     insertIdempotencyKey: `INSERT INTO idempotency_keys (tenant_id, key, request_hash, export_id, created_at)
       VALUES (@tenantId, @key, @requestHash, @id, @createdAt)`,
     exportById: `SELECT ${EXPORT_COLUMNS} FROM exports WHERE id = @id`,
+    exportOfTenant: `SELECT ${EXPORT_COLUMNS} FROM exports WHERE id = @id AND tenant_id = @tenantId`,
     /**
      * The status read: the export and, when queued, its 1-based place among its tenant's queued
      * exports (claim order), in one query.
@@ -128,14 +123,14 @@ export function queries(d: Dialect) {
 
     // Retention
     toPurge: `SELECT ${EXPORT_COLUMNS} FROM exports WHERE purged_at IS NULL
-        AND ((status = ${STATUS[SUCCEEDED_STATUS]} AND expires_at <= @now) OR ${statusIn(DISCARDED_STATUSES)})
+        AND ((status = ${STATUS.succeeded} AND expires_at <= @now) OR ${statusIn(DISCARDED_STATUSES)})
       ORDER BY id LIMIT @limit`,
     expire: `UPDATE exports SET status = ${STATUS.expired}, purged_at = @now
       WHERE id = @id AND ${statusIn(fromStatesFor(NAMED.expired))} AND expires_at <= @now`,
     markPurged: "UPDATE exports SET purged_at = @now WHERE id = @id AND purged_at IS NULL",
     // Failed or canceled: the files are gone, so are their parts.
     dropDiscardedParts: `DELETE FROM export_parts WHERE export_id = @id
-      AND (SELECT status FROM exports WHERE id = @id) IN (${DISCARDED_STATUSES.map((s) => STATUS[s]).join(", ")})`,
+      AND (SELECT ${statusIn(DISCARDED_STATUSES)} FROM exports WHERE id = @id)`,
     forgetExports: `DELETE FROM exports WHERE id IN (
       SELECT id FROM exports WHERE created_at < @before AND purged_at IS NOT NULL LIMIT @limit)`,
     forgetKeys: "DELETE FROM idempotency_keys WHERE created_at < @before",

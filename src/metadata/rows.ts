@@ -80,77 +80,47 @@ export function toPart(row: Row): ExportPart {
   return { index, objectKey, rows, bytes, sha256 };
 }
 
-export function toKey(row: Row): ApiKeyRecord {
-  const [id, tenantId, prefix, hash, last4, scopes, createdAt, lastUsedAt, revokedAt] = row as [
-    string,
-    string,
-    string,
-    string,
-    string,
-    string,
-    number,
-    Num,
-    Num,
-  ];
+export function toKey(r: Row): ApiKeyRecord {
   return {
-    id,
-    tenantId,
-    prefix,
-    hash,
-    last4,
-    scopes: JSON.parse(scopes) as Scope[],
-    createdAt,
-    lastUsedAt,
-    revokedAt,
+    id: r[0] as string,
+    tenantId: r[1] as string,
+    prefix: r[2] as string,
+    hash: r[3] as string,
+    last4: r[4] as string,
+    scopes: JSON.parse(r[5] as string) as Scope[],
+    createdAt: r[6] as number,
+    lastUsedAt: r[7] as Num,
+    revokedAt: r[8] as Num,
   };
 }
 
-export function toExport(row: Row, parts: ExportPart[]): ExportRecord {
-  const r = row as [
-    string,
-    string,
-    string,
-    ExportStatus,
-    string,
-    number,
-    Num,
-    Num,
-    Num,
-    number,
-    number,
-    number,
-    Num,
-    string | null,
-    string | null,
-    Num,
-    number,
-    number,
-    number,
-    string | null,
-    number,
-  ];
+export function toExport(r: Row, parts: ExportPart[]): ExportRecord {
   const error: ExportError | null =
     r[13] === null
       ? null
-      : { code: r[13] as ExportError["code"], message: r[14] ?? "", retryable: r[15] === 1 };
+      : {
+          code: r[13] as ExportError["code"],
+          message: (r[14] as string | null) ?? "",
+          retryable: r[15] === 1,
+        };
   return {
-    id: r[0],
-    tenantId: r[1],
-    dataset: r[2],
-    status: r[3],
-    request: JSON.parse(r[4]) as ExportRequest,
-    createdAt: r[5],
-    startedAt: r[6],
-    finishedAt: r[7],
-    expiresAt: r[8],
-    progress: { percent: r[9], rows: r[10], parts: r[11] },
-    estimatedRows: r[12],
+    id: r[0] as string,
+    tenantId: r[1] as string,
+    dataset: r[2] as string,
+    status: r[3] as ExportStatus,
+    request: JSON.parse(r[4] as string) as ExportRequest,
+    createdAt: r[5] as number,
+    startedAt: r[6] as Num,
+    finishedAt: r[7] as Num,
+    expiresAt: r[8] as Num,
+    progress: { percent: r[9] as number, rows: r[10] as number, parts: r[11] as number },
+    estimatedRows: r[12] as Num,
     error,
     parts,
-    attempts: r[16],
-    takeovers: r[17],
-    runs: r[18],
-    cursor: r[19],
-    runAfter: r[20],
+    attempts: r[16] as number,
+    takeovers: r[17] as number,
+    runs: r[18] as number,
+    cursor: r[19] as string | null,
+    runAfter: r[20] as number,
   };
 }

@@ -229,22 +229,26 @@ export class SqlMetadataStore implements MetadataStore {
     return (await this.readExport(tenantId, id))?.queuePosition ?? null;
   }
 
-  async readExport(tenantId: string, id: string): Promise<ExportWithPosition | null> {
-    const [row] = await this.driver.rows(this.q.exportWithPosition, { id, tenantId });
+  /** One export row of a tenant, with its parts when it has any (most reads need no second query). */
+  private async oneExport(text: string, tenantId: string, id: string): Promise<[ExportRecord, Row] | null> {
+    const [row] = await this.driver.rows(text, { id, tenantId });
     if (!row) return null;
-    // A queued or running export without published parts is the common case: no second query.
     const [record] = idsWithParts([row]).length
       ? await this.driver.run(this.withParts([row]), false)
       : [toExport(row, [])];
-    const position = row[21];
-    return { ...(record as ExportRecord), queuePosition: position === null ? null : Number(position) };
+    return [record as ExportRecord, row];
+  }
+
+  async readExport(tenantId: string, id: string): Promise<ExportWithPosition | null> {
+    const found = await this.oneExport(this.q.exportWithPosition, tenantId, id);
+    if (!found) return null;
+    const [record, row] = found;
+    const position = row[row.length - 1];
+    return Object.assign(record, { queuePosition: position === null ? null : Number(position) });
   }
 
   async getExport(tenantId: string, id: string): Promise<ExportRecord | null> {
-    const found = await this.readExport(tenantId, id);
-    if (!found) return null;
-    const { queuePosition: _, ...record } = found;
-    return record;
+    return (await this.oneExport(this.q.exportOfTenant, tenantId, id))?.[0] ?? null;
   }
 
   async listExports(tenantId: string, query: ListExportsQuery): Promise<ExportRecord[]> {

@@ -28,6 +28,8 @@ export class SqliteDriver implements Driver {
   private readonly db: Database.Database;
   /** Prepared statements by SQL text: preparing costs more than running a small query. */
   private readonly statements = new Map<string, Database.Statement>();
+  /** Runs a plan in one immediate transaction: the write lock from the first statement on. */
+  private readonly transaction: Database.Transaction<(plan: Plan<unknown>) => unknown>;
 
   constructor(file: string) {
     if (file !== ":memory:") fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -36,6 +38,7 @@ export class SqliteDriver implements Driver {
     this.db.pragma("synchronous = NORMAL");
     this.db.pragma("busy_timeout = 5000");
     this.db.pragma("foreign_keys = ON");
+    this.transaction = this.db.transaction((plan: Plan<unknown>) => this.drive(plan));
   }
 
   private statement(text: string, mode: Mode): Database.Statement {
@@ -73,9 +76,7 @@ export class SqliteDriver implements Driver {
   /** Synchronous by nature: a plan is done when this returns (the caller may skip the await). */
   run<T>(plan: Plan<T>, transaction: boolean): Promise<T> {
     try {
-      return Promise.resolve(
-        transaction ? this.db.transaction(() => this.drive(plan)).immediate() : this.drive(plan),
-      );
+      return Promise.resolve(transaction ? (this.transaction.immediate(plan) as T) : this.drive(plan));
     } catch (err) {
       return Promise.reject(err);
     }
