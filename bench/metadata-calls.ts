@@ -7,26 +7,15 @@
  * Run: node --import tsx bench/metadata-calls.ts
  */
 import path from "node:path";
-import { type ExportRequest, newExport } from "../src/domain/export.js";
+import { newExport } from "../src/domain/export.js";
 import { newId } from "../src/domain/ids.js";
 import { PostgresStore, SqliteStore } from "../src/metadata/open.js";
 import type { MetadataStore } from "../src/metadata/types.js";
+import { SAMPLE_REQUEST as request } from "../test/helpers/export-request.js";
 import { createTestDatabase } from "../test/helpers/postgres.js";
 import { tempDir } from "../test/helpers/service.js";
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 5000);
-const request: ExportRequest = {
-  dataset: "events",
-  from: 0,
-  to: 1000,
-  filters: {},
-  columns: ["id"],
-  format: "csv",
-  compression: "gzip",
-  csv: { delimiter: ",", header: true, bom: false },
-  timezone: "UTC",
-  partMaxRows: 1000,
-};
 
 async function time(label: string, engine: string, calls: number, call: (i: number) => Promise<unknown>) {
   for (let i = 0; i < Math.min(1000, calls); i++) await call(i);
@@ -56,7 +45,13 @@ async function measure(engine: string, store: MetadataStore, calls: number): Pro
     await store.claimExport(lease);
     await time("claim, none runnable", engine, calls, () => store.claimExport(lease));
     await time("create under the queue cap", engine, calls, async (i) => {
-      const record = newExport({ id: newId(), tenantId: tenant.id, request, now: 2000 + i, estimatedRows: 1 });
+      const record = newExport({
+        id: newId(),
+        tenantId: tenant.id,
+        request,
+        now: 2000 + i,
+        estimatedRows: 1,
+      });
       await store.createExport(record, { maxQueued: 1_000_000, idempotency: null });
     });
   } finally {

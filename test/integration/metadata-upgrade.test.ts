@@ -11,6 +11,7 @@ import pg from "pg";
 import { newId } from "../../src/domain/ids.js";
 import { PostgresStore, SqliteStore } from "../../src/metadata/open.js";
 import type { MetadataStore } from "../../src/metadata/types.js";
+import { SAMPLE_REQUEST } from "../helpers/export-request.js";
 import { POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS } from "../helpers/legacy-schema.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
 import { tempDir } from "../helpers/service.js";
@@ -18,18 +19,7 @@ import { tempDir } from "../helpers/service.js";
 const tenantId = newId();
 const queuedId = newId();
 const succeededId = newId();
-const request = JSON.stringify({
-  dataset: "events",
-  from: 0,
-  to: 1000,
-  filters: {},
-  columns: ["id"],
-  format: "csv",
-  compression: "gzip",
-  csv: { delimiter: ",", header: true, bom: false },
-  timezone: "UTC",
-  partMaxRows: 1000,
-});
+const request = JSON.stringify(SAMPLE_REQUEST);
 
 /** What an installed exportd had written: a tenant, a queued export, a succeeded one with a part. */
 const LEGACY_ROWS = [
@@ -75,6 +65,31 @@ async function readsBack(store: MetadataStore): Promise<void> {
   assert.equal((await store.readExport(tenantId, next.id))?.queuePosition, 2);
 }
 
+/** Only the migrations after version 3 run, once; then the old rows read back. */
+async function migratesOnAndReadsBack(store: SqliteStore | PostgresStore): Promise<void> {
+  try {
+    assert.equal(await store.migrate(), 1, "only the migrations after version 3 run");
+    assert.equal(await store.migrate(), 0);
+    await readsBack(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** A SQLite file as an earlier release made it: these migrations applied and recorded, these rows in. */
+function legacySqlite(migrations: typeof SQLITE_MIGRATIONS, inserts: string[]): string {
+  const file = path.join(tempDir(), "meta.sqlite");
+  const old = new Database(file);
+  old.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+  for (const m of migrations) {
+    old.exec(m.sql);
+    old.prepare("INSERT INTO schema_migrations VALUES (?, 0)").run(m.version);
+  }
+  for (const sql of inserts) old.exec(sql);
+  old.close();
+  return file;
+}
+
 describe("metadata databases of earlier releases", () => {
   let pgDatabase: TestDatabase;
   before(async () => {
@@ -83,24 +98,7 @@ describe("metadata databases of earlier releases", () => {
   after(() => pgDatabase.dispose());
 
   test("sqlite: versions 1–3 migrate on and read back", async () => {
-    const file = path.join(tempDir(), "meta.sqlite");
-    const old = new Database(file);
-    old.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
-    for (const m of SQLITE_MIGRATIONS) {
-      old.exec(m.sql);
-      old.prepare("INSERT INTO schema_migrations VALUES (?, 0)").run(m.version);
-    }
-    for (const sql of LEGACY_ROWS) old.exec(sql);
-    old.close();
-
-    const store = new SqliteStore(file);
-    try {
-      assert.equal(await store.migrate(), 1, "only the migrations after version 3 run");
-      assert.equal(await store.migrate(), 0);
-      await readsBack(store);
-    } finally {
-      await store.close();
-    }
+    await migratesOnAndReadsBack(new SqliteStore(legacySqlite(SQLITE_MIGRATIONS, LEGACY_ROWS)));
   });
 
   test("postgres: versions 1 and 3 migrate on and read back", async () => {
@@ -119,24 +117,11 @@ describe("metadata databases of earlier releases", () => {
       await old.end();
     }
 
-    const store = new PostgresStore(pgDatabase.url);
-    try {
-      assert.equal(await store.migrate(), 1, "only the migrations after version 3 run");
-      assert.equal(await store.migrate(), 0);
-      await readsBack(store);
-    } finally {
-      await store.close();
-    }
+    await migratesOnAndReadsBack(new PostgresStore(pgDatabase.url));
   });
 
   test("a database from before version 3 is refused, not guessed at", async () => {
-    const file = path.join(tempDir(), "meta.sqlite");
-    const old = new Database(file);
-    old.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
-    old.exec((SQLITE_MIGRATIONS[0] as { sql: string }).sql);
-    old.exec("INSERT INTO schema_migrations VALUES (1, 0)");
-    old.close();
-    const store = new SqliteStore(file);
+    const store = new SqliteStore(legacySqlite(SQLITE_MIGRATIONS.slice(0, 1), []));
     try {
       await assert.rejects(store.migrate(), /records schema versions 1 but not 3/);
     } finally {
