@@ -186,38 +186,38 @@ export class SqlMetadataStore implements MetadataStore {
     await this.driver.changes(this.q.insertExport, this.exportParams(record));
   }
 
-  async createExport(record: ExportRecord, options: CreateExportOptions): Promise<CreateOutcome> {
+  createExport(record: ExportRecord, options: CreateExportOptions): Promise<CreateOutcome> {
+    // Without a key, the create is the one statement that checks the cap and inserts.
+    return this.driver.run(this.create(record, options), options.idempotency !== null);
+  }
+
+  private *create(record: ExportRecord, options: CreateExportOptions): SqlPlan<CreateOutcome> {
     const q = this.q;
     const params = { ...this.exportParams(record), maxQueued: options.maxQueued };
     const idem = options.idempotency;
-    const self = this;
-    // Without a key, the create is the one statement that checks the cap and inserts.
-    return this.driver.run(
-      (function* (): SqlPlan<CreateOutcome> {
-        if (idem) {
-          // Creates of one tenant with a key take turns, so one key makes one export.
-          yield* rows(q.lockTenant, params);
-          const keyParams = { ...params, key: idem.key, requestHash: idem.requestHash };
-          yield* changes(q.dropStaleKey, {
-            ...keyParams,
-            staleBefore: record.createdAt - IDEMPOTENCY_KEY_TTL_MS,
-          });
-          const [seen] = yield* rows(q.idempotencyKey, keyParams);
-          if (seen) {
-            if (seen[0] !== idem.requestHash) return { kind: "idempotency_conflict" };
-            // The export outlives its key (kept for months, the key for a day), so the row is there.
-            const [found] = yield* self.withParts(yield* rows(q.exportById, { id: seen[1] }));
-            return { kind: "replayed", record: found as ExportRecord };
-          }
-          if ((yield* changes(q.createUnderCap, params)) === 0) return yield* queueFull(q, params);
-          yield* changes(q.insertIdempotencyKey, keyParams);
-          return { kind: "created", record };
-        }
-        if ((yield* changes(q.createUnderCap, params)) === 0) return yield* queueFull(q, params);
-        return { kind: "created", record };
-      })(),
-      idem !== null,
-    );
+    const keyParams = idem && { ...params, key: idem.key, requestHash: idem.requestHash };
+    if (idem && keyParams) {
+      // Creates of one tenant with a key take turns, so one key makes one export.
+      yield* rows(q.lockTenant, params);
+      yield* changes(q.dropStaleKey, {
+        ...keyParams,
+        staleBefore: record.createdAt - IDEMPOTENCY_KEY_TTL_MS,
+      });
+      const [seen] = yield* rows(q.idempotencyKey, keyParams);
+      if (seen) {
+        if (seen[0] !== idem.requestHash) return { kind: "idempotency_conflict" };
+        // The export outlives its key (kept for months, the key for a day), so the row is there.
+        const [found] = yield* this.withParts(yield* rows(q.exportById, { id: seen[1] }));
+        return { kind: "replayed", record: found as ExportRecord };
+      }
+    }
+    if ((yield* changes(q.createUnderCap, params)) === 0) {
+      const [tenant] = yield* rows(q.queuedCount, params);
+      if (!tenant) throw new Error(`no tenant ${record.tenantId}`);
+      return { kind: "queue_full", queued: Number(tenant[0]) };
+    }
+    if (keyParams) yield* changes(q.insertIdempotencyKey, keyParams);
+    return { kind: "created", record };
   }
 
   async countExportsByStatus(): Promise<Partial<Record<ExportStatus, number>>> {
@@ -279,21 +279,18 @@ export class SqlMetadataStore implements MetadataStore {
 
   // Jobs: claiming, leases, results
 
-  async claimExport(lease: Lease): Promise<ClaimedExport | null> {
-    const q = this.q;
+  claimExport(lease: Lease): Promise<ClaimedExport | null> {
+    return this.driver.run(this.claim(lease), true);
+  }
+
+  private *claim(lease: Lease): SqlPlan<ClaimedExport | null> {
     const lock = this.driver.dialect.claimLock;
     const params = leaseParams("", lease);
-    const self = this;
-    return this.driver.run(
-      (function* (): SqlPlan<ClaimedExport | null> {
-        if (lock) yield* rows(lock);
-        const [next] = yield* rows(q.nextRunnable, params);
-        if (!next) return null;
-        const [record] = yield* self.withParts(yield* rows(q.claim, { ...params, id: next[0] }));
-        return { ...(record as ExportRecord), takenOver: Boolean(next[1]) };
-      })(),
-      true,
-    );
+    if (lock) yield* rows(lock);
+    const [next] = yield* rows(this.q.nextRunnable, params);
+    if (!next) return null;
+    const [record] = yield* this.withParts(yield* rows(this.q.claim, { ...params, id: next[0] }));
+    return { ...(record as ExportRecord), takenOver: Boolean(next[1]) };
   }
 
   async leaseOwners(): Promise<string[]> {
@@ -392,10 +389,4 @@ export class SqlMetadataStore implements MetadataStore {
   async forgetIdempotencyKeys(createdBefore: number): Promise<number> {
     return this.driver.changes(this.q.forgetKeys, { before: createdBefore });
   }
-}
-
-/** The queue was full: how full, for the answer. */
-function* queueFull(q: Queries, params: Params): SqlPlan<CreateOutcome> {
-  const [row] = yield* rows(q.queuedCount, params);
-  return { kind: "queue_full", queued: Number(row?.[0] ?? 0) };
 }
