@@ -9,6 +9,10 @@ import { type Dialect, NAMED, STATUS, statusIn } from "./sql.js";
 const queued = STATUS.queued;
 const running = STATUS.running;
 
+/** 1-based place of export `e` among its tenant's queued exports, in claim order. */
+const POSITION = `(SELECT count(*) FROM exports q
+  WHERE q.tenant_id = e.tenant_id AND q.status = ${queued} AND (q.run_after, q.id) < (e.run_after, e.id)) + 1`;
+
 /** A worker-side update that only happens while the worker still holds the running export's lease. */
 const leased = (set: string) =>
   `UPDATE exports SET ${set} WHERE id = @id AND status = ${running} AND lease_owner = @owner`;
@@ -71,11 +75,9 @@ export function queries(d: Dialect) {
      * The status read: the export and, when queued, its 1-based place among its tenant's queued
      * exports (claim order), in one query.
      */
-    exportWithPosition: `SELECT ${EXPORT_COLUMNS},
-        CASE WHEN status = ${queued} THEN (SELECT count(*) FROM exports q
-          WHERE q.tenant_id = e.tenant_id AND q.status = ${queued}
-            AND (q.run_after, q.id) < (e.run_after, e.id)) + 1 END
+    exportWithPosition: `SELECT ${EXPORT_COLUMNS}, CASE WHEN status = ${queued} THEN ${POSITION} END
       FROM exports e WHERE id = @id AND tenant_id = @tenantId`,
+    queuePosition: `SELECT ${POSITION} FROM exports e WHERE id = @id AND tenant_id = @tenantId AND status = ${queued}`,
     partsOf: `SELECT ${PART_COLUMNS} FROM export_parts WHERE ${d.inList("export_id", "ids")} ORDER BY export_id, idx`,
     countByStatus: "SELECT status, count(*) FROM exports GROUP BY status",
     cancel: `UPDATE exports SET status = ${STATUS.canceled}, finished_at = @now, lease_owner = NULL, lease_expires_at = NULL
@@ -108,7 +110,7 @@ export function queries(d: Dialect) {
       WHERE status = ${running} AND ${d.inList("lease_owner", "owners")}`,
     heartbeat: leased("lease_expires_at = @until"),
     recordPartLease: leased(`cursor = @cursor, lease_expires_at = @until, takeovers = 0, ${progress(d)}`),
-    insertPart: `INSERT INTO export_parts (${PART_COLUMNS}) VALUES (@id, @index, @objectKey, @rows, @bytes, @sha256)`,
+    insertPart: `INSERT INTO export_parts (${PART_COLUMNS}) VALUES (@id, @index, @objectKey, @partRows, @bytes, @sha256)`,
     updateProgress: leased(
       `lease_expires_at = @until, estimated_rows = COALESCE(CAST(@estimated AS ${d.bigint}), estimated_rows), ${progress(d)}`,
     ),

@@ -226,7 +226,8 @@ export class SqlMetadataStore implements MetadataStore {
   }
 
   async queuePosition(tenantId: string, id: string): Promise<number | null> {
-    return (await this.readExport(tenantId, id))?.queuePosition ?? null;
+    const [row] = await this.driver.rows(this.q.queuePosition, { id, tenantId });
+    return row ? Number(row[0]) : null;
   }
 
   /** One export row of a tenant, with its parts when it has any (most reads need no second query). */
@@ -319,7 +320,8 @@ export class SqlMetadataStore implements MetadataStore {
     const q = this.q;
     return this.driver.run(
       (function* (): SqlPlan<LeaseCheck> {
-        const params = leaseParams(id, lease, { ...progress, ...part, cursor });
+        // The part's own row count is partRows: `rows` is the export's progress.
+        const params = leaseParams(id, lease, { ...part, partRows: part.rows, ...progress, cursor });
         if ((yield* changes(q.recordPartLease, params)) !== 1) return "lost";
         yield* changes(q.insertPart, params);
         return "ok";
