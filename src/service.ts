@@ -10,16 +10,14 @@ import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Config } from "./config/index.js";
 import { buildApp } from "./http/app.js";
+import { openMetadataStore } from "./metadata/open.js";
+import type { MetadataStore } from "./metadata/types.js";
 import { Metrics } from "./metrics/metrics.js";
 import { buildDatasets } from "./sources/registry.js";
 import { LocalObjectStore } from "./storage/local.js";
 import { S3ObjectStore } from "./storage/s3.js";
 import { LinkSigner } from "./storage/signing.js";
 import type { ObjectStore } from "./storage/types.js";
-import { PostgresStore } from "./store/postgres/postgres-store.js";
-import { SqliteStore } from "./store/sqlite/sqlite-store.js";
-import type { MetadataStore } from "./store/types.js";
-import { guardUnavailable } from "./store/unavailable.js";
 import { RetentionSweeper } from "./worker/sweeper.js";
 import { ExportWorker } from "./worker/worker.js";
 
@@ -38,22 +36,10 @@ export function signingSecret(config: Config): string {
 
 /**
  * The configured metadata store, migrated: PostgreSQL when EXPORTD_DATABASE_URL is set, else SQLite.
- * Its methods throw StoreUnavailableError while the database cannot serve (store/unavailable.ts).
+ * Its methods throw StoreUnavailableError while the database cannot serve (metadata/unavailable.ts).
  */
 export async function openStore(config: Config): Promise<MetadataStore> {
-  if (config.databaseUrl) {
-    const store = new PostgresStore(config.databaseUrl);
-    try {
-      await store.migrate();
-    } catch (err) {
-      await store.close();
-      throw err;
-    }
-    return guardUnavailable(store);
-  }
-  const store = new SqliteStore(config.databaseFile);
-  store.migrate();
-  return guardUnavailable(store);
+  return openMetadataStore(config);
 }
 
 export interface Service {

@@ -5,7 +5,7 @@
 import { parseArgs } from "node:util";
 import { isScope, SCOPES, type Scope } from "../domain/scopes.js";
 import type { Tenant, TenantLimits } from "../domain/tenant.js";
-import type { TenancyPort } from "../store/types.js";
+import type { TenancyPort } from "../metadata/types.js";
 import { issueApiKey, listApiKeys, revokeApiKey, rotateApiKey } from "../usecases/api-keys.js";
 import { readMaintenance, storeMaintenance } from "../usecases/maintenance.js";
 

@@ -7,8 +7,8 @@ import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { type Config, ConfigError, loadConfig, type Role } from "../config/index.js";
 import { SCOPES } from "../domain/scopes.js";
+import type { MetadataStore } from "../metadata/types.js";
 import { createService, openStore } from "../service.js";
-import type { MetadataStore } from "../store/types.js";
 import {
   keysCommand,
   maintenanceCommand,

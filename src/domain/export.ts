@@ -279,3 +279,6 @@ export function advanceProgress(current: ExportProgress, next: ExportProgress): 
 export function retryDelayMs(attempt: number, baseMs: number, capMs = 5 * 60_000): number {
   return Math.min(capMs, baseMs * 2 ** Math.max(0, attempt - 1));
 }
+
+/** Final statuses whose files go at once, not after the retention period (nothing to download). */
+export const DISCARDED_STATUSES: readonly ExportStatus[] = ["failed", "canceled"];

@@ -9,7 +9,7 @@ import { hashesMatch, hashKey, keyPrefix } from "../domain/api-keys.js";
 import { AppError } from "../domain/errors.js";
 import type { Scope } from "../domain/scopes.js";
 import type { Tenant, TenantLimits } from "../domain/tenant.js";
-import type { ApiKeyRecord, TenancyPort } from "../store/types.js";
+import type { ApiKeyRecord, TenancyPort } from "../metadata/types.js";
 import { TtlCache } from "../usecases/ttl-cache.js";
 
 export interface AuthContext {

@@ -6,11 +6,11 @@
 
 import type { Redis } from "ioredis";
 import type { Config } from "../config/index.js";
+import type { ExportsPort, MetadataStore, StoreLifecycle, TenancyPort } from "../metadata/types.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { DatasetRegistry } from "../sources/registry.js";
 import type { LinkSigner } from "../storage/signing.js";
 import type { ObjectStore } from "../storage/types.js";
-import type { ExportsPort, StoreLifecycle, TenancyPort } from "../store/types.js";
 
 /** The ports of the metadata store the API uses. */
 export type HttpStore = TenancyPort & ExportsPort & Pick<StoreLifecycle, "ping">;

@@ -10,7 +10,7 @@ import { type ServerResponse, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { AppError, type ErrorCode, type ErrorDetail, invalidRequest } from "../domain/errors.js";
-import { StoreUnavailableError } from "../store/unavailable.js";
+import { StoreUnavailableError } from "../metadata/unavailable.js";
 
 export interface ErrorEnvelope {
   error: { code: string; message: string; request_id: string; details: ErrorDetail[] };

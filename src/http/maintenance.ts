@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import { AppError } from "../domain/errors.js";
-import type { TenancyPort } from "../store/types.js";
+import type { TenancyPort } from "../metadata/types.js";
 import { type MaintenanceState, MaintenanceSwitch } from "../usecases/maintenance.js";
 
 const WRITE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);

@@ -2,7 +2,7 @@
 import { generateKey } from "../domain/api-keys.js";
 import { newId } from "../domain/ids.js";
 import type { Scope } from "../domain/scopes.js";
-import type { ApiKeyRecord, TenancyPort, Tenant } from "../store/types.js";
+import type { ApiKeyRecord, TenancyPort, Tenant } from "../metadata/types.js";
 
 export interface IssuedKey {
   /** The key itself: shown once, stored only as a hash. */

@@ -11,8 +11,8 @@ import { AppError } from "../domain/errors.js";
 import { type ExportRecord, newExport } from "../domain/export.js";
 import { newId } from "../domain/ids.js";
 import type { TenantLimits } from "../domain/tenant.js";
+import type { ExportsPort } from "../metadata/types.js";
 import type { DatasetRegistry } from "../sources/registry.js";
-import type { ExportsPort } from "../store/types.js";
 
 export interface CreateExportDeps {
   exports: ExportsPort;

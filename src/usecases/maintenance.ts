@@ -3,7 +3,7 @@
  * maintenance on` stored it in the database, which every process reads at most every two seconds.
  * The HTTP layer decides which requests it pauses (http/maintenance.ts); the CLI switches it.
  */
-import type { TenancyPort } from "../store/types.js";
+import type { TenancyPort } from "../metadata/types.js";
 
 /** The settings row that holds the stored state (JSON of MaintenanceState). */
 export const MAINTENANCE_SETTING = "maintenance";

@@ -11,7 +11,7 @@ import {
   isFinal,
 } from "../domain/export.js";
 import { isUuid } from "../domain/ids.js";
-import type { ExportsPort, ListExportsQuery } from "../store/types.js";
+import type { ExportsPort, ExportWithPosition, ListExportsQuery } from "../metadata/types.js";
 import { TtlCache } from "./ttl-cache.js";
 
 const FINAL_EXPORT_CACHE_MS = 1_000;
@@ -30,12 +30,13 @@ export class ExportReader {
    * The tenant's export. Throws AppError `not_found` (also for an id that is no UUID). A final
    * export may be the same object for a second: callers may key caches of their own on it.
    */
-  async find(tenantId: string, id: string): Promise<ExportRecord> {
+  async find(tenantId: string, id: string): Promise<ExportRecord | ExportWithPosition> {
     const cacheKey = `${tenantId}/${id}`;
     const now = this.clock();
     const cached = this.finalExports.get(cacheKey, now);
     if (cached) return cached;
-    const record = isUuid(id) ? await this.exports.getExport(tenantId, id) : null;
+    // The status read brings the queue position along (one query).
+    const record = isUuid(id) ? await this.exports.readExport(tenantId, id) : null;
     if (!record) throw new AppError("not_found", "No export with this id.");
     if (isFinal(record.status)) this.finalExports.set(cacheKey, record, now);
     return record;
@@ -81,8 +82,12 @@ export class ExportReader {
     return this.exports.listExports(tenantId, query);
   }
 
-  /** Only a queued export has a place in the queue; asking for the others costs a query for nothing. */
-  queuePosition(record: ExportRecord): Promise<number | null> | null {
+  /**
+   * Only a queued export has a place in the queue; asking for the others costs a query for nothing.
+   * An export read with `find` already carries it.
+   */
+  queuePosition(record: ExportRecord | ExportWithPosition): Promise<number | null> | number | null {
+    if ("queuePosition" in record) return record.queuePosition;
     return hasQueuePlace(record.status) ? this.exports.queuePosition(record.tenantId, record.id) : null;
   }
 }

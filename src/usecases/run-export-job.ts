@@ -27,6 +27,8 @@ import {
   STATUS,
 } from "../domain/export.js";
 import { exportPrefix } from "../domain/naming.js";
+import type { JobQueuePort, Lease, LeaseCheck } from "../metadata/types.js";
+import { StoreUnavailableError } from "../metadata/unavailable.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { ExportFailure, type PipelineProgress, runExport } from "../pipeline/run-export.js";
 import type { DatasetRegistry } from "../sources/registry.js";
@@ -34,8 +36,6 @@ import type { Dataset, TenantRef } from "../sources/types.js";
 import { StorageError, storageOp } from "../storage/errors.js";
 import { Backoff, isPermanentStorageError, STORAGE_BACKOFF } from "../storage/retry.js";
 import type { ObjectStore } from "../storage/types.js";
-import type { JobQueuePort, Lease, LeaseCheck } from "../store/types.js";
-import { StoreUnavailableError } from "../store/unavailable.js";
 import { purgeExportFiles } from "./purge-export.js";
 
 /** Why a run was aborted from outside the pipeline: its lease is lost, or its worker shuts down. */

@@ -3,7 +3,7 @@
  * of one per poll, heartbeat or sweep while it is down.
  */
 import type { Logger } from "pino";
-import { StoreUnavailableError } from "../store/unavailable.js";
+import { StoreUnavailableError } from "../metadata/unavailable.js";
 
 export class OutageLog {
   private since: number | null = null;

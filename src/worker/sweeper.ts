@@ -3,8 +3,8 @@
  * pass at a time, and says once when the metadata store is away and once when it is back.
  */
 import type { Logger } from "pino";
+import type { RetentionPort } from "../metadata/types.js";
 import type { ObjectStore } from "../storage/types.js";
-import type { RetentionPort } from "../store/types.js";
 import { sweepRetention } from "../usecases/retention.js";
 import { OutageLog } from "./outage.js";
 

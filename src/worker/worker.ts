@@ -9,11 +9,11 @@ import { randomBytes } from "node:crypto";
 import os from "node:os";
 import type { Logger } from "pino";
 import type { Config } from "../config/index.js";
+import type { ClaimedExport, JobQueuePort, Lease } from "../metadata/types.js";
+import { StoreUnavailableError } from "../metadata/unavailable.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { DatasetRegistry } from "../sources/registry.js";
 import type { ObjectStore } from "../storage/types.js";
-import type { ClaimedExport, JobQueuePort, Lease } from "../store/types.js";
-import { StoreUnavailableError } from "../store/unavailable.js";
 import { ExportJob, RunAborted, type RunLease } from "../usecases/run-export-job.js";
 import { OutageLog } from "./outage.js";
 

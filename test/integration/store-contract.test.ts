@@ -5,26 +5,13 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { after, before, beforeEach, describe, test } from "node:test";
-import { type ExportRecord, type ExportRequest, newExport, STATUS } from "../../src/domain/export.js";
+import { type ExportRecord, newExport, STATUS } from "../../src/domain/export.js";
 import { newId } from "../../src/domain/ids.js";
-import { PostgresStore } from "../../src/store/postgres/postgres-store.js";
-import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
-import type { Lease, MetadataStore } from "../../src/store/types.js";
+import { PostgresStore, SqliteStore } from "../../src/metadata/open.js";
+import type { Lease, MetadataStore } from "../../src/metadata/types.js";
+import { SAMPLE_REQUEST as request } from "../helpers/export-request.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
 import { tempDir } from "../helpers/service.js";
-
-const request: ExportRequest = {
-  dataset: "events",
-  from: 0,
-  to: 1000,
-  filters: {},
-  columns: ["id"],
-  format: "csv",
-  compression: "gzip",
-  csv: { delimiter: ",", header: true, bom: false },
-  timezone: "UTC",
-  partMaxRows: 1000,
-};
 
 let pgDatabase: TestDatabase;
 before(async () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { guardUnavailable, isUnavailable, StoreUnavailableError } from "../../src/store/unavailable.js";
+import { guardUnavailable, isUnavailable, StoreUnavailableError } from "../../src/metadata/unavailable.js";
 
 const withCode = (code: string, message = "x") => Object.assign(new Error(message), { code });
 

@@ -9,7 +9,7 @@ import { invalidRequest } from "../../domain/errors.js";
 import { type ExportRecord, isFinal } from "../../domain/export.js";
 import { isUuid } from "../../domain/ids.js";
 import { partDownloadName } from "../../domain/naming.js";
-import type { ExportsPort } from "../../store/types.js";
+import type { ExportsPort } from "../../metadata/types.js";
 import { cancelExport } from "../../usecases/cancel-export.js";
 import { createExport } from "../../usecases/create-export.js";
 import { ExportReader } from "../../usecases/read-exports.js";

@@ -5,7 +5,7 @@
 import fs from "node:fs";
 import type { FastifyInstance } from "fastify";
 import { AppError, type ErrorDetail } from "../../domain/errors.js";
-import type { StoreLifecycle } from "../../store/types.js";
+import type { StoreLifecycle } from "../../metadata/types.js";
 import type { HttpDeps } from "../deps.js";
 import { sendError } from "../errors.js";
 import { HealthResponses, MetricsResponses, ReadinessResponses } from "./schemas.js";

@@ -1,6 +1,6 @@
 /**
  * The metadata store: tenants, API keys, exports (the export row is also the job) and their parts.
- * One interface; SQLite is the embedded default. Every method that touches customer data takes the
+ * One interface, one implementation (store.ts) on two engines; SQLite is the embedded default. Every method that touches customer data takes the
  * tenant id; the worker-side methods take the lease owner and do nothing once the lease is lost.
  */
 import type {
@@ -52,6 +52,9 @@ export interface CreateExportOptions {
   maxQueued: number;
   idempotency: { key: string; requestHash: string } | null;
 }
+
+/** An export as the status read returns it: with its 1-based queue position while queued, else null. */
+export type ExportWithPosition = ExportRecord & { queuePosition: number | null };
 
 /** A claimed export; `takenOver` when it was running under another worker's expired lease. */
 export type ClaimedExport = ExportRecord & { takenOver: boolean };
@@ -110,6 +113,8 @@ export interface ExportsPort {
   /** 1-based place of a queued export among its tenant's queued exports; null when not queued. */
   queuePosition(tenantId: string, id: string): Promise<number | null>;
   getExport(tenantId: string, id: string): Promise<ExportRecord | null>;
+  /** The status read: the export and its queue position in one query (null if not found). */
+  readExport(tenantId: string, id: string): Promise<ExportWithPosition | null>;
   listExports(tenantId: string, query: ListExportsQuery): Promise<ExportRecord[]>;
   /** Cancels a queued or running export. Returns the export after the attempt (null if not found). */
   cancelExport(

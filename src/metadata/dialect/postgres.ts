@@ -1,0 +1,217 @@
+/**
+ * PostgreSQL (node-postgres) under the metadata store, for many API and worker processes. Claiming
+ * takes the oldest runnable export with FOR UPDATE SKIP LOCKED, so concurrent workers never wait on,
+ * or take, the same row. A trigger (migrations.ts) sends NOTIFY whenever an export is queued, so
+ * idle workers in other processes start at once; `subscribe` listens for it.
+ */
+import pg from "pg";
+import type { Dialect, Driver, Mode, Params, Plan, Row } from "../sql.js";
+
+export const QUEUE_CHANNEL = "exportd_export_queued";
+/** Serialise migrations, and claims, across processes (arbitrary constants for pg_advisory_xact_lock). */
+const MIGRATION_LOCK = 7_231_001;
+const CLAIM_LOCK = 7_231_002;
+
+export const POSTGRES: Dialect = {
+  name: "postgres",
+  greatest: "GREATEST",
+  bigint: "BIGINT",
+  double: "DOUBLE PRECISION",
+  forUpdate: "FOR UPDATE",
+  skipLocked: "FOR UPDATE OF e SKIP LOCKED",
+  inList: (column, param) => `${column} = ANY(@${param})`,
+  list: (values) => values,
+  // Claims take turns (a claim is a few milliseconds): the per-tenant running count is then exact,
+  // where concurrent claims could each see one slot free.
+  claimLock: `SELECT pg_advisory_xact_lock(${CLAIM_LOCK})`,
+  migrationLock: `SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`,
+};
+
+/** BIGINT (oid 20) as a JS number: epoch milliseconds and row counts stay far below 2^53. */
+const types = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === 20
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+/**
+ * How long opening a connection may take: while the server is down or unreachable, a request
+ * answers 503 within this instead of hanging (pg waits forever by default).
+ */
+const CONNECT_TIMEOUT_MS = 3000;
+/** LISTEN reconnects after its connection drops: first after this, doubling up to the cap. */
+const RELISTEN_FIRST_MS = 200;
+const RELISTEN_MAX_MS = 2000;
+
+/** A query text compiled once: `@name` → `$n`, and the names in `$n` order. */
+interface Compiled {
+  name: string;
+  text: string;
+  names: string[];
+}
+
+/**
+ * Listeners for errors a pool or client emits on its own (an idle connection terminated, the
+ * server restarting): without one Node ends the process on the `error` event. The pool drops the
+ * broken connection; the next query opens a new one or reports the outage to its caller.
+ */
+function survivePoolErrors(pool: pg.Pool): pg.Pool {
+  const ignore = () => undefined;
+  pool.on("error", ignore);
+  // pg-pool listens on a client only while it is idle: one checked out (inside a transaction, a
+  // COPY) would emit its connection error unheard.
+  pool.on("connect", (client) => client.on("error", ignore));
+  return pool;
+}
+
+type Queryable = pg.Pool | pg.PoolClient;
+
+export class PostgresDriver implements Driver {
+  readonly dialect = POSTGRES;
+  private readonly pool: pg.Pool;
+  private readonly compiled = new Map<string, Compiled>();
+  private listener: pg.Client | null = null;
+  private closed = false;
+
+  constructor(readonly url: string) {
+    this.pool = survivePoolErrors(
+      new pg.Pool({
+        connectionString: url,
+        max: 10,
+        types,
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        // Notice a peer that vanished without closing (a failover, a cut network) on idle sockets.
+        keepAlive: true,
+      }),
+    );
+  }
+
+  private compile(text: string): Compiled {
+    let c = this.compiled.get(text);
+    if (!c) {
+      const names: string[] = [];
+      const sql = text.replace(/@(\w+)/g, (_, name: string) => {
+        const at = names.indexOf(name);
+        return `$${at >= 0 ? at + 1 : names.push(name)}`;
+      });
+      // A named statement is parsed and planned once per connection.
+      c = { name: `exportd_${this.compiled.size}`, text: sql, names };
+      this.compiled.set(text, c);
+    }
+    return c;
+  }
+
+  private async exec(on: Queryable, text: string, params: Params, mode: Mode): Promise<unknown> {
+    if (mode === "script") return on.query(text);
+    const c = this.compile(text);
+    const values = c.names.map((n) => {
+      if (!(n in params)) throw new Error(`no value for @${n}`);
+      return params[n];
+    });
+    const result = await on.query({ name: c.name, text: c.text, values, rowMode: "array" });
+    return mode === "rows" ? result.rows : (result.rowCount ?? 0);
+  }
+
+  private async drive<T>(plan: Plan<T>, on: Queryable): Promise<T> {
+    let step = plan.next();
+    while (!step.done)
+      step = plan.next(await this.exec(on, step.value.text, step.value.params, step.value.mode));
+    return step.value;
+  }
+
+  async rows(text: string, params: Params): Promise<Row[]> {
+    return (await this.exec(this.pool, text, params, "rows")) as Row[];
+  }
+
+  async changes(text: string, params: Params): Promise<number> {
+    return (await this.exec(this.pool, text, params, "changes")) as number;
+  }
+
+  async run<T>(plan: Plan<T>, transaction: boolean): Promise<T> {
+    if (!transaction) return this.drive(plan, this.pool);
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN");
+      const result = await this.drive(plan, client);
+      await client.query("COMMIT");
+      return result;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.listener?.end().catch(() => undefined);
+    this.listener = null;
+    await this.pool.end();
+  }
+
+  /**
+   * Calls `listener` whenever any process queues an export (LISTEN/NOTIFY on a dedicated
+   * connection). When that connection drops, it is opened again with back-off (RELISTEN_FIRST_MS
+   * doubling to RELISTEN_MAX_MS) until the server answers — also when the first attempt fails;
+   * `listener` is then called once, since notifications sent meanwhile are lost. `onConnection`
+   * hears each loss and each return.
+   */
+  async subscribe(
+    listener: () => void,
+    onConnection: (connected: boolean, err?: unknown) => void = () => undefined,
+  ): Promise<void> {
+    const open = async (): Promise<void> => {
+      const client = new pg.Client({
+        connectionString: this.url,
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        keepAlive: true,
+      });
+      client.on("notification", () => listener());
+      // Only a subscription that was up reconnects; a failed open is the caller's to retry.
+      let live = false;
+      const reconnect = (err?: unknown) => {
+        if (!live || this.closed) return;
+        live = false;
+        if (this.listener === client) this.listener = null;
+        client.end().catch(() => undefined);
+        onConnection(false, err);
+        void retry(RELISTEN_FIRST_MS);
+      };
+      client.on("error", reconnect);
+      client.on("end", () => reconnect());
+      try {
+        await client.connect();
+        await client.query(`LISTEN ${QUEUE_CHANNEL}`);
+      } catch (err) {
+        client.end().catch(() => undefined);
+        throw err;
+      }
+      if (this.closed) {
+        await client.end().catch(() => undefined);
+        return;
+      }
+      live = true;
+      this.listener = client;
+    };
+    const retry = async (delayMs: number): Promise<void> => {
+      await new Promise((resolve) => setTimeout(resolve, delayMs).unref());
+      if (this.closed) return;
+      try {
+        await open();
+        onConnection(true);
+        listener();
+      } catch {
+        await retry(Math.min(delayMs * 2, RELISTEN_MAX_MS));
+      }
+    };
+    try {
+      await open();
+    } catch (err) {
+      // The database went away between the start's migrations and here: keep trying.
+      onConnection(false, err);
+      void retry(RELISTEN_FIRST_MS);
+    }
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * SQLite (better-sqlite3, WAL) under the metadata store. SQLite has a single writer, so claiming needs
+ * no row locks: a plan runs in one immediate transaction, which holds the write lock from its start.
+ * Several processes may share the file (the CLI writes keys while the server runs): busy_timeout
+ * makes them wait for each other instead of failing.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import Database from "better-sqlite3";
+import type { Dialect, Driver, Mode, Params, Plan, Row } from "../sql.js";
+
+export const SQLITE: Dialect = {
+  name: "sqlite",
+  greatest: "MAX",
+  bigint: "INTEGER",
+  double: "REAL",
+  forUpdate: "",
+  skipLocked: "",
+  // A list travels as one JSON parameter: one statement text whatever the list's length.
+  inList: (column, param) => `${column} IN (SELECT value FROM json_each(@${param}))`,
+  list: (values) => JSON.stringify(values),
+  claimLock: null,
+  migrationLock: null,
+};
+
+export class SqliteDriver implements Driver {
+  readonly dialect = SQLITE;
+  private readonly db: Database.Database;
+  /** Prepared statements by SQL text: preparing costs more than running a small query. */
+  private readonly statements = new Map<string, Database.Statement>();
+  /** Runs a plan in one immediate transaction: the write lock from the first statement on. */
+  private readonly transaction: Database.Transaction<(plan: Plan<unknown>) => unknown>;
+
+  constructor(file: string) {
+    if (file !== ":memory:") fs.mkdirSync(path.dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = NORMAL");
+    this.db.pragma("busy_timeout = 5000");
+    this.db.pragma("foreign_keys = ON");
+    this.transaction = this.db.transaction((plan: Plan<unknown>) => this.drive(plan));
+  }
+
+  private statement(text: string, mode: Mode): Database.Statement {
+    let statement = this.statements.get(text);
+    if (!statement) {
+      statement = this.db.prepare(text);
+      // Arrays in SELECT-list order: no object per row.
+      if (mode === "rows") statement.raw(true);
+      this.statements.set(text, statement);
+    }
+    return statement;
+  }
+
+  private exec(text: string, params: Params, mode: Mode): unknown {
+    if (mode === "script") return this.db.exec(text);
+    const statement = this.statement(text, mode);
+    return mode === "rows" ? statement.all(params) : statement.run(params).changes;
+  }
+
+  /** Runs a plan to its end synchronously, feeding each statement's result back in. */
+  private drive<T>(plan: Plan<T>): T {
+    let step = plan.next();
+    while (!step.done) step = plan.next(this.exec(step.value.text, step.value.params, step.value.mode));
+    return step.value;
+  }
+
+  async rows(text: string, params: Params): Promise<Row[]> {
+    return this.statement(text, "rows").all(params) as Row[];
+  }
+
+  async changes(text: string, params: Params): Promise<number> {
+    return this.statement(text, "changes").run(params).changes;
+  }
+
+  /** Synchronous by nature: a plan is done when this returns (the caller may skip the await). */
+  run<T>(plan: Plan<T>, transaction: boolean): Promise<T> {
+    try {
+      return Promise.resolve(transaction ? (this.transaction.immediate(plan) as T) : this.drive(plan));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

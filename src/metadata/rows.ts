@@ -1,0 +1,126 @@
+/**
+ * Rows as both engines return them — arrays in the order of the column lists below, which every
+ * SELECT uses — and their mapping to domain records, written once.
+ */
+import type { ExportError, ExportPart, ExportRecord, ExportRequest, ExportStatus } from "../domain/export.js";
+import type { Scope } from "../domain/scopes.js";
+import { effectiveLimits, type Plan, type Tenant, type TenantLimits } from "../domain/tenant.js";
+import type { Row } from "./sql.js";
+import type { ApiKeyRecord } from "./types.js";
+
+/** The columns an export is read with, in this order (toExport reads them by position). */
+export const EXPORT_COLUMNS = `id, tenant_id, dataset, status, request, created_at, started_at, finished_at, expires_at,
+  progress_percent, progress_rows, progress_parts, estimated_rows, error_code, error_message, error_retryable,
+  attempts, takeovers, runs, cursor, run_after`;
+/** Where progress_parts sits in an export row. */
+const PROGRESS_PARTS = 11;
+
+export const PART_COLUMNS = "export_id, idx, object_key, rows, bytes, sha256";
+export const KEY_COLUMNS = "id, tenant_id, prefix, hash, last4, scopes, created_at, last_used_at, revoked_at";
+export const PLAN_COLUMNS = "name, max_running, max_queued, requests_per_minute";
+export const TENANT_SELECT = `SELECT t.id, t.name, t.created_at, t.plan, t.max_running, t.max_queued, t.requests_per_minute,
+       p.max_running, p.max_queued, p.requests_per_minute
+  FROM tenants t LEFT JOIN plans p ON p.name = t.plan`;
+
+export const LIMIT_COLUMNS = [
+  ["maxRunning", "max_running"],
+  ["maxQueued", "max_queued"],
+  ["requestsPerMinute", "requests_per_minute"],
+] as const;
+
+/** Limits of a tenant whose plan row is missing: the most conservative that still works. */
+const FALLBACK_LIMITS: TenantLimits = { maxRunning: 1, maxQueued: 1, requestsPerMinute: 60 };
+
+type Num = number | null;
+
+export function toTenant(row: Row): Tenant {
+  const [
+    id,
+    name,
+    createdAt,
+    plan,
+    maxRunning,
+    maxQueued,
+    perMinute,
+    planRunning,
+    planQueued,
+    planPerMinute,
+  ] = row as [string, string, number, string, Num, Num, Num, Num, Num, Num];
+  const overrides: Partial<TenantLimits> = {};
+  if (maxRunning !== null) overrides.maxRunning = maxRunning;
+  if (maxQueued !== null) overrides.maxQueued = maxQueued;
+  if (perMinute !== null) overrides.requestsPerMinute = perMinute;
+  const planLimits: TenantLimits =
+    planRunning === null
+      ? FALLBACK_LIMITS
+      : {
+          maxRunning: planRunning,
+          maxQueued: planQueued ?? FALLBACK_LIMITS.maxQueued,
+          requestsPerMinute: planPerMinute ?? FALLBACK_LIMITS.requestsPerMinute,
+        };
+  return { id, name, plan, createdAt, limits: effectiveLimits(planLimits, overrides), overrides };
+}
+
+export function toPlan(row: Row): Plan {
+  const [name, maxRunning, maxQueued, requestsPerMinute] = row as [string, number, number, number];
+  return { name, limits: { maxRunning, maxQueued, requestsPerMinute } };
+}
+
+/**
+ * Ids of the exports whose parts need reading: progress_parts grows in the transaction that inserts
+ * a part, so 0 means there is none.
+ */
+export function idsWithParts(rows: readonly Row[]): string[] {
+  return rows.filter((r) => (r[PROGRESS_PARTS] as number) > 0).map((r) => r[0] as string);
+}
+
+/** A part row, with the id of its export first. */
+export function toPart(row: Row): ExportPart {
+  const [, index, objectKey, rows, bytes, sha256] = row as [string, number, string, number, number, string];
+  return { index, objectKey, rows, bytes, sha256 };
+}
+
+export function toKey(r: Row): ApiKeyRecord {
+  return {
+    id: r[0] as string,
+    tenantId: r[1] as string,
+    prefix: r[2] as string,
+    hash: r[3] as string,
+    last4: r[4] as string,
+    scopes: JSON.parse(r[5] as string) as Scope[],
+    createdAt: r[6] as number,
+    lastUsedAt: r[7] as Num,
+    revokedAt: r[8] as Num,
+  };
+}
+
+export function toExport(r: Row, parts: ExportPart[]): ExportRecord {
+  const error: ExportError | null =
+    r[13] === null
+      ? null
+      : {
+          code: r[13] as ExportError["code"],
+          message: (r[14] as string | null) ?? "",
+          retryable: r[15] === 1,
+        };
+  return {
+    id: r[0] as string,
+    tenantId: r[1] as string,
+    dataset: r[2] as string,
+    status: r[3] as ExportStatus,
+    request: JSON.parse(r[4] as string) as ExportRequest,
+    createdAt: r[5] as number,
+    startedAt: r[6] as Num,
+    finishedAt: r[7] as Num,
+    expiresAt: r[8] as Num,
+    progress: { percent: r[9] as number, rows: r[10] as number, parts: r[11] as number },
+    estimatedRows: r[12] as Num,
+    error,
+    parts,
+    attempts: r[16] as number,
+    takeovers: r[17] as number,
+    runs: r[18] as number,
+    cursor: r[19] as string | null,
+    runAfter: r[20] as number,
+  };
+}
