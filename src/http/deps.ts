@@ -6,7 +6,7 @@
 
 import type { Redis } from "ioredis";
 import type { Config } from "../config/index.js";
-import type { ExportsPort, MetadataStore, StoreLifecycle, TenancyPort } from "../metadata/types.js";
+import type { ExportsPort, StoreLifecycle, TenancyPort } from "../metadata/types.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { DatasetRegistry } from "../sources/registry.js";
 import type { LinkSigner } from "../storage/signing.js";
