@@ -29,7 +29,7 @@ export const ERROR_CATALOGUE = {
     status: 400,
     retryable: false,
     on: "every",
-    when: "The request is malformed: bad JSON, unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`. `details` lists each bad field.",
+    when: "The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`. `details` lists each bad field.",
   },
   invalid_date_range: {
     status: 400,
@@ -131,7 +131,7 @@ export const ERROR_CATALOGUE = {
     status: 415,
     retryable: false,
     on: "body",
-    when: "The request body is not `application/json`.",
+    when: "The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header.",
   },
   range_not_satisfiable: {
     status: 416,

@@ -33,6 +33,7 @@ import { exportRoutes } from "./exports/routes.js";
 import { ExportSchema } from "./exports/schemas.js";
 import { fileRoutes } from "./files/routes.js";
 import { healthRoutes } from "./health/routes.js";
+import { installJsonBody } from "./json-body.js";
 import { installMaintenance } from "./maintenance.js";
 import { documentHeaders, documentRoute } from "./openapi.js";
 import { ErrorEnvelopeSchema } from "./schemas.js";
@@ -161,14 +162,7 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
     done();
   });
   installErrorHandling(app);
-  // Bodies are JSON only: anything else is 415, not a string that fails validation later. An empty
-  // JSON body is no body (POST …/cancel with a Content-Type header); routes that need one say so.
-  app.removeContentTypeParser("text/plain");
-  const parseJson = app.getDefaultJsonParser("error", "error");
-  app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) =>
-    body === "" ? done(null, undefined) : parseJson(request, String(body), done),
-  );
+  installJsonBody(app);
   installAuth(app, deps.store, deps.clock, deps.config.unauthenticatedPerMinute);
   installMaintenance(
     app,
