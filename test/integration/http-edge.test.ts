@@ -212,6 +212,59 @@ describe("strict JSON types in bodies", () => {
   });
 });
 
+describe("strict values in query strings", () => {
+  test("integers are plain decimal digits only: 0x0, +0, 0.0, a leading space, 1e1 → 400 invalid_type naming the field", async () => {
+    const download = `/v1/exports/${exportId}/download`;
+    const bad: [string, string][] = [
+      [`${download}?part=0x0`, "part"],
+      [`${download}?part=%2B0`, "part"],
+      [`${download}?part=+0`, "part"],
+      [`${download}?part=0.0`, "part"],
+      [`${download}?part=%200`, "part"],
+      [`${download}?part=0%20`, "part"],
+      [`${download}?part=-0`, "part"],
+      [`${download}?part=${"0".repeat(16)}`, "part"],
+      ["/v1/exports?limit=1e1", "limit"],
+      ["/v1/exports?limit=0b1", "limit"],
+      ["/v1/exports?limit=%0A5", "limit"],
+    ];
+    for (const [url, field] of bad) {
+      const body = assertEnvelope(await inject("GET", url, fullKey), 400, "invalid_request");
+      assert.deepEqual(
+        body.error.details.map((d) => [d.field, d.code]),
+        [[field, "invalid_type"]],
+        `${url}: ${JSON.stringify(body.error.details)}`,
+      );
+    }
+    // Every problem at once: the integer rule and ajv's own checks of the other parameters.
+    const both = assertEnvelope(
+      await inject("GET", `${download}?part=0x0&redirect=maybe`, fullKey),
+      400,
+      "invalid_request",
+    );
+    assert.deepEqual(both.error.details.map((d) => d.field).sort(), ["part", "redirect"]);
+    // Digits still convert, repeated once or not, and bounds still hold.
+    const link = await inject("GET", `${download}?part=0&redirect=false`, fullKey);
+    assert.equal(link.json<{ part: number }>().part, 0);
+    assert.equal((await inject("GET", "/v1/exports?limit=007", fullKey)).statusCode, 200);
+    assertEnvelope(await inject("GET", "/v1/exports?limit=101", fullKey), 400, "invalid_request");
+  });
+
+  test("booleans are only true or false", async () => {
+    const download = `/v1/exports/${exportId}/download?part=0&redirect=`;
+    for (const value of ["TRUE", "False", "1", "0", "yes", "%20true", "true%20"]) {
+      const body = assertEnvelope(await inject("GET", download + value, fullKey), 400, "invalid_request");
+      assert.deepEqual(
+        body.error.details.map((d) => d.field),
+        ["redirect"],
+        value,
+      );
+    }
+    assert.equal((await inject("GET", `${download}true`, fullKey)).statusCode, 302);
+    assert.equal((await inject("GET", `${download}false`, fullKey)).statusCode, 200);
+  });
+});
+
 describe("requests without a valid key", () => {
   test("an address past its budget of bad keys gets 429 rate_limited with Retry-After, without a key lookup; a verified key still passes", async () => {
     const good = await svc.key("edge", ["exports:read"]);
