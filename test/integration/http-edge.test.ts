@@ -5,6 +5,8 @@
  * values, and the per-address limit on requests with missing or invalid keys.
  */
 import assert from "node:assert/strict";
+import type { AddressInfo } from "node:net";
+import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { ERROR_CATALOGUE } from "../../src/domain/errors.js";
 import { SCOPES, type Scope } from "../../src/domain/scopes.js";
@@ -266,6 +268,52 @@ describe("strict values in query strings", () => {
 });
 
 describe("requests without a valid key", () => {
+  test("two Authorization headers → 400 invalid_request naming authorization, whichever comes first, also on a real socket", async () => {
+    const bogus = "Bearer exd_aaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    for (const pair of [
+      [`Bearer ${fullKey}`, bogus],
+      [bogus, `Bearer ${fullKey}`],
+      [`Bearer ${fullKey}`, `Bearer ${fullKey}`],
+    ]) {
+      const res = await svc.app!.inject({
+        method: "GET",
+        url: "/v1/exports",
+        // light-my-request sends an array as repeated header lines; its type only says string.
+        headers: { authorization: pair } as unknown as Record<string, string>,
+      });
+      const body = assertEnvelope(res, 400, "invalid_request");
+      assert.deepEqual(
+        body.error.details.map((d) => d.field),
+        ["authorization"],
+      );
+    }
+    // Node's server keeps only the first Authorization in request.headers: the raw lines decide.
+    const base = svc.app!.server.listening
+      ? `http://127.0.0.1:${(svc.app!.server.address() as AddressInfo).port}`
+      : await listen(svc);
+    const { port } = new URL(base);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(port), "127.0.0.1", () =>
+        socket.write(
+          `GET /v1/exports HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${fullKey}\r\n` +
+            `Authorization: ${bogus}\r\nConnection: close\r\n\r\n`,
+        ),
+      );
+      let text = "";
+      socket.setEncoding("utf8");
+      socket.on("data", (chunk: string) => {
+        text += chunk;
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    assert.match(answer, /"code":"invalid_request"/);
+    assert.match(answer, /"field":"authorization"/);
+    // One header still works.
+    assert.equal((await inject("GET", "/v1/exports", fullKey)).statusCode, 200);
+  });
+
   test("an address past its budget of bad keys gets 429 rate_limited with Retry-After, without a key lookup; a verified key still passes", async () => {
     const good = await svc.key("edge", ["exports:read"]);
     assert.equal((await inject("GET", "/v1/exports", good)).statusCode, 200);
