@@ -59,7 +59,7 @@ export const ERROR_CATALOGUE = {
     status: 403,
     retryable: false,
     on: "named",
-    when: "A signed download link was altered or is malformed. Ask the API for a fresh link.",
+    when: "A signed download link was altered or is malformed: a link must be used exactly as issued (`expires` as written, without leading zeros; no query parameter the link does not carry). Ask the API for a fresh link.",
   },
   link_expired: {
     status: 403,
