@@ -29,7 +29,7 @@ export const ERROR_CATALOGUE = {
     status: 400,
     retryable: false,
     on: "every",
-    when: "The request is malformed: bad JSON, unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`. `details` lists each bad field.",
+    when: "The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.",
   },
   invalid_date_range: {
     status: 400,
@@ -59,7 +59,7 @@ export const ERROR_CATALOGUE = {
     status: 403,
     retryable: false,
     on: "named",
-    when: "A signed download link was altered or is malformed. Ask the API for a fresh link.",
+    when: "A signed download link was altered or is malformed: a link must be used exactly as issued (`expires` as written, without leading zeros; no query parameter the link does not carry). Ask the API for a fresh link.",
   },
   link_expired: {
     status: 403,
@@ -131,7 +131,7 @@ export const ERROR_CATALOGUE = {
     status: 415,
     retryable: false,
     on: "body",
-    when: "The request body is not `application/json`.",
+    when: "The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header.",
   },
   range_not_satisfiable: {
     status: 416,

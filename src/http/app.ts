@@ -33,6 +33,7 @@ import { exportRoutes } from "./exports/routes.js";
 import { ExportSchema } from "./exports/schemas.js";
 import { fileRoutes } from "./files/routes.js";
 import { healthRoutes } from "./health/routes.js";
+import { installJsonBody } from "./json-body.js";
 import { installMaintenance } from "./maintenance.js";
 import { documentHeaders, documentRoute } from "./openapi.js";
 import { ErrorEnvelopeSchema } from "./schemas.js";
@@ -72,14 +73,58 @@ function installServerEdges(app: FastifyInstance, requestTimeoutMs: number): voi
   });
 }
 
+/** What the pool's compile functions really receive from Fastify (their types say a bare schema). */
+type Compile = (route: { schema: unknown; httpPart?: string }) => unknown;
+/** An ajv validate function as Fastify calls it: its errors on `errors`, `schemaEnv` when it has one. */
+type Validate = ((data: unknown, context?: unknown) => boolean) & { errors?: unknown; schemaEnv?: unknown };
+
+/** Plain decimal digits, at most 15 (every such number is a safe integer). */
+const DECIMAL = /^[0-9]{1,15}$/;
+
+/**
+ * Wraps the converting validator of a query string or path params so that its integers are written
+ * as plain decimal digits: ajv's conversion (`+value`) would also read `0x10`, `+1`, ` 1`, `1.0` and
+ * `1e1`. Every integer property of every route is covered, without a mark on its schema.
+ */
+function decimalIntegers(schema: unknown, validate: Validate): Validate {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> } | null)?.properties ?? {};
+  const integers = Object.keys(properties).filter((name) => properties[name]?.type === "integer");
+  if (integers.length === 0) return validate;
+  const wrapped: Validate = (data, context) => {
+    const bad = integers.filter((name) => {
+      const raw = (data as Record<string, unknown> | null)?.[name];
+      // A repeated parameter is an array; ajv's own check refuses all but a one-item array.
+      const value = Array.isArray(raw) && raw.length === 1 ? raw[0] : raw;
+      return typeof value === "string" && !DECIMAL.test(value);
+    });
+    const valid = validate(data, context);
+    if (bad.length === 0) {
+      wrapped.errors = validate.errors;
+      return valid;
+    }
+    const own = bad.map((name) => ({
+      instancePath: `/${name}`,
+      keyword: "type",
+      params: { type: "integer" },
+      message: "must be an integer in decimal digits",
+    }));
+    const others = ((validate.errors ?? []) as { instancePath: string }[]).filter(
+      (e) => !bad.some((name) => e.instancePath === `/${name}`),
+    );
+    wrapped.errors = [...own, ...others];
+    return false;
+  };
+  wrapped.schemaEnv = validate.schemaEnv;
+  return wrapped;
+}
+
 /**
  * Fastify's ajv compiler with one ajv instance per kind of input: bodies are JSON and carry their own
  * types, so `"dry_run": 0`, `null` or `"part_max_rows": true` are refused (400 invalid_type) rather
- * than converted; the other parts keep the configured conversion.
+ * than converted; the other parts keep the configured conversion, with integers in decimal digits
+ * only (decimalIntegers) and booleans only `true` or `false` (ajv's conversion of strings).
  */
 function strictBodyValidators(): BuildCompilerFromPool {
-  /** What the pool's compile functions really receive from Fastify (their types say a bare schema). */
-  type Compile = (route: { schema: unknown; httpPart?: string }) => unknown;
   const converting = AjvCompiler();
   const strict = AjvCompiler();
   return (externalSchemas, options) => {
@@ -89,7 +134,12 @@ function strictBodyValidators(): BuildCompilerFromPool {
       onCreate: options?.onCreate,
       customOptions: { ...(options?.customOptions as AjvOptions | undefined), coerceTypes: false },
     }) as unknown as Compile;
-    const compile: Compile = (route) => (route.httpPart === "body" ? forBodies : forParts)(route);
+    const compile: Compile = (route) =>
+      route.httpPart === "body"
+        ? forBodies(route)
+        : route.httpPart === "querystring" || route.httpPart === "params"
+          ? decimalIntegers(route.schema, forParts(route) as Validate)
+          : forParts(route);
     return compile as unknown as ReturnType<BuildCompilerFromPool>;
   };
 }
@@ -125,8 +175,8 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
     bodyLimit: deps.config.bodyLimitBytes,
     ajv: {
       // Unknown fields are errors, not silently dropped; report every problem at once. Query
-      // strings, params and headers are text, so their digits and true/false are converted to the
-      // schema's type; JSON bodies are never converted (strictBodyValidators).
+      // strings, params and headers are text, so their decimal digits and true/false are converted to
+      // the schema's type (decimalIntegers); JSON bodies are never converted (strictBodyValidators).
       customOptions: { removeAdditional: false, allErrors: true, coerceTypes: "array", useDefaults: true },
     },
     schemaController: { compilersFactory: { buildValidator: strictBodyValidators() } },
@@ -161,14 +211,7 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
     done();
   });
   installErrorHandling(app);
-  // Bodies are JSON only: anything else is 415, not a string that fails validation later. An empty
-  // JSON body is no body (POST …/cancel with a Content-Type header); routes that need one say so.
-  app.removeContentTypeParser("text/plain");
-  const parseJson = app.getDefaultJsonParser("error", "error");
-  app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) =>
-    body === "" ? done(null, undefined) : parseJson(request, String(body), done),
-  );
+  installJsonBody(app);
   installAuth(app, deps.store, deps.clock, deps.config.unauthenticatedPerMinute);
   installMaintenance(
     app,

@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { hashesMatch, hashKey, keyPrefix } from "../domain/api-keys.js";
-import { AppError } from "../domain/errors.js";
+import { AppError, invalidRequest } from "../domain/errors.js";
 import type { Scope } from "../domain/scopes.js";
 import type { Tenant, TenantLimits } from "../domain/tenant.js";
 import type { ApiKeyRecord, TenancyPort } from "../metadata/types.js";
@@ -88,6 +88,19 @@ export class FailedAuthLimiter {
   }
 }
 
+/**
+ * How many Authorization field lines the request has. Node keeps only the first one in
+ * `headers.authorization`; a second one would silently lose, so exportd refuses the request instead
+ * (RFC 9110 §5.3: Authorization is no list, it may appear once).
+ */
+function authorizationLines(rawHeaders: readonly string[]): number {
+  let count = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]?.toLowerCase() === "authorization") count += 1;
+  }
+  return count;
+}
+
 function unauthorized(message: string): AppError {
   return new AppError("unauthorized", message, [], { "www-authenticate": 'Bearer realm="exportd"' });
 }
@@ -127,6 +140,12 @@ export function installAuth(
   app.addHook("onRequest", async (request: FastifyRequest) => {
     const scope = request.routeOptions.config.scope;
     if (!scope) return;
+    if (authorizationLines(request.raw.rawHeaders) > 1) {
+      throw invalidRequest(
+        [{ field: "authorization", code: "invalid", message: "Send one Authorization header." }],
+        "The request carries several Authorization headers: which key is meant is ambiguous.",
+      );
+    }
     const now = clock();
     const header = request.headers.authorization;
     const match = header ? /^Bearer[ ]+(\S+)\s*$/i.exec(header) : null;

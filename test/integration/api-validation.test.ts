@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { gzipSync } from "node:zlib";
 import { ERROR_CATALOGUE } from "../../src/domain/errors.js";
 import { pastMidnight, startTestService, type TestService } from "../helpers/service.js";
 
@@ -101,6 +102,105 @@ describe("create validation", () => {
       415,
       "unsupported_media_type",
     );
+  });
+
+  test("a charset other than UTF-8 → 415 unsupported_media_type naming content-type; UTF-8 in any spelling is read", async () => {
+    const dryRun = { ...valid, dry_run: true };
+    const refused: [string, Buffer][] = [
+      ["application/json; charset=utf-16", Buffer.from(JSON.stringify(dryRun), "utf16le")],
+      ["application/json; charset=latin1", Buffer.from(JSON.stringify(dryRun), "latin1")],
+      ['application/json;charset="ISO-8859-1"', Buffer.from(JSON.stringify(dryRun))],
+    ];
+    for (const [contentType, payload] of refused) {
+      const res = await svc.app!.inject({
+        method: "POST",
+        url: "/v1/exports",
+        headers: { authorization: `Bearer ${key}`, "content-type": contentType },
+        payload,
+      });
+      const error = assertEnvelope(res, 415, "unsupported_media_type");
+      assert.deepEqual(
+        error.details.map((d) => d.field),
+        ["content-type"],
+        contentType,
+      );
+      assert.match(res.json().error.message, /UTF-8/);
+    }
+    for (const contentType of ["application/json; charset=UTF-8", 'application/json; charset="utf-8"']) {
+      const res = await post(dryRun, { "content-type": contentType });
+      assert.equal(res.statusCode, 200, `${contentType}: ${res.body}`);
+    }
+  });
+
+  test("bytes that are not UTF-8 → 400 invalid_request, not read as U+FFFD", async () => {
+    const text = JSON.stringify({ ...valid, dry_run: true, filters: { user_id: ["X"] } });
+    const [head, tail] = text.split("X") as [string, string];
+    const payload = Buffer.concat([Buffer.from(head), Buffer.from([0xff, 0xfe]), Buffer.from(tail)]);
+    const res = await svc.app!.inject({
+      method: "POST",
+      url: "/v1/exports",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      payload,
+    });
+    const error = assertEnvelope(res, 400, "invalid_request");
+    assert.deepEqual(
+      error.details.map((d) => [d.field, d.code]),
+      [["body", "invalid_json"]],
+    );
+  });
+
+  test("any Content-Encoding but identity → 415 unsupported_media_type naming content-encoding, whatever the body", async () => {
+    const dryRun = JSON.stringify({ ...valid, dry_run: true });
+    const cases: [string, string | Buffer][] = [
+      ["br", dryRun],
+      ["gzip", gzipSync(dryRun)],
+      ["deflate", dryRun],
+      ["identity, gzip", dryRun],
+    ];
+    for (const [encoding, payload] of cases) {
+      const res = await svc.app!.inject({
+        method: "POST",
+        url: "/v1/exports",
+        headers: {
+          authorization: `Bearer ${key}`,
+          "content-type": "application/json",
+          "content-encoding": encoding,
+        },
+        payload,
+      });
+      const error = assertEnvelope(res, 415, "unsupported_media_type");
+      assert.deepEqual(
+        error.details.map((d) => d.field),
+        ["content-encoding"],
+        encoding,
+      );
+    }
+    assert.equal((await post(dryRun, { "content-encoding": "identity" })).statusCode, 200);
+  });
+
+  test("a string with a lone surrogate anywhere in the body → 400 invalid_request naming the field; pairs pass", async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ ...valid, filters: { user_id: ["ok", "\ud800"] } }, "filters.user_id[1]"],
+      [{ ...valid, dataset: "events\udfff" }, "dataset"],
+      [{ ...valid, columns: ["id", "\udbff"] }, "columns[1]"],
+      [{ ...valid, timezone: "Europe/Paris\ud800" }, "timezone"],
+      [{ ...valid, csv: { delimiter: "\udc00" } }, "csv.delimiter"],
+      [{ ...valid, filters: { "\ud800": "x" } }, "filters"],
+    ];
+    for (const [body, field] of cases) {
+      // JSON.stringify writes a lone surrogate as its escape: valid JSON, not valid Unicode text.
+      const text = JSON.stringify(body);
+      assert.match(text, /\\u[dD][89a-fA-F]/);
+      const error = assertEnvelope(await post(text), 400, "invalid_request");
+      assert.deepEqual(
+        error.details.map((d) => [d.field, d.code]),
+        [[field, "invalid"]],
+        text,
+      );
+    }
+    const pair = JSON.stringify({ ...valid, dry_run: true, filters: { user_id: ["PAIR"] } });
+    const res = await post(pair.replace("PAIR", "\\ud83d\\ude00"));
+    assert.equal(res.statusCode, 200, res.body);
   });
 
   test("a valid request → 202 with Location and the normalized request", async () => {

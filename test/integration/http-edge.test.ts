@@ -5,6 +5,8 @@
  * values, and the per-address limit on requests with missing or invalid keys.
  */
 import assert from "node:assert/strict";
+import type { AddressInfo } from "node:net";
+import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { ERROR_CATALOGUE } from "../../src/domain/errors.js";
 import { SCOPES, type Scope } from "../../src/domain/scopes.js";
@@ -212,7 +214,106 @@ describe("strict JSON types in bodies", () => {
   });
 });
 
+describe("strict values in query strings", () => {
+  test("integers are plain decimal digits only: 0x0, +0, 0.0, a leading space, 1e1 → 400 invalid_type naming the field", async () => {
+    const download = `/v1/exports/${exportId}/download`;
+    const bad: [string, string][] = [
+      [`${download}?part=0x0`, "part"],
+      [`${download}?part=%2B0`, "part"],
+      [`${download}?part=+0`, "part"],
+      [`${download}?part=0.0`, "part"],
+      [`${download}?part=%200`, "part"],
+      [`${download}?part=0%20`, "part"],
+      [`${download}?part=-0`, "part"],
+      [`${download}?part=${"0".repeat(16)}`, "part"],
+      ["/v1/exports?limit=1e1", "limit"],
+      ["/v1/exports?limit=0b1", "limit"],
+      ["/v1/exports?limit=%0A5", "limit"],
+    ];
+    for (const [url, field] of bad) {
+      const body = assertEnvelope(await inject("GET", url, fullKey), 400, "invalid_request");
+      assert.deepEqual(
+        body.error.details.map((d) => [d.field, d.code]),
+        [[field, "invalid_type"]],
+        `${url}: ${JSON.stringify(body.error.details)}`,
+      );
+    }
+    // Every problem at once: the integer rule and ajv's own checks of the other parameters.
+    const both = assertEnvelope(
+      await inject("GET", `${download}?part=0x0&redirect=maybe`, fullKey),
+      400,
+      "invalid_request",
+    );
+    assert.deepEqual(both.error.details.map((d) => d.field).sort(), ["part", "redirect"]);
+    // Digits still convert, repeated once or not, and bounds still hold.
+    const link = await inject("GET", `${download}?part=0&redirect=false`, fullKey);
+    assert.equal(link.json<{ part: number }>().part, 0);
+    assert.equal((await inject("GET", "/v1/exports?limit=007", fullKey)).statusCode, 200);
+    assertEnvelope(await inject("GET", "/v1/exports?limit=101", fullKey), 400, "invalid_request");
+  });
+
+  test("booleans are only true or false", async () => {
+    const download = `/v1/exports/${exportId}/download?part=0&redirect=`;
+    for (const value of ["TRUE", "False", "1", "0", "yes", "%20true", "true%20"]) {
+      const body = assertEnvelope(await inject("GET", download + value, fullKey), 400, "invalid_request");
+      assert.deepEqual(
+        body.error.details.map((d) => d.field),
+        ["redirect"],
+        value,
+      );
+    }
+    assert.equal((await inject("GET", `${download}true`, fullKey)).statusCode, 302);
+    assert.equal((await inject("GET", `${download}false`, fullKey)).statusCode, 200);
+  });
+});
+
 describe("requests without a valid key", () => {
+  test("two Authorization headers → 400 invalid_request naming authorization, whichever comes first, also on a real socket", async () => {
+    const bogus = "Bearer exd_aaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    for (const pair of [
+      [`Bearer ${fullKey}`, bogus],
+      [bogus, `Bearer ${fullKey}`],
+      [`Bearer ${fullKey}`, `Bearer ${fullKey}`],
+    ]) {
+      const res = await svc.app!.inject({
+        method: "GET",
+        url: "/v1/exports",
+        // light-my-request sends an array as repeated header lines; its type only says string.
+        headers: { authorization: pair } as unknown as Record<string, string>,
+      });
+      const body = assertEnvelope(res, 400, "invalid_request");
+      assert.deepEqual(
+        body.error.details.map((d) => d.field),
+        ["authorization"],
+      );
+    }
+    // Node's server keeps only the first Authorization in request.headers: the raw lines decide.
+    const base = svc.app!.server.listening
+      ? `http://127.0.0.1:${(svc.app!.server.address() as AddressInfo).port}`
+      : await listen(svc);
+    const { port } = new URL(base);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(port), "127.0.0.1", () =>
+        socket.write(
+          `GET /v1/exports HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${fullKey}\r\n` +
+            `Authorization: ${bogus}\r\nConnection: close\r\n\r\n`,
+        ),
+      );
+      let text = "";
+      socket.setEncoding("utf8");
+      socket.on("data", (chunk: string) => {
+        text += chunk;
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    assert.match(answer, /"code":"invalid_request"/);
+    assert.match(answer, /"field":"authorization"/);
+    // One header still works.
+    assert.equal((await inject("GET", "/v1/exports", fullKey)).statusCode, 200);
+  });
+
   test("an address past its budget of bad keys gets 429 rate_limited with Retry-After, without a key lookup; a verified key still passes", async () => {
     const good = await svc.key("edge", ["exports:read"]);
     assert.equal((await inject("GET", "/v1/exports", good)).statusCode, 200);

@@ -204,6 +204,32 @@ describe("signed links", () => {
     }
   });
 
+  test("a link is used exactly as issued: leading zeros in expires or an extra parameter → 403 invalid_signature; HEAD and Range keep working", async () => {
+    const expires = partUrl.searchParams.get("expires")!;
+    assert.match(expires, /^[1-9]\d*$/, "exportd writes expires without leading zeros");
+    const altered = [
+      partUrl.search.replace(`expires=${expires}`, `expires=0${expires}`),
+      partUrl.search.replace(`expires=${expires}`, `expires=00${expires}`),
+      `${partUrl.search}&download=1`,
+      `${partUrl.search}&x=`,
+      `${partUrl.search}&=x`,
+      `?utm_source=mail&${partUrl.search.slice(1)}`,
+    ];
+    for (const search of altered) {
+      assert.notEqual(search, partUrl.search);
+      assertError(await fileGet(partUrl.pathname + search), 403, "invalid_signature");
+    }
+    // The same parameters in another order are the same link.
+    const reordered = new URLSearchParams([...partUrl.searchParams].reverse());
+    assert.equal((await fileGet(`${partUrl.pathname}?${reordered}`)).status, 200);
+    const head = await rawRequest(base, "HEAD", partUrl.pathname + partUrl.search);
+    assert.equal(head.status, 200);
+    assert.equal(head.body, "");
+    const range = await fileGet(partUrl, { range: "bytes=0-9" });
+    assert.equal(range.status, 206);
+    assert.equal(range.headers["content-length"], "10");
+  });
+
   test("expired, and re-used after expiry → 403 link_expired", async () => {
     assert.equal((await fileGet(partUrl)).status, 200, "used once while valid");
     const saved = now;

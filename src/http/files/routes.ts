@@ -22,6 +22,9 @@ import type { HttpDeps } from "../deps.js";
 import { ChunkPool, DownloadSlots, writeFileRange } from "../file-body.js";
 import { FileParams, FileQuery, FileResponses } from "./schemas.js";
 
+/** The query parameters of a signed link; a link with any other is refused as altered. */
+const LINK_PARAMS: ReadonlySet<string> = new Set(Object.keys(FileQuery.properties));
+
 /** The bytes a 200 or 206 answer of send carries: all of Content-Length, from Content-Range's start. */
 function bodyRange(
   status: number,
@@ -86,8 +89,17 @@ export function fileRoutes(
     async (request, reply) => {
       const key = request.params["*"];
       const { expires, filename, signature } = request.query;
-      const expiresAt = expires && /^\d{1,12}$/.test(expires) ? Number(expires) : null;
-      if (!isSafeKey(key) || expiresAt === null || filename === undefined || signature === undefined) {
+      // A link is used exactly as issued: `expires` as exportd writes it (no leading zeros), and
+      // no parameter the link does not carry. Anything else is an altered link, answered as one.
+      const expiresAt = expires && /^(?:0|[1-9]\d{0,11})$/.test(expires) ? Number(expires) : null;
+      const asIssued = Object.keys(request.query).every((name) => LINK_PARAMS.has(name));
+      if (
+        !asIssued ||
+        !isSafeKey(key) ||
+        expiresAt === null ||
+        filename === undefined ||
+        signature === undefined
+      ) {
         throw new AppError("invalid_signature", "This link is not a valid download link.");
       }
       const verdict = signer.verify({ key, expires: expiresAt, filename }, signature, deps.clock());
