@@ -159,13 +159,20 @@ const PINNED_SETTINGS: readonly [string, string][] = [
 type SourceTypes = ReadonlyMap<string, number>;
 
 /**
- * Milliseconds of a timestamptz as COPY writes it under DateStyle ISO (`2026-03-29 03:00:00.5+02`,
- * offsets may carry minutes and seconds) or as exported in UTC (`2026-03-29T01:00:00.500000Z`), for
- * progress only: the cursor keeps the exact text.
+ * Milliseconds of a time column's value as COPY writes it under DateStyle ISO — a timestamptz
+ * (`2026-03-29 03:00:00.5+02`, offsets may carry minutes and seconds), a zone-less timestamp or a
+ * date, read in `localZone` — or as exported in UTC (`2026-03-29T01:00:00.500000Z`), for progress
+ * only: the cursor keeps the exact text.
  */
-function copyTimestampMs(text: string): number {
-  const m = /^(\d{4,}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d(?:\.\d+)?)(?:Z|([+-]\d\d)(?::(\d\d))?)?/.exec(text);
-  return m ? Date.parse(`${m[1]}T${m[2]}${m[3] ?? "+00"}:${m[4] ?? "00"}`) : Number.NaN;
+function copyTimestampMs(text: string, localZone: string): number {
+  const m = /^(\d{4,}-\d\d-\d\d)(?:[ T](\d\d:\d\d:\d\d(?:\.\d+)?))?(?:(Z)|([+-]\d\d)(?::(\d\d))?)?/.exec(
+    text,
+  );
+  if (!m) return Number.NaN;
+  const offset = m[4] === undefined ? "Z" : `${m[4]}:${m[5] ?? "00"}`;
+  const ms = Date.parse(`${m[1]}T${m[2] ?? "00:00:00"}${offset}`);
+  // Without an offset it is a wall-clock time: its offset near enough for a progress bar.
+  return m[3] === undefined && m[4] === undefined ? ms - offsetSeconds(ms, localZone) * 1000 : ms;
 }
 
 /**
@@ -507,7 +514,10 @@ export class PostgresDataset implements Dataset {
           };
           const [lastTime] = rows.cursorOf(count - 1);
           // NaN (a time the parser does not know, e.g. a BC date) leaves progress where it was.
-          position = Math.max(position, positionAt(request, copyTimestampMs(lastTime)) || 0);
+          position = Math.max(
+            position,
+            positionAt(request, copyTimestampMs(lastTime, this.config.localTimeZone)) || 0,
+          );
           return {
             kind: "encoded",
             bytes: rows.bytes,
