@@ -1,8 +1,10 @@
 /**
  * Every value exported as stored, in every zone, on PostgreSQL and SQLite, in CSV and JSONL: local
  * days that do not start at midnight, canonical zone names, timestamps outside four-digit years and
- * whole-minute offsets, special numbers and infinities, json as stored, zone-less timestamps, and
- * failures that can never succeed (source_error at once). Read back with csv-parse, JSON.parse and an
+ * whole-minute offsets, special numbers and infinities, json as stored, zone-less timestamps (also
+ * around Lord Howe's half-hour DST shift), value text whatever the database's settings, and failures
+ * that can never succeed (source_error at once): values that do not fit their declared type, JSON5,
+ * text that is not UTF-8, timestamps outside Date's range, missing databases, roles and files. Read back with csv-parse, JSON.parse and an
  * independent timestamp parser (test/helpers/iso-time.ts).
  */
 import assert from "node:assert/strict";
@@ -223,6 +225,7 @@ describe("fidelity: values exported exactly as stored", () => {
     dir = tempDir("exportd-fidelity-");
     await loadPostgres(db.url);
     loadSqlite(path.join(dir, "lite.sqlite"));
+    fs.writeFileSync(path.join(dir, "not-a-database.sqlite"), "x".repeat(4096));
     const configFile = path.join(dir, "exportd.yaml");
     const pgColumns = [
       idCol,
@@ -242,6 +245,7 @@ describe("fidelity: values exported exactly as stored", () => {
           pg_nodb: { type: "postgres", url: withUrl(db.url, (u) => (u.pathname = "/exportd_no_such_db")) },
           pg_norole: { type: "postgres", url: withUrl(db.url, (u) => (u.username = "exportd_no_such_role")) },
           lite_nofile: { type: "sqlite", file: "missing.sqlite" },
+          lite_notadb: { type: "sqlite", file: "not-a-database.sqlite" },
         },
         datasets: {
           pg_fid: {
@@ -340,6 +344,7 @@ describe("fidelity: values exported exactly as stored", () => {
           pg_no_database: { ...base, source: "pg_nodb", table: "fid", columns: [idCol] },
           pg_no_role: { ...base, source: "pg_norole", table: "fid", columns: [idCol] },
           lite_no_file: { ...base, source: "lite_nofile", table: "fid", columns: [idCol] },
+          lite_not_a_database: { ...base, source: "lite_notadb", table: "fid", columns: [idCol] },
           lite_bad: {
             ...base,
             source: "lite",
@@ -542,6 +547,7 @@ describe("fidelity: values exported exactly as stored", () => {
               ["lite_text_time", /2026-06-01 00:00:00.*epoch milliseconds/],
               ["lite_bad_blob", /"s" of the row with key "1" holds a BLOB of 3 bytes that are not UTF-8/],
               ["lite_no_file", /source "lite_nofile".*unable to open/],
+              ["lite_not_a_database", /source "lite_notadb".*not a database/],
               ...[1, 2, 3].map((id) => [
                 "lite_bad",
                 new RegExp(`"j" of the row with key "${id}" holds text that is not JSON`),

@@ -105,8 +105,8 @@ function storageClass(v: Raw | Cell): string {
 
 /**
  * A column expression that marks stored text that is not RFC 8259 JSON with the integer 0 (json()
- * alone would accept JSON5 — `{a:1}`, `NaN`, `'x'`, hex numbers — and rewrite it as other JSON, and
- * a JSON `null` would look like SQL NULL). Valid JSON goes through json(), which minifies it (a JSONL
+ * alone would accept JSON5 — `{a:1}`, `NaN`, `'x'`, hex numbers — and rewrite it as other JSON:
+ * `NaN` as `null`, `0x10` as `16`). Valid JSON goes through json(), which minifies it (a JSONL
  * line stays one line) and changes nothing else; in CSV through replace() too, which doubles its
  * quotes (see readRows).
  */
