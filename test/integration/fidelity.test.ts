@@ -1,8 +1,10 @@
 /**
  * Every value exported as stored, in every zone, on PostgreSQL and SQLite, in CSV and JSONL: local
  * days that do not start at midnight, canonical zone names, timestamps outside four-digit years and
- * whole-minute offsets, special numbers and infinities, json as stored, zone-less timestamps, and
- * failures that can never succeed (source_error at once). Read back with csv-parse, JSON.parse and an
+ * whole-minute offsets, special numbers and infinities, json as stored, zone-less timestamps (also
+ * around Lord Howe's half-hour DST shift), value text whatever the database's settings, and failures
+ * that can never succeed (source_error at once): values that do not fit their declared type, JSON5,
+ * text that is not UTF-8, timestamps outside Date's range, missing databases, roles and files. Read back with csv-parse, JSON.parse and an
  * independent timestamp parser (test/helpers/iso-time.ts).
  */
 import assert from "node:assert/strict";
@@ -65,7 +67,20 @@ const PG_SETUP = `
   CREATE TABLE fid_date (id bigint PRIMARY KEY, tenant text NOT NULL, t date NOT NULL);
   INSERT INTO fid_date VALUES (1, 'a', '2026-06-01'), (2, 'a', '2026-06-02');
   CREATE TABLE fid_drop (id bigint PRIMARY KEY, tenant text NOT NULL, t timestamptz NOT NULL, s text);
-  INSERT INTO fid_drop VALUES (1, 'a', '2026-06-01T00:00:00Z', 'x');`;
+  INSERT INTO fid_drop VALUES (1, 'a', '2026-06-01T00:00:00Z', 'x');
+  CREATE TABLE fid_edge (id bigint PRIMARY KEY, tenant text NOT NULL, t timestamptz NOT NULL, f8 float8,
+    f4 real, j json, jt text, iv interval, by bytea, ni numeric(12, 0), nm numeric(10, 3), b text);
+  INSERT INTO fid_edge VALUES
+    (1, 'a', '2026-06-01T00:01:00Z', 1.7976931348623157e308, 3.4028235e38, E'{"a":\\t1,\\n"b":\\t[2]}',
+      E'{"b":\\t2}', '1 day 02:00:00', '\\x00ff', 12, 0.000, E'tab\\there'),
+    (2, 'a', '2026-06-01T00:02:00Z', 5e-324, 0.1, NULL, '{a:1}', NULL, NULL, NULL, NULL, NULL);
+  -- Lord Howe: 01:30-02:00 on 5 April 2026 is repeated, 02:00-02:30 on 4 October skipped.
+  CREATE TABLE fid_lh (id bigint PRIMARY KEY, tenant text NOT NULL, t timestamp NOT NULL);
+  INSERT INTO fid_lh VALUES (1, 'a', '2026-04-05 01:45'), (2, 'a', '2026-10-04 02:15'),
+    (3, 'a', '2026-04-05 01:20'), (4, 'a', '2026-04-05 02:10');`;
+
+/** Settings of the test's database that would change value text unless an export pins them. */
+const HOSTILE_SETTINGS = ["extra_float_digits = 0", "IntervalStyle = iso_8601", "bytea_output = escape"];
 
 /** PostgreSQL-only values: ±infinity, NaN, json as typed. */
 const PG_ROWS: Record<number, Partial<Record<"ts" | "tl" | "f" | "n" | "j" | "jb" | "s", string>>> = {
@@ -90,7 +105,21 @@ const SQLITE_SETUP = `
   INSERT INTO fid_loose VALUES (1, 'a', 1780272000000, 'false', CAST('héllo' AS BLOB)),
     (2, 'a', 1780272000001, 'TRUE', -0.0), (3, 'a', 1780272000002, 0, 'x');
   CREATE TABLE fid_bad_blob (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, t INTEGER NOT NULL, s);
-  INSERT INTO fid_bad_blob VALUES (1, 'a', 1780272000000, X'FF00FE');`;
+  INSERT INTO fid_bad_blob VALUES (1, 'a', 1780272000000, X'FF00FE');
+  CREATE TABLE fid_bad (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, t INTEGER NOT NULL, j TEXT, s TEXT,
+    i, n, ts);
+  INSERT INTO fid_bad (id, tenant, t, j, s, i, n, ts) VALUES
+    (1, 'a', 1780272000001, '{a:1, b:Infinity, c:NaN, d:0x10,}', NULL, NULL, NULL, NULL),
+    (2, 'a', 1780272000002, 'NaN', NULL, NULL, NULL, NULL),
+    (3, 'a', 1780272000003, '''single''', NULL, NULL, NULL, NULL),
+    (4, 'a', 1780272000004, NULL, CAST(X'61FF62EDA08063' AS TEXT), NULL, NULL, NULL),
+    (5, 'a', 1780272000005, NULL, CAST(X'EDA080' AS TEXT), NULL, NULL, NULL),
+    (6, 'a', 1780272000006, NULL, NULL, 12.5, NULL, NULL),
+    (7, 'a', 1780272000007, NULL, NULL, NULL, 'abc', NULL),
+    (8, 'a', 1780272000008, NULL, NULL, NULL, NULL, 10000000000000000),
+    (9, 'a', 1780272000009, NULL, NULL, NULL, NULL, -8640000000000001),
+    (10, 'a', 1780272000010, '{"a":' || char(9) || '1}', 'ok' || char(65533), 3.0, 1.5, 0),
+    (11, 'a', 1780272000011, 'null', NULL, NULL, NULL, NULL);`;
 
 const SQLITE_ROWS: Record<number, Partial<Record<"ts" | "tl" | "f" | "n" | "j" | "s", unknown>>> = {
   1: { f: Number.POSITIVE_INFINITY, j: '{"a":"\\u0000","a":2}', s: "nul\u0000inside" },
@@ -112,6 +141,8 @@ async function loadPostgres(url: string): Promise<void> {
   await client.connect();
   try {
     await client.query(PG_SETUP);
+    const database = new URL(url).pathname.slice(1);
+    for (const setting of HOSTILE_SETTINGS) await client.query(`ALTER DATABASE ${database} SET ${setting}`);
     const rows: [number, string, string, string | null][] = SHARED_TIMES.map(([id, ms]) => [
       id,
       "a",
@@ -175,6 +206,13 @@ const base = {
 };
 const idCol = { name: "id", type: "integer" };
 
+/** `url` with a part changed (database, user). */
+function withUrl(url: string, change: (u: URL) => void): string {
+  const u = new URL(url);
+  change(u);
+  return u.toString();
+}
+
 describe("fidelity: values exported exactly as stored", () => {
   let db: TestDatabase;
   let svc: TestService;
@@ -187,6 +225,7 @@ describe("fidelity: values exported exactly as stored", () => {
     dir = tempDir("exportd-fidelity-");
     await loadPostgres(db.url);
     loadSqlite(path.join(dir, "lite.sqlite"));
+    fs.writeFileSync(path.join(dir, "not-a-database.sqlite"), "x".repeat(4096));
     const configFile = path.join(dir, "exportd.yaml");
     const pgColumns = [
       idCol,
@@ -200,7 +239,14 @@ describe("fidelity: values exported exactly as stored", () => {
     fs.writeFileSync(
       configFile,
       stringify({
-        sources: { pg: { type: "postgres", url: db.url }, lite: { type: "sqlite", file: "lite.sqlite" } },
+        sources: {
+          pg: { type: "postgres", url: db.url },
+          lite: { type: "sqlite", file: "lite.sqlite" },
+          pg_nodb: { type: "postgres", url: withUrl(db.url, (u) => (u.pathname = "/exportd_no_such_db")) },
+          pg_norole: { type: "postgres", url: withUrl(db.url, (u) => (u.username = "exportd_no_such_role")) },
+          lite_nofile: { type: "sqlite", file: "missing.sqlite" },
+          lite_notadb: { type: "sqlite", file: "not-a-database.sqlite" },
+        },
         datasets: {
           pg_fid: {
             ...base,
@@ -260,6 +306,59 @@ describe("fidelity: values exported exactly as stored", () => {
             columns: [idCol, { name: "s", type: "string" }],
           },
           lite_text_time: { ...base, source: "lite", table: "fid_text_time", columns: [idCol] },
+          pg_edge: {
+            ...base,
+            source: "pg",
+            table: "fid_edge",
+            columns: [
+              idCol,
+              { name: "f8", type: "number" },
+              { name: "f4", type: "number" },
+              { name: "j", type: "json" },
+              { name: "jt", type: "json" },
+              { name: "iv", type: "string" },
+              { name: "by", type: "string" },
+              { name: "ni", type: "integer" },
+            ],
+            filters: { id: { type: "integer" } },
+          },
+          pg_text_bool: {
+            ...base,
+            source: "pg",
+            table: "fid_edge",
+            columns: [idCol, { name: "b", type: "boolean" }],
+          },
+          pg_numeric_int: {
+            ...base,
+            source: "pg",
+            table: "fid_edge",
+            columns: [idCol, { name: "nm", type: "integer" }],
+          },
+          pg_lh: {
+            ...base,
+            source: "pg",
+            table: "fid_lh",
+            local_time_zone: "Australia/Lord_Howe",
+            columns: [idCol, { name: "t", type: "timestamp" }],
+          },
+          pg_no_database: { ...base, source: "pg_nodb", table: "fid", columns: [idCol] },
+          pg_no_role: { ...base, source: "pg_norole", table: "fid", columns: [idCol] },
+          lite_no_file: { ...base, source: "lite_nofile", table: "fid", columns: [idCol] },
+          lite_not_a_database: { ...base, source: "lite_notadb", table: "fid", columns: [idCol] },
+          lite_bad: {
+            ...base,
+            source: "lite",
+            table: "fid_bad",
+            columns: [
+              idCol,
+              { name: "j", type: "json" },
+              { name: "s", type: "string" },
+              { name: "i", type: "integer" },
+              { name: "n", type: "number" },
+              { name: "ts", type: "timestamp" },
+            ],
+            filters: { id: { type: "integer" } },
+          },
         },
       }),
     );
@@ -429,21 +528,55 @@ describe("fidelity: values exported exactly as stored", () => {
     });
 
     test(`${source}: failures that can never succeed fail at once as source_error, naming what is wrong`, async () => {
-      const cases: [string, RegExp][] = [
+      type Case = [string, RegExp, Record<string, unknown>?];
+      const bad = (id: number) => ({ filters: { id: String(id) } });
+      const cases: Case[] = [
         [`${source}_no_table`, /fid_missing/],
         [`${source}_no_column`, /gone/],
         ...(source === "pg"
-          ? ([["pg_bad_type", /"s".*declared timestamp.*text/]] as [string, RegExp][])
+          ? ([
+              ["pg_bad_type", /"s".*declared timestamp.*text/],
+              ["pg_text_bool", /"b".*declared boolean but is text/],
+              ["pg_numeric_int", /"nm".*declared integer but is numeric\(10,3\)/],
+              // PostgreSQL's json refuses JSON5, as SQLite datasets do.
+              ["pg_edge", /invalid input syntax for type json/, bad(2)],
+              ["pg_no_database", /source "pg_nodb".*"exportd_no_such_db" does not exist/],
+              ["pg_no_role", /source "pg_norole".*exportd_no_such_role/],
+            ] as Case[])
           : ([
               ["lite_text_time", /2026-06-01 00:00:00.*epoch milliseconds/],
-              ["lite_bad_blob", /"s" holds a BLOB of 3 bytes that are not UTF-8/],
-            ] as [string, RegExp][])),
+              ["lite_bad_blob", /"s" of the row with key "1" holds a BLOB of 3 bytes that are not UTF-8/],
+              ["lite_no_file", /source "lite_nofile".*unable to open/],
+              ["lite_not_a_database", /source "lite_notadb".*not a database/],
+              ...[1, 2, 3].map((id) => [
+                "lite_bad",
+                new RegExp(`"j" of the row with key "${id}" holds text that is not JSON`),
+                bad(id),
+              ]),
+              ...[4, 5].map((id) => [
+                "lite_bad",
+                new RegExp(`"s" of the row with key "${id}" holds a BLOB of \\d+ bytes that are not UTF-8`),
+                bad(id),
+              ]),
+              ["lite_bad", /"i" of the row with key "6" holds the number 12.5/, bad(6)],
+              ["lite_bad", /"n" of the row with key "7" holds the text "abc"/, bad(7)],
+              [
+                "lite_bad",
+                /"ts" of the row with key "8" holds 10000000000000000 \(epoch milliseconds\), outside/,
+                bad(8),
+              ],
+              [
+                "lite_bad",
+                /"ts" of the row with key "9" holds -8640000000000001 \(epoch milliseconds\), outside/,
+                bad(9),
+              ],
+            ] as Case[])),
       ];
-      for (const [name, names] of cases) {
+      for (const [name, names, body] of cases) {
         for (const format of ["csv", "jsonl"] as const) {
-          const { view } = await run({ dataset: name, format });
-          assert.equal(view.status, "failed", name);
-          assert.equal(view.attempts, 1, `${name} is not retried`);
+          const { view } = await run({ dataset: name, format, ...body });
+          assert.equal(view.status, "failed", `${name} ${JSON.stringify(body)}`);
+          assert.equal(view.attempts, 1, `${name} is not retried: ${view.error?.message}`);
           assert.equal(view.error?.code, "source_error", name);
           assert.equal(view.error?.retryable, false);
           assert.match(view.error?.message ?? "", names);
@@ -539,6 +672,106 @@ describe("fidelity: values exported exactly as stored", () => {
       dates.map((r) => [r.id, r.t]),
       [["2", "2026-06-02T00:00:00.000000+02:00"]],
     );
+  });
+
+  test("pg: value text does not depend on the database's settings (extra_float_digits, IntervalStyle, bytea_output)", async () => {
+    const one = { filters: { id: "1" } };
+    const csv = (await rowsOf("pg_edge", "csv", one))[0];
+    assert.deepEqual(csv, {
+      id: "1",
+      f8: "1.7976931348623157e+308",
+      f4: "3.4028235e+38",
+      j: '{"a":\t1,\n"b":\t[2]}',
+      jt: '{"b":\t2}',
+      iv: "1 day 02:00:00",
+      by: "\\x00ff",
+      ni: "12",
+    });
+    const jsonl = (await rowsOf("pg_edge", "jsonl", one))[0];
+    assert.deepEqual(jsonl, {
+      ...csv,
+      id: 1,
+      f8: 1.7976931348623157e308,
+      f4: 3.4028235e38,
+      j: { a: 1, b: [2] },
+      jt: { b: 2 },
+      ni: 12,
+    });
+    const smallest = await rowsOf("pg_edge", "jsonl", { filters: { id: "2" }, columns: ["id", "f8", "f4"] });
+    assert.deepEqual(smallest, [{ id: 2, f8: 5e-324, f4: 0.1 }]);
+    // json keeps its tabs between tokens in JSONL too; only its line break becomes a space.
+    const { text } = await run({ dataset: "pg_edge", format: "jsonl", columns: ["j", "jt"], ...one });
+    assert.equal(text, '{"j":{"a":\t1, "b":\t[2]},"jt":{"b":\t2}}\n');
+  });
+
+  test("lite: valid JSON with tabs, a stored U+FFFD, integral REALs in integer columns are exported; JSON null is null", async () => {
+    for (const format of ["csv", "jsonl"] as const) {
+      const [row] = await rowsOf("lite_bad", format, { filters: { id: "10" } });
+      const [nullJson] = await rowsOf("lite_bad", format, { filters: { id: "11" }, columns: ["id", "j"] });
+      if (format === "csv") {
+        assert.deepEqual(row, {
+          id: "10",
+          j: '{"a":1}',
+          s: "ok\uFFFD",
+          i: "3",
+          n: "1.5",
+          ts: "1970-01-01T00:00:00.000000Z",
+        });
+        assert.deepEqual(nullJson, { id: "11", j: "null" });
+      } else {
+        assert.deepEqual(row, {
+          id: 10,
+          j: { a: 1 },
+          s: "ok\uFFFD",
+          i: 3,
+          n: 1.5,
+          ts: "1970-01-01T00:00:00.000000Z",
+        });
+        // JSONL cannot tell a json column's JSON null from SQL NULL (README "Files").
+        assert.deepEqual(nullJson, { id: 11, j: null });
+      }
+    }
+  });
+
+  test("pg: a zone-less time column with a 30-minute DST shift (Lord Howe) exports each row in the range its exported time is in", async () => {
+    // Stored wall times → instants (PostgreSQL's rule): 2026-04-05 01:20 → 14:20Z (+11), 01:45 (repeated,
+    // the later) → 15:15Z (+10:30), 02:10 → 15:40Z; 2026-10-04 02:15 (skipped) → 15:45Z on 3 October.
+    const cases: [string, string, [string, string][]][] = [
+      ["2026-04-04T14:30:00Z", "2026-04-04T14:50:00Z", []],
+      [
+        "2026-04-04T14:00:00Z",
+        "2026-04-04T15:30:00Z",
+        [
+          ["3", "2026-04-04T14:20:00.000000Z"],
+          ["1", "2026-04-04T15:15:00.000000Z"],
+        ],
+      ],
+      [
+        "2026-04-04T15:15:00Z",
+        "2026-04-04T16:00:00Z",
+        [
+          ["1", "2026-04-04T15:15:00.000000Z"],
+          ["4", "2026-04-04T15:40:00.000000Z"],
+        ],
+      ],
+      ["2026-10-03T15:00:00Z", "2026-10-03T15:30:00Z", []],
+      ["2026-10-03T15:30:00Z", "2026-10-03T16:00:00Z", [["2", "2026-10-03T15:45:00.000000Z"]]],
+    ];
+    for (const format of ["csv", "jsonl"] as const) {
+      for (const [from, to, expected] of cases) {
+        const rows = await rowsOf("pg_lh", format, { from, to, timezone: "UTC" });
+        assert.deepEqual(
+          rows.map((r) => [String(r.id), r.t]).sort((a, b) => String(a[1]).localeCompare(String(b[1]))),
+          expected,
+          `${format} ${from}–${to}`,
+        );
+      }
+    }
+    // The estimate counts with the same WHERE: exact.
+    for (const [from, to, expected] of cases) {
+      const res = await create({ dataset: "pg_lh", format: "csv", from, to, timezone: "UTC", dry_run: true });
+      assert.equal(res.json().estimated_rows, expected.length, `${from}–${to}: ${res.body}`);
+    }
   });
 
   test("zones: canonical names in any case are accepted and echoed canonically; links and abbreviations are a 400", async () => {

@@ -146,6 +146,21 @@ test("text format (JSONL): doubled backslashes are undone, LF kept", () => {
   }
 });
 
+test("text format (JSONL): every byte escape of COPY's text format is undone; line breaks and NULL are refused", () => {
+  // A json value's tabs between tokens arrive as \t; \b, \f and \v cannot be in valid JSON, but are
+  // undone exactly all the same.
+  const rows = ['{"a":\\t1,"b":\\t"\\\\\\\\"}\t17\t1\n', "x\\b\\f\\vy\t18\t2\n"];
+  for (const sizes of [[1], [3], [1000]]) {
+    const { out } = scanAll({ format: "text", delimiter: ",", newline: "\n" }, split(framed(rows), sizes));
+    assert.deepEqual(out, ['{"a":\t1,"b":\t"\\\\"}\n', "x\b\f\vy\n"]);
+    assert.deepEqual(JSON.parse(out[0] as string), { a: 1, b: "\\" });
+  }
+  for (const escaped of ["\\n", "\\r", "\\N", "\\x41"]) {
+    const scanner = new CopyScanner({ format: "text", delimiter: ",", newline: "\n" });
+    assert.throws(() => scanner.scan([framed([`{"a":${escaped}1}\t17\t1\n`])]), /unexpected COPY escape/);
+  }
+});
+
 test("a truncated COPY is an error, never a short file", () => {
   const scanner = new CopyScanner({ format: "csv", delimiter: ",", newline: "\n" });
   scanner.scan([framed(["a,1,1\n", '"open quote\n,2,2\n']).subarray(0, 20)]);

@@ -34,6 +34,12 @@ export interface QueryScope {
   to: SqlValue;
   filters: { column: string; values: SqlValue[] }[];
   after: KeysetAfter | null;
+  /**
+   * Where `from`/`to` only narrow the time column's stored values (wall-clock times widened to
+   * cover every offset), the exact range on the instant each row is exported as: `expression`
+   * (SQL of that instant) in [from, to).
+   */
+  instant?: { expression: string; from: SqlValue; to: SqlValue };
 }
 
 /**
@@ -45,13 +51,16 @@ export function scopeOf(
   request: ExportRequest,
   tenantName: string,
   after: KeysetAfter | null,
-  convert: { time(ms: number): SqlValue; filterValue(type: FilterType, value: string): SqlValue },
+  convert: {
+    time(ms: number, bound: "from" | "to"): SqlValue;
+    filterValue(type: FilterType, value: string): SqlValue;
+  },
 ): QueryScope {
   const byName = new Map(dataset.filters.map((f) => [f.name, f]));
   return {
     tenant: tenantName,
-    from: convert.time(request.from),
-    to: convert.time(request.to),
+    from: convert.time(request.from, "from"),
+    to: convert.time(request.to, "to"),
     filters: Object.entries(request.filters).flatMap(([name, values]) => {
       const spec = byName.get(name);
       return spec
@@ -78,6 +87,10 @@ export function whereClause(dataset: DatasetConfig, scope: QueryScope, bind: Bin
     `${time} < ${bind(scope.to)}`,
     ...scope.filters.map((f) => `${quoteIdent(f.column)} IN (${f.values.map(bind).join(", ")})`),
   ];
+  if (scope.instant) {
+    const { expression, from, to } = scope.instant;
+    conditions.push(`${expression} >= ${bind(from)}`, `${expression} < ${bind(to)}`);
+  }
   if (scope.after) {
     conditions.push(
       `(${time}, ${quoteIdent(dataset.keyColumn)}) > (${bind(scope.after.time)}, ${bind(scope.after.key)})`,

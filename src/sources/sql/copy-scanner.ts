@@ -7,8 +7,11 @@
  * - CSV: rows are written back with the requested newline (COPY only writes LF); quoted fields may
  *   hold LF, CR, delimiters and doubled quotes, and stay as they are, just as the JS encoder leaves
  *   them. The framing tells where a row ends, so quotes never need to be looked at.
- * - text (JSONL): every row is one JSON text, which never holds a raw control character, so the only
- *   escape COPY added is the doubled backslash, undone here.
+ * - text (JSONL): every row is one JSON text. JSON strings hold no raw control character, but a json
+ *   value may keep tabs between its tokens, which COPY writes as `\t`: every escape COPY's text format
+ *   writes for a byte (`\\`, `\t`, `\b`, `\f`, `\v`) is undone here. Line breaks (`\n`, `\r`) and
+ *   NULL (`\N`) never reach it — the SQL turns json's line breaks into spaces and writes no NULL —
+ *   and fail loudly if they do: undone, they would split the line.
  *
  * The cursor fields never need quoting (COPY's ISO time; an integer or hex-encoded key), so they are
  * found by walking back from the row end to the second delimiter. When the exported row already holds
@@ -24,6 +27,13 @@ const CR = 0x0d;
 const BACKSLASH = 0x5c;
 const QUOTE = 0x22;
 const TAB = 0x09;
+/** COPY text format's escapes for single bytes, by the letter after the backslash (backslash itself aside). */
+const TEXT_ESCAPES: Readonly<Record<number, number>> = {
+  116: TAB, // \t
+  98: 0x08, // \b
+  102: 0x0c, // \f
+  118: 0x0b, // \v
+};
 
 export interface ScanOptions {
   format: "csv" | "text";
@@ -113,13 +123,16 @@ export class CopyScanner {
         if (nextBackslash < 0) nextBackslash = len;
       }
       if (nextBackslash < timeStart) {
-        // Text format doubles every backslash; keep up to each pair's first one and skip the second.
+        // Each escape is two bytes for one: keep up to the backslash, then write the byte it stands for.
         let from = start;
         while (nextBackslash < timeStart) {
-          if (input[nextBackslash + 1] !== BACKSLASH)
-            throw new Error("unexpected COPY escape in a JSON line");
-          out.copyWithin(outPos, from, nextBackslash + 1);
-          outPos += nextBackslash + 1 - from;
+          const letter = input[nextBackslash + 1] as number;
+          const byte = letter === BACKSLASH ? BACKSLASH : TEXT_ESCAPES[letter];
+          if (byte === undefined)
+            throw new Error(`unexpected COPY escape \\${String.fromCharCode(letter)} in a JSON line`);
+          out.copyWithin(outPos, from, nextBackslash);
+          outPos += nextBackslash - from;
+          out[outPos++] = byte;
           from = nextBackslash + 2;
           nextBackslash = input.indexOf(BACKSLASH, from);
           if (nextBackslash < 0) nextBackslash = len;

@@ -66,37 +66,113 @@ function pgInstant(ms: number): string {
 }
 
 /**
- * Epoch ms → the wall-clock time in `zone`, as `timestamp without time zone` text; for a `date`
- * column the first date whose midnight is not before it (a date compared with a date-time drops the
- * time, which would let in the day's midnight before the bound).
+ * A bound of the range (epoch ms) as a wall-clock time in `zone` that no row inside the range is on
+ * the wrong side of, as `timestamp without time zone` text; for a `date` column the first date whose
+ * midnight is not before it (a date compared with a date-time drops the time, which would let in the
+ * day's midnight before the bound). A row's wall time is its instant plus the offset at that instant,
+ * which may differ from the offset at the bound (a repeated or skipped hour, or Lord Howe's half
+ * hour, right after `from` or before `to`): the bound takes the smallest (from) or largest (to)
+ * offset of the days around it. The rows this lets in past the range are removed by the exact filter
+ * on their instant (QueryScope.instant); the index still serves the wall-clock range.
  */
-function pgWallTime(ms: number, zone: string, date: boolean): string {
-  const wall = ms + offsetSeconds(ms, zone) * 1000;
+function pgWallBound(ms: number, bound: "from" | "to", zone: string, date: boolean): string {
+  const offsets = [-86_400_000, 0, 86_400_000].map((d) => offsetSeconds(ms + d, zone));
+  const wall = ms + (bound === "from" ? Math.min(...offsets) : Math.max(...offsets)) * 1000;
   if (!date) return pgInstant(wall).replace("Z", "");
   const midnight = Math.ceil(wall / 86_400_000) * 86_400_000;
   const text = pgInstant(midnight);
   return text.slice(0, text.indexOf("T")) + (text.endsWith(" BC") ? " BC" : "");
 }
 
-/** PostgreSQL type OIDs (pg_type) exportd formats differently. */
-const OID = { json: 114, jsonb: 3802, date: 1082, timestamp: 1114, timestamptz: 1184 } as const;
+/** PostgreSQL type OIDs (pg_type) of the types declared columns may have. */
+const OID = {
+  bool: 16,
+  int8: 20,
+  int2: 21,
+  int4: 23,
+  text: 25,
+  json: 114,
+  float4: 700,
+  float8: 701,
+  bpchar: 1042,
+  varchar: 1043,
+  date: 1082,
+  timestamp: 1114,
+  timestamptz: 1184,
+  numeric: 1700,
+  jsonb: 3802,
+} as const;
 
-/** What each declared column type may be in PostgreSQL, where the export's SQL depends on it. */
-const ACCEPTED_OIDS: Partial<Record<ColumnType, ReadonlySet<number>>> = {
-  timestamp: new Set([OID.date, OID.timestamp, OID.timestamptz]),
+/**
+ * What each declared column type may be in PostgreSQL: a column of another type would be written as
+ * something it is not (a text column declared boolean as its text, a numeric declared integer with
+ * its fraction). `string` takes any type, written as PostgreSQL's text output of it. A `numeric`
+ * column is an `integer` only with scale 0 (`numeric(p)` or `numeric(p, 0)`).
+ */
+const ACCEPTED_TYPES: Partial<Record<ColumnType, { oids: ReadonlySet<number>; names: string }>> = {
+  timestamp: {
+    oids: new Set([OID.date, OID.timestamp, OID.timestamptz]),
+    names: "timestamptz, timestamp or date",
+  },
+  integer: {
+    oids: new Set([OID.int2, OID.int4, OID.int8, OID.numeric]),
+    names: "smallint, integer, bigint or numeric with scale 0",
+  },
+  number: {
+    oids: new Set([OID.int2, OID.int4, OID.int8, OID.numeric, OID.float4, OID.float8]),
+    names: "smallint, integer, bigint, numeric, real or double precision",
+  },
+  boolean: { oids: new Set([OID.bool]), names: "boolean" },
+  json: {
+    oids: new Set([OID.json, OID.jsonb, OID.text, OID.varchar, OID.bpchar]),
+    names: "json, jsonb or text",
+  },
 };
+
+/** Whether a source column of type `oid` (with its type modifier) may be exported as `type`. */
+function acceptsType(type: ColumnType, oid: number, typmod: number): boolean {
+  const accepted = ACCEPTED_TYPES[type];
+  if (!accepted) return true;
+  if (!accepted.oids.has(oid)) return false;
+  // numeric's typmod is ((precision << 16) | scale) + 4; -1 when unconstrained (any scale).
+  return type !== "integer" || oid !== OID.numeric || (typmod >= 4 && ((typmod - 4) & 0xffff) === 0);
+}
+
+/**
+ * Session settings that change the text PostgreSQL writes for a value, pinned for the export's
+ * transaction: a database or role may set any of them (`ALTER DATABASE … SET extra_float_digits = 0`
+ * would round every double to 15 digits, 1.7976931348623157e308 to 1.79769313486232e+308, which
+ * reads back as Infinity). extra_float_digits 1 writes the shortest text that reads back exactly;
+ * lc_monetary C writes money without a locale's symbols; TimeZone is the request's zone (set apart).
+ */
+const PINNED_SETTINGS: readonly [string, string][] = [
+  ["DateStyle", "ISO, YMD"],
+  ["IntervalStyle", "postgres"],
+  ["extra_float_digits", "1"],
+  ["bytea_output", "hex"],
+  ["lc_monetary", "C"],
+  ["standard_conforming_strings", "on"],
+  ["client_encoding", "UTF8"],
+];
 
 /** The source types of a read's columns, by source column name. */
 type SourceTypes = ReadonlyMap<string, number>;
 
 /**
- * Milliseconds of a timestamptz as COPY writes it under DateStyle ISO (`2026-03-29 03:00:00.5+02`,
- * offsets may carry minutes and seconds) or as exported in UTC (`2026-03-29T01:00:00.500000Z`), for
- * progress only: the cursor keeps the exact text.
+ * Milliseconds of a time column's value as COPY writes it under DateStyle ISO — a timestamptz
+ * (`2026-03-29 03:00:00.5+02`, offsets may carry minutes and seconds), a zone-less timestamp or a
+ * date, read in `localZone` — or as exported in UTC (`2026-03-29T01:00:00.500000Z`), for progress
+ * only: the cursor keeps the exact text.
  */
-function copyTimestampMs(text: string): number {
-  const m = /^(\d{4,}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d(?:\.\d+)?)(?:Z|([+-]\d\d)(?::(\d\d))?)?/.exec(text);
-  return m ? Date.parse(`${m[1]}T${m[2]}${m[3] ?? "+00"}:${m[4] ?? "00"}`) : Number.NaN;
+function copyTimestampMs(text: string, localZone: string): number {
+  const m = /^(\d{4,}-\d\d-\d\d)(?:[ T](\d\d:\d\d:\d\d(?:\.\d+)?))?(?:(Z)|([+-]\d\d)(?::(\d\d))?)?/.exec(
+    text,
+  );
+  if (!m) return Number.NaN;
+  const offset = m[4] === undefined ? "Z" : `${m[4]}:${m[5] ?? "00"}`;
+  const ms = Date.parse(`${m[1]}T${m[2] ?? "00:00:00"}${offset}`);
+  // Without an offset it is a wall-clock time: its offset near enough for a progress bar.
+  return m[3] === undefined && m[4] === undefined ? ms - offsetSeconds(ms, localZone) * 1000 : ms;
 }
 
 /**
@@ -158,7 +234,8 @@ function timestampOf(c: DatasetColumnConfig, shape: Shape): string {
  * order, \u0000 escapes, numbers of any size: jsonb would refuse or change some of them), a `jsonb`
  * column its canonical text, a text column is checked to be JSON (::json, which changes nothing).
  * `oneLine`: JSONL, where the raw line breaks json keeps between tokens must go — outside strings
- * (where JSON allows no raw control characters) they are only whitespace.
+ * (where JSON allows no raw control characters) they are only whitespace. Tabs between tokens stay
+ * (COPY escapes them, the scanner undoes it); no other control character can be in valid JSON.
  */
 function jsonText(c: DatasetColumnConfig, shape: Shape, oneLine: boolean): string {
   const col = quoteIdent(c.column);
@@ -205,18 +282,21 @@ function jsonExpression(c: DatasetColumnConfig, shape: Shape): string {
 
 /**
  * A failure of the source as the export should report it: a request PostgreSQL will always refuse
- * (SQLSTATE class 22 data exception, 42 undefined table or column, 0A not supported, 3F no such
- * schema) fails at once as source_error, with PostgreSQL's message (it names the column, value or
- * setting; never the SQL). Anything else — connection lost, server shutting down, out of resources,
- * serialization failures — is thrown as is and retried; so is a syntax error (42601), which would be
- * exportd's own bug and whose message quotes the SQL.
+ * (SQLSTATE class 22 data exception, 42 undefined table or column or no privilege, 0A not supported,
+ * 3F no such schema) or a connection it will always refuse (3D no such database, 28 no such role,
+ * wrong password, no pg_hba.conf entry — SSL required included) fails at once as source_error, with
+ * PostgreSQL's message (it names the column, value, database or role; never the SQL, the URL or the
+ * password) and the source's name in the config file. Anything else — connection refused or lost
+ * (class 08), server shutting down (57P), out of resources, serialization failures — is thrown as
+ * is and retried; so is a syntax error (42601), which would be exportd's own bug and whose message
+ * quotes the SQL.
  */
-function sourceFailure(err: unknown, dataset: string): unknown {
+function sourceFailure(err: unknown, dataset: DatasetConfig): unknown {
   const { code, message, detail } = err as { code?: unknown; message?: string; detail?: string };
-  if (typeof code !== "string" || !/^(22|42|0A|3F)/.test(code) || code === "42601") return err;
+  if (typeof code !== "string" || !/^(22|42|0A|3F|3D|28)/.test(code) || code === "42601") return err;
   return new ExportFailure(
     "source_error",
-    `The source of ${dataset} refused the export: ${message}${detail ? ` (${detail})` : ""}.`,
+    `The source "${dataset.source}" of ${dataset.name} refused the export: ${message}${detail ? ` (${detail})` : ""}.`,
   );
 }
 
@@ -238,9 +318,18 @@ export class PostgresDataset implements Dataset {
     this.descriptor = sqlDescriptor(config);
   }
 
+  /** A pooled connection; a connection the server will never accept fails as source_error. */
+  private async connect(): Promise<pg.PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (err) {
+      throw sourceFailure(err, this.config);
+    }
+  }
+
   /**
    * The PostgreSQL types of the read's columns and the time column (a query that returns no rows),
-   * checked against the declared types where the export's SQL depends on them.
+   * checked against the declared types (ACCEPTED_TYPES).
    */
   private async sourceTypes(client: pg.PoolClient, columns: DatasetColumnConfig[]): Promise<SourceTypes> {
     const names = [...new Set([this.config.timeColumn, ...columns.map((c) => c.column)])];
@@ -253,25 +342,26 @@ export class PostgresDataset implements Dataset {
       ...columns.map((c) => ({ column: c.column, type: c.type, name: c.name })),
     ];
     for (const c of declared) {
-      const accepted = ACCEPTED_OIDS[c.type];
-      if (accepted && !accepted.has(types.get(c.column) ?? 0)) {
-        const actual = await client.query<{ t: string }>("SELECT format_type($1, NULL) AS t", [
-          types.get(c.column),
-        ]);
-        throw new ExportFailure(
-          "source_error",
-          `Column "${c.name}" of ${this.config.name} is declared ${c.type} but is ${actual.rows[0]?.t} in the source; ` +
-            "timestamps must be timestamptz, timestamp or date.",
-        );
-      }
+      const field = result.fields[names.indexOf(c.column)];
+      if (!field || acceptsType(c.type, field.dataTypeID, field.dataTypeModifier)) continue;
+      const actual = await client.query<{ t: string }>("SELECT format_type($1, $2) AS t", [
+        field.dataTypeID,
+        field.dataTypeModifier,
+      ]);
+      throw new ExportFailure(
+        "source_error",
+        `Column "${c.name}" of ${this.config.name} is declared ${c.type} but is ${actual.rows[0]?.t} in the source; ` +
+          `a ${c.type} column must be ${ACCEPTED_TYPES[c.type]?.names}.`,
+      );
     }
     return types;
   }
 
   /**
-   * The query scope. A `timestamp without time zone` (or `date`) time column is compared with the
-   * range's wall-clock times in the dataset's local_time_zone, so the bounds follow the same rule as
-   * the exported values (and its index still serves the range).
+   * The query scope. A `timestamp without time zone` (or `date`) time column is compared with
+   * wall-clock bounds in the dataset's local_time_zone (pgWallBound: its index still serves the range)
+   * and then exactly on the instant it is exported as — the same expression that writes it — so a
+   * row is exported by the range its exported time is in, also in a repeated or skipped hour.
    */
   private scope(
     tenant: TenantRef,
@@ -282,16 +372,20 @@ export class PostgresDataset implements Dataset {
     const cursor = after === null ? null : decodeCursor(after);
     const timeType = types.get(this.config.timeColumn);
     const local = timeType === OID.timestamp || timeType === OID.date;
-    return scopeOf(
+    const zone = this.config.localTimeZone;
+    const scope = scopeOf(
       this.config,
       request,
       tenant.name,
       cursor && { time: String(cursor.time), key: cursor.key },
       {
-        time: local ? (ms) => pgWallTime(ms, this.config.localTimeZone, timeType === OID.date) : pgInstant,
+        time: local ? (ms, bound) => pgWallBound(ms, bound, zone, timeType === OID.date) : pgInstant,
         filterValue: (_type, value) => value,
       },
     );
+    if (!local) return scope;
+    const expression = instantOf(quoteIdent(this.config.timeColumn), timeType, zone);
+    return { ...scope, instant: { expression, from: pgInstant(request.from), to: pgInstant(request.to) } };
   }
 
   /**
@@ -300,7 +394,7 @@ export class PostgresDataset implements Dataset {
    * estimate stands in — rough, but instant.
    */
   async estimateRows(tenant: TenantRef, request: ExportRequest): Promise<number | null> {
-    const client = await this.pool.connect();
+    const client = await this.connect();
     const { bind, values } = placeholders("dollar");
     let sql = "";
     try {
@@ -313,7 +407,7 @@ export class PostgresDataset implements Dataset {
       return Number(result.rows[0]?.n ?? 0);
     } catch (err) {
       await client.query("ROLLBACK").catch(() => undefined);
-      if ((err as { code?: string }).code !== "57014") throw sourceFailure(err, this.config.name); // not a statement timeout
+      if ((err as { code?: string }).code !== "57014") throw sourceFailure(err, this.config); // not a statement timeout
       const plan = await client.query<{ "QUERY PLAN": [{ Plan: { "Plan Rows": number } }] }>(
         `EXPLAIN (FORMAT JSON) ${sql}`,
         values,
@@ -381,14 +475,15 @@ export class PostgresDataset implements Dataset {
     const decodeKey = (text: string) =>
       this.config.keyType === "integer" ? text : Buffer.from(text, "hex").toString("utf8");
 
-    const client = await this.pool.connect();
+    const client = await this.connect();
     let completed = false;
     let position = 0;
     try {
       await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+      const settings: [string, string][] = [["TimeZone", request.timezone], ...PINNED_SETTINGS];
       await client.query(
-        "SELECT set_config('TimeZone', $1, true), set_config('DateStyle', 'ISO, YMD', true), set_config('standard_conforming_strings', 'on', true)",
-        [request.timezone],
+        `SELECT ${settings.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(", ")}`,
+        settings.flat(),
       );
       const types = await this.sourceTypes(client, chosenColumns(this.config, request.columns));
       const scanner = new CopyScanner({
@@ -419,7 +514,10 @@ export class PostgresDataset implements Dataset {
           };
           const [lastTime] = rows.cursorOf(count - 1);
           // NaN (a time the parser does not know, e.g. a BC date) leaves progress where it was.
-          position = Math.max(position, positionAt(request, copyTimestampMs(lastTime)) || 0);
+          position = Math.max(
+            position,
+            positionAt(request, copyTimestampMs(lastTime, this.config.localTimeZone)) || 0,
+          );
           return {
             kind: "encoded",
             bytes: rows.bytes,
@@ -447,7 +545,7 @@ export class PostgresDataset implements Dataset {
       await client.query("COMMIT");
       completed = true;
     } catch (err) {
-      throw sourceFailure(err, this.config.name);
+      throw sourceFailure(err, this.config);
     } finally {
       // A COPY cut off midway (error, abort, or the pipeline stopping early) leaves the connection in
       // an unknown state: destroy it rather than hand it back to the pool.
