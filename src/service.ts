@@ -14,10 +14,10 @@ import { openMetadataStore } from "./metadata/open.js";
 import type { MetadataStore } from "./metadata/types.js";
 import { Metrics } from "./metrics/metrics.js";
 import { buildDatasets } from "./sources/registry.js";
-import { LocalObjectStore } from "./storage/local.js";
-import { S3ObjectStore } from "./storage/s3.js";
-import { LinkSigner } from "./storage/signing.js";
-import type { ObjectStore } from "./storage/types.js";
+import { LocalObjectStore } from "./object-store/local.js";
+import { S3ObjectStore } from "./object-store/s3.js";
+import { LinkSigner } from "./object-store/signing.js";
+import type { ObjectStore } from "./object-store/types.js";
 import { RetentionSweeper } from "./worker/sweeper.js";
 import { ExportWorker } from "./worker/worker.js";
 

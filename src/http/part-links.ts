@@ -4,7 +4,7 @@
  * last link of each part is kept and handed out again within the same second: clients polling a
  * finished export in a tight loop cost one signature per part per second, not one per request.
  */
-import type { ObjectStore, SignedLink } from "../storage/types.js";
+import type { ObjectStore, SignedLink } from "../object-store/types.js";
 
 /** Bound on remembered links; past it the memo starts over (it only saves work). */
 const MAX_REMEMBERED = 10_000;

@@ -7,8 +7,8 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { Transform, type Transform as TransformType } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { storageOp, toStorageError } from "../storage/errors.js";
-import type { ObjectStore, ObjectUpload } from "../storage/types.js";
+import { storageOp, toStorageError } from "../object-store/errors.js";
+import type { ObjectStore, ObjectUpload } from "../object-store/types.js";
 
 export interface FinishedPart {
   bytes: number;

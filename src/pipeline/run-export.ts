@@ -9,7 +9,7 @@ import { ExportFailure } from "../domain/errors.js";
 import type { ExportPart, ExportRequest } from "../domain/export.js";
 import { partObjectKey } from "../domain/naming.js";
 import { batchRowCount, type Dataset, type RowBatch, type TenantRef } from "../sources/types.js";
-import type { ObjectStore } from "../storage/types.js";
+import type { ObjectStore } from "../object-store/types.js";
 import { COMPRESSORS } from "./compressors.js";
 import { ENCODERS, type Encoder } from "./encoders.js";
 import { PartSink } from "./part-sink.js";

@@ -9,7 +9,7 @@ import { AppError } from "../domain/errors.js";
 import type { ExportRecord } from "../domain/export.js";
 import { isUuid } from "../domain/ids.js";
 import type { ExportsPort } from "../metadata/types.js";
-import type { ObjectStore } from "../storage/types.js";
+import type { ObjectStore } from "../object-store/types.js";
 import { purgeExportFiles } from "./purge-export.js";
 
 export interface CancelExportDeps {

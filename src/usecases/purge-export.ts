@@ -6,8 +6,8 @@
 import { canBePurged, type ExportRecord, type ExportStatus } from "../domain/export.js";
 import { exportPrefix } from "../domain/naming.js";
 import type { RetentionPort } from "../metadata/types.js";
-import { storageOp } from "../storage/errors.js";
-import type { ObjectStore } from "../storage/types.js";
+import { storageOp } from "../object-store/errors.js";
+import type { ObjectStore } from "../object-store/types.js";
 
 /** The one store write a purge makes; every port that purges (exports, job queue, retention) has it. */
 export type PurgeMarker = Pick<RetentionPort, "markPurged">;

@@ -6,7 +6,7 @@
 import type { Logger } from "pino";
 import { IDEMPOTENCY_KEY_TTL_MS } from "../domain/export.js";
 import type { RetentionPort } from "../metadata/types.js";
-import type { ObjectStore } from "../storage/types.js";
+import type { ObjectStore } from "../object-store/types.js";
 import { purgeExportFiles } from "./purge-export.js";
 
 export interface RetentionDeps {

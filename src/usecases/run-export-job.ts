@@ -33,9 +33,9 @@ import type { Metrics } from "../metrics/metrics.js";
 import { ExportFailure, type PipelineProgress, runExport } from "../pipeline/run-export.js";
 import type { DatasetRegistry } from "../sources/registry.js";
 import type { Dataset, TenantRef } from "../sources/types.js";
-import { StorageError, storageOp } from "../storage/errors.js";
-import { Backoff, isPermanentStorageError, STORAGE_BACKOFF } from "../storage/retry.js";
-import type { ObjectStore } from "../storage/types.js";
+import { StorageError, storageOp } from "../object-store/errors.js";
+import { Backoff, isPermanentStorageError, STORAGE_BACKOFF } from "../object-store/retry.js";
+import type { ObjectStore } from "../object-store/types.js";
 import { purgeExportFiles } from "./purge-export.js";
 
 /** Why a run was aborted from outside the pipeline: its lease is lost, or its worker shuts down. */

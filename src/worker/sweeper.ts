@@ -4,7 +4,7 @@
  */
 import type { Logger } from "pino";
 import type { RetentionPort } from "../metadata/types.js";
-import type { ObjectStore } from "../storage/types.js";
+import type { ObjectStore } from "../object-store/types.js";
 import { sweepRetention } from "../usecases/retention.js";
 import { OutageLog } from "./outage.js";
 

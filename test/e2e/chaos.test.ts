@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import { after, before, test } from "node:test";
 import { gunzipSync } from "node:zlib";
-import { S3ObjectStore } from "../../src/storage/s3.js";
+import { S3ObjectStore } from "../../src/object-store/s3.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
 import { startTestS3, type TestS3 } from "../helpers/s3.js";
 import {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { after, before, test } from "node:test";
 import { gunzipSync } from "node:zlib";
-import { S3ObjectStore } from "../../src/storage/s3.js";
+import { S3ObjectStore } from "../../src/object-store/s3.js";
 import { startTestS3, type TestS3 } from "../helpers/s3.js";
 import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";
 

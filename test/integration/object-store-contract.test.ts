@@ -6,10 +6,10 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { finished } from "node:stream/promises";
 import { after, before, describe, test } from "node:test";
-import { LocalObjectStore } from "../../src/storage/local.js";
-import { S3ObjectStore } from "../../src/storage/s3.js";
-import { LinkSigner } from "../../src/storage/signing.js";
-import type { ObjectStore } from "../../src/storage/types.js";
+import { LocalObjectStore } from "../../src/object-store/local.js";
+import { S3ObjectStore } from "../../src/object-store/s3.js";
+import { LinkSigner } from "../../src/object-store/signing.js";
+import type { ObjectStore } from "../../src/object-store/types.js";
 import { startTestS3, type TestS3 } from "../helpers/s3.js";
 import { tempDir } from "../helpers/service.js";
 

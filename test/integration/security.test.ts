@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { keyPrefix } from "../../src/domain/api-keys.js";
 import { SCOPES, type Scope } from "../../src/domain/scopes.js";
 import { KEY_CACHE_MS } from "../../src/http/auth.js";
-import { LinkSigner } from "../../src/storage/signing.js";
+import { LinkSigner } from "../../src/object-store/signing.js";
 import { rotateApiKey } from "../../src/usecases/api-keys.js";
 import { listen, type RawResponse, rawRequest } from "../helpers/http.js";
 import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";

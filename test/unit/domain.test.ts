@@ -36,7 +36,7 @@ import {
   TimestampFormatter,
 } from "../../src/domain/time.js";
 import { DEMO_EVENTS_DESCRIPTOR } from "../../src/sources/demo-events.js";
-import { LinkSigner } from "../../src/storage/signing.js";
+import { LinkSigner } from "../../src/object-store/signing.js";
 import { intlOffsetSeconds } from "../helpers/iso-time.js";
 
 describe("lifecycle", () => {

@@ -1,8 +1,8 @@
 /** The object-store retry policy: back-off with jitter inside a budget, and which failures may pass. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { StorageError } from "../../src/storage/errors.js";
-import { Backoff, isPermanentStorageError } from "../../src/storage/retry.js";
+import { StorageError } from "../../src/object-store/errors.js";
+import { Backoff, isPermanentStorageError } from "../../src/object-store/retry.js";
 
 const errno = (code: string) => Object.assign(new Error(code), { code });
 const s3 = (name: string, httpStatusCode: number) =>
