@@ -82,6 +82,7 @@ const WORKER = {
   maxTakeovers: 5,
   retryBaseMs: 50,
   storageRetryMs: 1000,
+  sourceStallMs: 300_000,
   shutdownGraceMs: 0,
 };
 

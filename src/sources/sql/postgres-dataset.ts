@@ -384,6 +384,10 @@ export class PostgresDataset implements Dataset {
     const client = await this.pool.connect();
     let completed = false;
     let position = 0;
+    // An abort (cancel, lost lease, the pipeline's stall guard) drops the connection itself: a source
+    // that stopped answering would otherwise hold the query (and a half-closed socket) forever.
+    const drop = () => (client as unknown as pg.Client).connection.stream.destroy();
+    options.signal.addEventListener("abort", drop, { once: true });
     try {
       await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
       await client.query(
@@ -449,6 +453,7 @@ export class PostgresDataset implements Dataset {
     } catch (err) {
       throw sourceFailure(err, this.config.name);
     } finally {
+      options.signal.removeEventListener("abort", drop);
       // A COPY cut off midway (error, abort, or the pipeline stopping early) leaves the connection in
       // an unknown state: destroy it rather than hand it back to the pool.
       client.release(completed ? undefined : new Error("COPY did not complete"));
