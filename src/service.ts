@@ -69,6 +69,9 @@ export interface Service {
   close(): Promise<void>;
 }
 
+/** How long one Redis command (a rate-limit count) may take before the request counts per process. */
+const REDIS_COMMAND_TIMEOUT_MS = 300;
+
 export async function createService(
   config: Config,
   logger: Logger,
@@ -94,6 +97,10 @@ export async function createService(
           maxRetriesPerRequest: 1,
           connectTimeout: 2000,
           enableOfflineQueue: false,
+          // A rate-limit count is one round trip of well under a millisecond; a Redis that is
+          // connected but does not answer (paused, swapping, a stalled network) would otherwise hold
+          // every authenticated request. Past this the request counts per process instead.
+          commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
         })
       : null;
 

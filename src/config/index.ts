@@ -18,6 +18,11 @@ export interface S3Settings {
   /** Null: the AWS SDK's default credential chain (environment, profile, instance role). */
   accessKeyId: string | null;
   secretAccessKey: string | null;
+  /**
+   * How long an S3 request's socket may go without a byte either way before the request fails
+   * (then retried like any network error); also the connect timeout's bound. Milliseconds.
+   */
+  idleTimeoutMs: number;
 }
 
 export interface Config {
@@ -166,6 +171,7 @@ function storageConfig(env: Env): Config["storage"] {
     forcePathStyle: bool(env, "EXPORTD_S3_FORCE_PATH_STYLE", false),
     accessKeyId,
     secretAccessKey,
+    idleTimeoutMs: Math.round(num(env, "EXPORTD_S3_IDLE_TIMEOUT_SECONDS", 30, 0.1, 3600) * 1000),
   };
 }
 
