@@ -100,8 +100,10 @@ async function* guardStall(
       yield next.value;
     }
   } finally {
-    // A stalled source settles its pending read once its connection is dropped; not waited on here.
-    if (!done) void Promise.resolve(source.return?.()).catch(() => undefined);
+    // Stopped early: let the source clean up (release its connection). A stalled source's pending
+    // read settles only once its connection is dropped, so that clean-up is not waited on.
+    if (!done && stall.signal.aborted) void Promise.resolve(source.return?.()).catch(() => undefined);
+    else if (!done) await source.return?.();
   }
 }
 

@@ -7,7 +7,7 @@
 import type { ExportRequest } from "../domain/export.js";
 import { SourceStalledError } from "../pipeline/run-export.js";
 import type { Dataset, TenantRef } from "../sources/types.js";
-import { isUnavailable } from "../store/unavailable.js";
+import { isUnavailable, StoreUnavailableError } from "../store/unavailable.js";
 
 /**
  * SQLSTATEs beyond the metadata store's "not now" list (store/unavailable.ts) that a source read may
@@ -23,6 +23,8 @@ const SOURCE_CODES = /^(53[0-9A-Z]{3}|57P[0-9A-Z]{2}|40001|40P01)$/;
  */
 export function isSourceUnavailable(err: unknown): boolean {
   if (err instanceof SourceStalledError || err instanceof EstimateTimeout) return true;
+  // The metadata store being away is not the source's (isUnavailable says yes to it).
+  if (err instanceof StoreUnavailableError) return false;
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === "string" && SOURCE_CODES.test(code)) return true;
   return isUnavailable(err);
