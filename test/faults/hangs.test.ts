@@ -24,7 +24,7 @@ interface View {
   status: string;
   attempts: number;
   progress: { parts: number; estimated_rows: number | null };
-  error: { code: string; message: string } | null;
+  error: { code: string; message: string; retryable: boolean } | null;
   parts: { index: number; rows: number; url: string | null }[];
 }
 
@@ -219,6 +219,48 @@ describe("a PostgreSQL source that hangs", () => {
     assert.equal(done.attempts, 1);
     await assertAllRows(done);
   });
+});
+
+test("a source that stays down past the retry budget on every attempt: failed, source_unavailable, retryable", async (t) => {
+  const dir = tempDir("exportd-hangs-down-");
+  const closedPort = await freePort(); // nothing listens there: connection refused
+  const configFile = path.join(dir, "exportd.yaml");
+  fs.writeFileSync(
+    configFile,
+    stringify({
+      sources: { pg: { type: "postgres", url: `postgres://postgres@127.0.0.1:${closedPort}/none` } },
+      datasets: {
+        pg_down: {
+          source: "pg",
+          table: "events",
+          tenant_column: "tenant",
+          time_column: "at",
+          key_column: "id",
+          columns: [{ name: "id", column: "id", type: "integer" }],
+        },
+      },
+    }),
+  );
+  const svc = await startTestService({
+    EXPORTD_CONFIG: configFile,
+    EXPORTD_STORAGE_RETRY_SECONDS: "1",
+    EXPORTD_MAX_ATTEMPTS: "2",
+    EXPORTD_RETRY_BASE_MS: "50",
+  });
+  try {
+    const api = client(svc, await svc.key("acme"));
+    const created = await api.create({ dataset: "pg_down", from: "2026-01-01", to: "2026-01-02" });
+    assert.equal(created.statusCode, 202, created.body);
+    const [done, ms] = await timed(() => api.final(created.json().id, 30_000));
+    t.diagnostic(`failed after ${ms} ms (2 attempts × 1 s budget)`);
+    assert.equal(done.status, "failed");
+    assert.equal(done.attempts, 2);
+    assert.equal(done.error?.code, "source_unavailable");
+    assert.equal(done.error?.retryable, true);
+  } finally {
+    await svc.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 describe("Redis paused with SIGSTOP", () => {
