@@ -3,8 +3,9 @@
  * process counts in its own memory (the budget per key is then per process, not shared) instead
  * of failing requests. A Redis that is connected but does not answer (paused, overloaded) counts as
  * away too: each command has a short timeout (service.ts). The Redis client reconnects by itself;
- * the first request after it is back (at most RETRY_AFTER_FAILURE_MS later) counts in Redis again. One log line when Redis goes away and one when it returns; /metrics has
- * `exportd_redis_up` and `exportd_rate_limit_fallbacks_total`.
+ * the first request after it is back (at most RETRY_AFTER_FAILURE_MS later) counts in Redis again.
+ * One log line when Redis goes away and one when it returns; /metrics has `exportd_redis_up` and
+ * `exportd_rate_limit_fallbacks_total`.
  */
 import type { FastifyRateLimitOptions, FastifyRateLimitStore } from "@fastify/rate-limit";
 import LocalStore, { type BuiltInStore } from "@fastify/rate-limit/store/LocalStore.js";

@@ -300,12 +300,19 @@ describe("Redis paused with SIGSTOP", () => {
       Number(
         new RegExp(`^${name} (\\S+)`, "m").exec((await svc!.app!.inject({ url: "/metrics" })).body)?.[1],
       );
-    await waitFor(
-      () => api.list(),
-      (r) => r.statusCode === 200,
-      10_000,
-    );
-    assert.equal(await metric("exportd_redis_up"), 1);
+    const sharedAgain = () =>
+      waitFor(
+        async () => {
+          await sleep(100);
+          const res = await api.list();
+          assert.equal(res.statusCode, 200, res.body);
+          return metric("exportd_redis_up");
+        },
+        (up) => up === 1,
+        10_000,
+      );
+    // The client connects in the background: wait until requests count in Redis.
+    await sharedAgain();
     const fallbacksBefore = await metric("exportd_rate_limit_fallbacks_total");
 
     redis.kill("SIGSTOP");
@@ -329,15 +336,7 @@ describe("Redis paused with SIGSTOP", () => {
       redis.kill("SIGCONT");
     }
     await sleep(1100); // past the 1 s before a request tries Redis again
-    await waitFor(
-      async () => {
-        await sleep(100);
-        await api.list();
-        return metric("exportd_redis_up");
-      },
-      (up) => up === 1,
-      10_000,
-    );
+    await sharedAgain();
   });
 });
 
