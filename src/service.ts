@@ -13,11 +13,11 @@ import { buildApp } from "./http/app.js";
 import { openMetadataStore } from "./metadata/open.js";
 import type { MetadataStore } from "./metadata/types.js";
 import { Metrics } from "./metrics/metrics.js";
-import { buildDatasets } from "./sources/registry.js";
 import { LocalObjectStore } from "./object-store/local.js";
 import { S3ObjectStore } from "./object-store/s3.js";
 import { LinkSigner } from "./object-store/signing.js";
 import type { ObjectStore } from "./object-store/types.js";
+import { buildDatasets } from "./sources/registry.js";
 import { RetentionSweeper } from "./worker/sweeper.js";
 import { ExportWorker } from "./worker/worker.js";
 
@@ -55,6 +55,9 @@ export interface Service {
   close(): Promise<void>;
 }
 
+/** How long one Redis command (a rate-limit count) may take before the request counts per process. */
+const REDIS_COMMAND_TIMEOUT_MS = 300;
+
 export async function createService(
   config: Config,
   logger: Logger,
@@ -80,6 +83,10 @@ export async function createService(
           maxRetriesPerRequest: 1,
           connectTimeout: 2000,
           enableOfflineQueue: false,
+          // A rate-limit count is one round trip of well under a millisecond; a Redis that is
+          // connected but does not answer (paused, swapping, a stalled network) would otherwise hold
+          // every authenticated request. Past this the request counts per process instead.
+          commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
         })
       : null;
 

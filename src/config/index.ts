@@ -18,6 +18,11 @@ export interface S3Settings {
   /** Null: the AWS SDK's default credential chain (environment, profile, instance role). */
   accessKeyId: string | null;
   secretAccessKey: string | null;
+  /**
+   * How long an S3 request's socket may go without a byte either way before the request fails
+   * (then retried like any network error); also the connect timeout's bound. Milliseconds.
+   */
+  idleTimeoutMs: number;
 }
 
 export interface Config {
@@ -55,6 +60,11 @@ export interface Config {
      * the last checkpoint) before the attempt fails with storage_error. Reset by each published part.
      */
     storageRetryMs: number;
+    /**
+     * How long a source read may deliver nothing before the run aborts it as a source that is away
+     * (retried within the storageRetryMs budget from the last published part).
+     */
+    sourceStallMs: number;
     /** On SIGTERM, how long running exports may take to finish their current part. */
     shutdownGraceMs: number;
   };
@@ -161,6 +171,7 @@ function storageConfig(env: Env): Config["storage"] {
     forcePathStyle: bool(env, "EXPORTD_S3_FORCE_PATH_STYLE", false),
     accessKeyId,
     secretAccessKey,
+    idleTimeoutMs: Math.round(num(env, "EXPORTD_S3_IDLE_TIMEOUT_SECONDS", 30, 0.1, 3600) * 1000),
   };
 }
 
@@ -212,6 +223,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       maxTakeovers: int(env, "EXPORTD_MAX_TAKEOVERS", 5, 0, 1000),
       retryBaseMs: int(env, "EXPORTD_RETRY_BASE_MS", 2000, 1, 3_600_000),
       storageRetryMs: Math.round(num(env, "EXPORTD_STORAGE_RETRY_SECONDS", 180, 0, 86_400) * 1000),
+      sourceStallMs: Math.round(num(env, "EXPORTD_SOURCE_STALL_SECONDS", 300, 0.1, 86_400) * 1000),
       shutdownGraceMs: Math.round(num(env, "EXPORTD_SHUTDOWN_GRACE_SECONDS", 10, 0, 3600) * 1000),
     },
     sweepIntervalMs: Math.round(num(env, "EXPORTD_SWEEP_INTERVAL_SECONDS", 60, 0.05, 86_400) * 1000),

@@ -179,7 +179,7 @@ export const ERROR_CATALOGUE = {
     status: 503,
     retryable: true,
     on: "authenticated",
-    when: "A dependency (metadata store, object store) cannot serve right now: the database is down, restarting or failing over, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.",
+    when: "A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now: the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.",
   },
   too_many_downloads: {
     status: 503,
@@ -200,10 +200,16 @@ export const ERROR_CATALOGUE = {
     when: "The export would pass the dataset's byte limit (`max_bytes`, counted before compression). Narrow the range, the filters or the columns; it will never succeed as is.",
   },
   source_error: {
-    status: null,
+    status: 502,
     retryable: false,
+    on: "named",
+    when: "The dataset's source refused the export for a reason that will not change on retry: a table or column is missing or has another type than declared, a stored value cannot be read, or a setting is refused. The message names the column, value or setting; the dataset's operator has to fix it. A failed export carries it; a dry run answers it with HTTP 502 (the source, not the request, is at fault). (A source that is away is waited on and ends `source_unavailable`.)",
+  },
+  source_unavailable: {
+    status: null,
+    retryable: true,
     on: null,
-    when: "The dataset's source refused the export for a reason that will not change on retry: a table or column is missing or has another type than declared, a stored value cannot be read, or a setting is refused. The message names the column, value or setting; the dataset's operator has to fix it. (A source that is down is retried and ends `internal_error`.)",
+    when: "The dataset's source could not be reached, or stopped answering, for longer than the retry budget (`EXPORTD_STORAGE_RETRY_SECONDS` per attempt, on every attempt). Creating the export again later may succeed.",
   },
   storage_error: {
     status: null,

@@ -8,9 +8,9 @@ import type { Redis } from "ioredis";
 import type { Config } from "../config/index.js";
 import type { ExportsPort, StoreLifecycle, TenancyPort } from "../metadata/types.js";
 import type { Metrics } from "../metrics/metrics.js";
-import type { DatasetRegistry } from "../sources/registry.js";
 import type { LinkSigner } from "../object-store/signing.js";
 import type { ObjectStore } from "../object-store/types.js";
+import type { DatasetRegistry } from "../sources/registry.js";
 
 /** The ports of the metadata store the API uses. */
 export type HttpStore = TenancyPort & ExportsPort & Pick<StoreLifecycle, "ping">;

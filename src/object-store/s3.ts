@@ -23,6 +23,8 @@ import { contentTypeOf } from "./content-type.js";
 import type { ObjectStore, ObjectUpload, SignedLink } from "./types.js";
 
 const PART_SIZE = 8 * 1024 * 1024;
+/** A TCP connect to a reachable S3 endpoint takes milliseconds; past this it is away. */
+const CONNECT_TIMEOUT_MS = 5000;
 
 export class S3ObjectStore implements ObjectStore {
   private readonly client: S3Client;
@@ -41,6 +43,13 @@ export class S3ObjectStore implements ObjectStore {
       requestChecksumCalculation: "WHEN_REQUIRED",
       responseChecksumValidation: "WHEN_REQUIRED",
       maxAttempts: 3,
+      // Without these a server that accepts a connection and never answers holds the request (and
+      // the run, the cancel, the purge) forever. An idle socket, not a total time: an 8 MB part on a
+      // slow link may take long while bytes still move. The connect itself gets the same bound.
+      requestHandler: {
+        connectionTimeout: Math.min(settings.idleTimeoutMs, CONNECT_TIMEOUT_MS),
+        socketTimeout: settings.idleTimeoutMs,
+      },
     });
   }
 

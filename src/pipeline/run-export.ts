@@ -8,8 +8,8 @@ import type { ColumnSpec } from "../domain/dataset.js";
 import { ExportFailure } from "../domain/errors.js";
 import type { ExportPart, ExportRequest } from "../domain/export.js";
 import { partObjectKey } from "../domain/naming.js";
-import { batchRowCount, type Dataset, type RowBatch, type TenantRef } from "../sources/types.js";
 import type { ObjectStore } from "../object-store/types.js";
+import { batchRowCount, type Dataset, type RowBatch, type TenantRef } from "../sources/types.js";
 import { COMPRESSORS } from "./compressors.js";
 import { ENCODERS, type Encoder } from "./encoders.js";
 import { PartSink } from "./part-sink.js";
@@ -37,6 +37,11 @@ export interface RunExportOptions {
   startBytes: number;
   after: string | null;
   signal: AbortSignal;
+  /**
+   * How long the source may deliver nothing (the pipeline waiting on its next batch, not the other
+   * way round) before the read is aborted with SourceStalledError.
+   */
+  sourceStallMs: number;
   now: number;
   onPart(part: ExportPart, cursor: string | null, progress: PipelineProgress): Promise<void>;
   onProgress(progress: PipelineProgress): Promise<void>;
@@ -49,6 +54,58 @@ export interface RunExportResult {
 
 /** Thrown for a failure that makes the export fail for good (too_many_rows, source_error …). */
 export { ExportFailure };
+
+/** A source read that delivered nothing for `stallMs` (a frozen connection, a source that hangs). */
+export class SourceStalledError extends Error {
+  constructor(readonly stallMs: number) {
+    super(`the source delivered no data for ${Math.round(stallMs / 1000)} s`);
+    this.name = "SourceStalledError";
+  }
+}
+
+/**
+ * The source's batches, failing with SourceStalledError when one takes longer than `stallMs` to
+ * come. Only the time spent waiting on the source counts; on a stall the read's `signal` is aborted
+ * with the error, so the source drops its connection instead of leaving it hanging.
+ */
+async function* guardStall(
+  open: (signal: AbortSignal) => AsyncIterable<RowBatch>,
+  parent: AbortSignal,
+  stallMs: number,
+): AsyncIterable<RowBatch> {
+  const stall = new AbortController();
+  const signal = AbortSignal.any([parent, stall.signal]);
+  const source = open(signal)[Symbol.asyncIterator]();
+  let done = false;
+  try {
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const stalled = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const err = new SourceStalledError(stallMs);
+          stall.abort(err);
+          reject(err);
+        }, stallMs);
+      });
+      let next: IteratorResult<RowBatch>;
+      try {
+        next = await Promise.race([source.next(), stalled]);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (next.done) {
+        done = true;
+        return;
+      }
+      yield next.value;
+    }
+  } finally {
+    // Stopped early: let the source clean up (release its connection). A stalled source's pending
+    // read settles only once its connection is dropped, so that clean-up is not waited on.
+    if (!done && stall.signal.aborted) void Promise.resolve(source.return?.()).catch(() => undefined);
+    else if (!done) await source.return?.();
+  }
+}
 
 /**
  * Rows `start` to `end` (exclusive) of a batch, encoded: by the encoder, or as the source encoded them.
@@ -105,13 +162,12 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
 
   try {
     let cursor = o.after;
-    for await (const batch of o.dataset.read({
-      tenant: o.tenant,
-      request,
-      after: o.after,
-      signal: o.signal,
-      now: o.now,
-    })) {
+    const batches = guardStall(
+      (signal) => o.dataset.read({ tenant: o.tenant, request, after: o.after, signal, now: o.now }),
+      o.signal,
+      o.sourceStallMs,
+    );
+    for await (const batch of batches) {
       const count = batchRowCount(batch);
       let offset = 0;
       while (offset < count) {

@@ -48,7 +48,12 @@ const SOURCES: { [T in SourceConfig["type"]]: (source: Extract<SourceConfig, { t
       connectionString: source.url,
       max: source.maxConnections,
       connectionTimeoutMillis: 5000,
+      // Probes from 10 s of silence (the system default waits 2 hours) find a peer that vanished
+      // (a network partition, a host that died). A server that hangs but still ACKs is caught by
+      // the run's stall guard and the create's estimate wait instead: a client-side query_timeout
+      // would also cut long COPYs, which pg applies it to as a whole.
       keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
     });
     // Connection errors the pool or a client emits on its own (the server restarted, a connection
     // was terminated) would end the process unheard: the pool replaces idle connections, and a

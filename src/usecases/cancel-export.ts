@@ -12,6 +12,9 @@ import type { ExportsPort } from "../metadata/types.js";
 import type { ObjectStore } from "../object-store/types.js";
 import { purgeExportFiles } from "./purge-export.js";
 
+/** How long a cancel's answer waits for its files to be deleted (usually milliseconds). */
+const PURGE_WAIT_MS = 1000;
+
 export interface CancelExportDeps {
   exports: ExportsPort;
   storage: ObjectStore;
@@ -21,7 +24,8 @@ export interface CancelExportDeps {
 /**
  * Cancels the tenant's export and deletes what is published; returns the export after the cancel.
  * Throws AppError `not_found`, or `not_cancellable` (with the current status) once it is final.
- * When the object store fails, the cancel still stands: the retention sweeper deletes the files.
+ * When the object store fails or hangs, the cancel still stands (answered within PURGE_WAIT_MS):
+ * the purge goes on in the background, and the retention sweeper deletes what it could not.
  */
 export async function cancelExport(
   deps: CancelExportDeps,
@@ -40,10 +44,15 @@ export async function cancelExport(
   log.info({ export_id: record.id }, "export canceled");
   // Delete what is published now: a queued export (parts of an interrupted run) has no worker to
   // do it; for a running one, its worker also drops the part it was writing.
+  // The answer waits for the purge at most PURGE_WAIT_MS: the cancel stands either way, and an
+  // object store that hangs must not hold the request (the purge goes on; the sweeper retries it).
   if (record.parts.length > 0) {
-    await purgeExportFiles(deps.exports, deps.storage, record, deps.clock()).catch((err: unknown) =>
+    const purging = purgeExportFiles(deps.exports, deps.storage, record, deps.clock()).catch((err: unknown) =>
       log.warn({ err, export_id: record.id }, "deleting the files failed; the sweeper retries"),
     );
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([purging, new Promise((done) => (timer = setTimeout(done, PURGE_WAIT_MS)))]);
+    clearTimeout(timer);
   }
   return record;
 }

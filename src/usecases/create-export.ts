@@ -7,12 +7,13 @@ import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { canonicalJson } from "../domain/canonical-json.js";
 import { type CreateExportInput, type DatasetDescriptor, normalizeCreateRequest } from "../domain/dataset.js";
-import { AppError } from "../domain/errors.js";
+import { AppError, ExportFailure } from "../domain/errors.js";
 import { type ExportRecord, newExport } from "../domain/export.js";
 import { newId } from "../domain/ids.js";
 import type { TenantLimits } from "../domain/tenant.js";
 import type { ExportsPort } from "../metadata/types.js";
 import type { DatasetRegistry } from "../sources/registry.js";
+import { estimateWithin, isSourceUnavailable, SOURCE_RETRY_AFTER_SECONDS } from "./source-unavailable.js";
 
 export interface CreateExportDeps {
   exports: ExportsPort;
@@ -50,7 +51,8 @@ export type CreateExportResult =
 /**
  * Throws AppError: the request's own codes (invalid_request, invalid_date_range, plan_required…),
  * `idempotency_conflict` (the key was used with another body), `too_many_exports` (queue cap;
- * Retry-After 30), `service_unavailable` (a dry run whose dataset's database is away).
+ * Retry-After 30); for a dry run, `service_unavailable` (its dataset's source is away or does not
+ * answer within ESTIMATE_WAIT_MS; Retry-After) or `source_error` (the source refuses the request).
  */
 export async function createExport(
   deps: CreateExportDeps,
@@ -62,14 +64,21 @@ export async function createExport(
   if (!dataset) throw new Error("a validated dataset vanished");
   // Authentication already read the tenant; no second lookup on every create.
   const tenant = { id: creator.tenantId, name: creator.tenantName };
-  // A source that is down does not stop an export from being queued (the worker retries), but a dry
-  // run has nothing to answer without it.
-  const estimatedRows = await dataset.estimateRows(tenant, request, now).catch((err: unknown) => {
+  // A source that is away does not stop an export from being queued (the worker estimates beside
+  // the run and retries), but a dry run has nothing to answer without it.
+  const estimatedRows = await estimateWithin(dataset, tenant, request, now).catch((err: unknown) => {
     log.warn({ err, dataset: dataset.descriptor.name }, "estimating rows failed");
-    if (body.dry_run) {
-      throw new AppError("service_unavailable", "The dataset's database cannot be reached right now.");
+    if (!body.dry_run) return null;
+    if (err instanceof ExportFailure) throw err;
+    if (isSourceUnavailable(err)) {
+      throw new AppError(
+        "service_unavailable",
+        "The dataset's database cannot be reached or did not answer in time. Retry after the Retry-After seconds.",
+        [],
+        { "retry-after": String(SOURCE_RETRY_AFTER_SECONDS) },
+      );
     }
-    return null;
+    throw err;
   });
   if (body.dry_run) return { kind: "dry_run", dataset: dataset.descriptor, estimatedRows };
 

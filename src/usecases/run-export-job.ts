@@ -6,7 +6,9 @@
  * succeeded; failed (user error, retries used up, or its worker crashed too often); back in the
  * queue with back-off (retryable error, or shutdown); abandoned (canceled or taken over — the new
  * owner or the cancel owns it now). A failing object store does not end a run: it waits with
- * back-off and goes on from the last published part, until EXPORTD_STORAGE_RETRY_SECONDS is spent.
+ * back-off and goes on from the last published part, until EXPORTD_STORAGE_RETRY_SECONDS is spent;
+ * neither does a source that is down or stalls (EXPORTD_SOURCE_STALL_SECONDS without data): the same
+ * retry passes, the same budget, then `source_unavailable`.
  * Every status change it decides is checked with the transition table (`assertTransition`).
  */
 import { setTimeout as sleep } from "node:timers/promises";
@@ -30,13 +32,14 @@ import { exportPrefix } from "../domain/naming.js";
 import type { JobQueuePort, Lease, LeaseCheck } from "../metadata/types.js";
 import { StoreUnavailableError } from "../metadata/unavailable.js";
 import type { Metrics } from "../metrics/metrics.js";
-import { ExportFailure, type PipelineProgress, runExport } from "../pipeline/run-export.js";
-import type { DatasetRegistry } from "../sources/registry.js";
-import type { Dataset, TenantRef } from "../sources/types.js";
 import { StorageError, storageOp } from "../object-store/errors.js";
 import { Backoff, isPermanentStorageError, STORAGE_BACKOFF } from "../object-store/retry.js";
 import type { ObjectStore } from "../object-store/types.js";
+import { ExportFailure, type PipelineProgress, runExport } from "../pipeline/run-export.js";
+import type { DatasetRegistry } from "../sources/registry.js";
+import type { Dataset, TenantRef } from "../sources/types.js";
 import { purgeExportFiles } from "./purge-export.js";
+import { estimateWithin, isSourceUnavailable } from "./source-unavailable.js";
 
 /** Why a run was aborted from outside the pipeline: its lease is lost, or its worker shuts down. */
 export class RunAborted extends Error {
@@ -216,9 +219,10 @@ export class ExportJob {
       };
       // Estimated once, beside the first run rather than in front of it (an exact count of a large
       // range takes a while); the next progress write carries it. A resumed run keeps the estimate.
+      // Bounded, so that a source that stopped answering cannot hold the end of a finished run.
       const estimating =
         report.estimatedRows === null
-          ? dataset.estimateRows(tenant, record.request, clock()).then(
+          ? estimateWithin(dataset, tenant, record.request, clock()).then(
               (rows) => {
                 report.estimatedRows = rows;
               },
@@ -246,9 +250,10 @@ export class ExportJob {
   }
 
   /**
-   * Passes of the pipeline until one finishes. A part stream cannot be replayed mid-stream: on an
-   * object-store failure, wait and run again from the last published part, within this attempt,
-   * until the budget is spent. The heartbeat goes on meanwhile, so nobody takes the export over.
+   * Passes of the pipeline until one finishes. A part stream cannot be replayed mid-stream: when a
+   * dependency is away — the object store failing, the source down or stalled — wait and run again
+   * from the last published part, within this attempt, until the budget is spent. The heartbeat goes
+   * on meanwhile, so nobody takes the export over.
    */
   private async runPasses(state: RunState): Promise<void> {
     const { signal } = state.lease;
@@ -257,13 +262,14 @@ export class ExportJob {
         await this.runPass(state);
         return;
       } catch (err) {
-        if (signal.aborted || !(err instanceof StorageError) || isPermanentStorageError(err)) throw err;
+        const away = signal.aborted ? null : dependencyAway(err);
+        if (away === null) throw err;
         const delay = state.backoff.next();
         if (delay === null) throw err;
-        this.deps.metrics.storageRetried();
+        if (away === "object store") this.deps.metrics.storageRetried();
         state.log.warn(
           { err, retry_in_ms: Math.round(delay), failures: state.backoff.failures },
-          "object store failed; resuming from the last published part after a pause",
+          `${away} failed; resuming from the last published part after a pause`,
         );
         await sleep(delay, undefined, { signal });
       }
@@ -297,6 +303,7 @@ export class ExportJob {
       startBytes: state.parts.reduce((sum, p) => sum + p.bytes, 0),
       after: state.cursor,
       signal: lease.signal,
+      sourceStallMs: config.worker.sourceStallMs,
       now: clock(),
       onPart: async (part, cursor, p) => {
         const progress = report.at(p);
@@ -374,7 +381,13 @@ export class ExportJob {
       await this.fail(record, lease, { code: err.code, message: err.message, retryable: false }, log);
       return RunOutcome.failed;
     }
-    const error = systemError(err instanceof StorageError ? "storage_error" : "internal_error");
+    const error = systemError(
+      err instanceof StorageError
+        ? "storage_error"
+        : isSourceUnavailable(err)
+          ? "source_unavailable"
+          : "internal_error",
+    );
     log.error({ err }, "export attempt failed");
     if (record.attempts < config.worker.maxAttempts) {
       assertTransition(record.status, STATUS.queued);
@@ -414,14 +427,27 @@ function crashedError(takeovers: number): ExportError {
   };
 }
 
+/**
+ * Which dependency a run failure says is temporarily away (worth a wait and a pass from the last
+ * published part), or null: a refusal, a permanent storage error, a bug.
+ */
+function dependencyAway(err: unknown): "object store" | "source" | null {
+  if (err instanceof StorageError) return isPermanentStorageError(err) ? null : "object store";
+  return isSourceUnavailable(err) ? "source" : null;
+}
+
+const SYSTEM_MESSAGES: Partial<Record<ErrorCode, string>> = {
+  storage_error: "Writing the export's files failed, also on retry; creating it again later may succeed.",
+  source_unavailable:
+    "The dataset's source could not be reached or stopped answering, also on retry; creating the export again later may succeed.",
+};
+
 /** A failure on our side: the client gets the code, the details stay in the log. */
 function systemError(code: ErrorCode): ExportError {
   return {
     code,
     message:
-      code === "storage_error"
-        ? "Writing the export's files failed, also on retry; creating it again later may succeed."
-        : "The export stopped on an internal error; creating it again may succeed.",
+      SYSTEM_MESSAGES[code] ?? "The export stopped on an internal error; creating it again may succeed.",
     retryable: ERROR_CATALOGUE[code].retryable,
   };
 }

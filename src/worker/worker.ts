@@ -12,8 +12,8 @@ import type { Config } from "../config/index.js";
 import type { ClaimedExport, JobQueuePort, Lease } from "../metadata/types.js";
 import { StoreUnavailableError } from "../metadata/unavailable.js";
 import type { Metrics } from "../metrics/metrics.js";
-import type { DatasetRegistry } from "../sources/registry.js";
 import type { ObjectStore } from "../object-store/types.js";
+import type { DatasetRegistry } from "../sources/registry.js";
 import { ExportJob, RunAborted, type RunLease } from "../usecases/run-export-job.js";
 import { OutageLog } from "./outage.js";
 

@@ -13,11 +13,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { gunzipSync } from "node:zlib";
-import { COMPRESSORS } from "../../src/pipeline/compressors.js";
-import { PartSink } from "../../src/pipeline/part-sink.js";
 import { StorageError } from "../../src/object-store/errors.js";
 import { LocalObjectStore } from "../../src/object-store/local.js";
 import { LinkSigner } from "../../src/object-store/signing.js";
+import { COMPRESSORS } from "../../src/pipeline/compressors.js";
+import { PartSink } from "../../src/pipeline/part-sink.js";
 import { filesUnder } from "../helpers/server-process.js";
 import { pastMidnight, startTestService, type TestService, tempDir, waitFor } from "../helpers/service.js";
 

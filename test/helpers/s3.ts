@@ -33,6 +33,7 @@ export async function startTestS3(bucket = "exportd-test"): Promise<TestS3> {
     forcePathStyle: true,
     accessKeyId: "S3RVER",
     secretAccessKey: "S3RVER",
+    idleTimeoutMs: 30_000,
   };
   return {
     settings,

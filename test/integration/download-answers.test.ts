@@ -6,10 +6,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { signingSecret } from "../../src/service.js";
 import { contentTypeOf } from "../../src/object-store/content-type.js";
 import { LocalObjectStore } from "../../src/object-store/local.js";
 import { LinkSigner } from "../../src/object-store/signing.js";
+import { signingSecret } from "../../src/service.js";
 import { startTestS3, type TestS3 } from "../helpers/s3.js";
 import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";
 

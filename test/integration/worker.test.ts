@@ -15,10 +15,10 @@ import { type ExportRecord, type ExportRequest, newExport } from "../../src/doma
 import { newId } from "../../src/domain/ids.js";
 import { SqliteStore } from "../../src/metadata/open.js";
 import { Metrics } from "../../src/metrics/metrics.js";
-import { DatasetRegistry } from "../../src/sources/registry.js";
-import type { Cell, Dataset, ReadOptions, RowBatch } from "../../src/sources/types.js";
 import { LocalObjectStore } from "../../src/object-store/local.js";
 import { LinkSigner } from "../../src/object-store/signing.js";
+import { DatasetRegistry } from "../../src/sources/registry.js";
+import type { Cell, Dataset, ReadOptions, RowBatch } from "../../src/sources/types.js";
 import { issueApiKey } from "../../src/usecases/api-keys.js";
 import { ExportWorker } from "../../src/worker/worker.js";
 import { tempDir, waitFor } from "../helpers/service.js";
@@ -82,6 +82,7 @@ const WORKER = {
   maxTakeovers: 5,
   retryBaseMs: 50,
   storageRetryMs: 1000,
+  sourceStallMs: 300_000,
   shutdownGraceMs: 0,
 };
 

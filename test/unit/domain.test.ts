@@ -35,8 +35,8 @@ import {
   parseInstant,
   TimestampFormatter,
 } from "../../src/domain/time.js";
-import { DEMO_EVENTS_DESCRIPTOR } from "../../src/sources/demo-events.js";
 import { LinkSigner } from "../../src/object-store/signing.js";
+import { DEMO_EVENTS_DESCRIPTOR } from "../../src/sources/demo-events.js";
 import { intlOffsetSeconds } from "../helpers/iso-time.js";
 
 describe("lifecycle", () => {

@@ -72,7 +72,13 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
     {
       config: {
         scope: "exports:write",
-        errors: ["invalid_date_range", "plan_required", "idempotency_conflict", "too_many_exports"],
+        errors: [
+          "invalid_date_range",
+          "plan_required",
+          "idempotency_conflict",
+          "too_many_exports",
+          "source_error",
+        ],
       },
       schema: {
         tags: TAGS,

@@ -24,6 +24,8 @@ import { FileParams, FileQuery, FileResponses } from "./schemas.js";
 
 /** The query parameters of a signed link; a link with any other is refused as altered. */
 const LINK_PARAMS: ReadonlySet<string> = new Set(Object.keys(FileQuery.properties));
+/** Seconds a download is asked to wait while the objects folder cannot be read. */
+const STORAGE_RETRY_AFTER_SECONDS = 5;
 
 /** The bytes a 200 or 206 answer of send carries: all of Content-Length, from Content-Range's start. */
 function bodyRange(
@@ -56,6 +58,21 @@ export function fileRoutes(
     const record =
       owner && isUuid(owner.exportId) ? await deps.exports.getExport(owner.tenantId, owner.exportId) : null;
     return (record && downloadRefusal(record)) ?? new AppError("not_found", "The file no longer exists.");
+  };
+  /**
+   * A file that could not be read: gone only when the file system says so (ENOENT, ENAMETOOLONG);
+   * anything else — the objects folder replaced by a file (ENOTDIR), no permission, an I/O error —
+   * is the storage failing, answered 503 with Retry-After, never "the file no longer exists".
+   */
+  const missingOrUnavailable = async (key: string, code: unknown): Promise<AppError> => {
+    // No errno at all: send's own refusals (a dotfile, a bad path), which name no file that exists.
+    if (typeof code !== "string" || code === "ENOENT" || code === "ENAMETOOLONG") return missingFile(key);
+    return new AppError(
+      "service_unavailable",
+      "The file storage cannot be read right now. Retry after the Retry-After seconds.",
+      [],
+      { "retry-after": String(STORAGE_RETRY_AFTER_SECONDS) },
+    );
   };
   const { maxInFlight, bufferBudgetBytes, stallTimeoutMs } = deps.config.downloads;
   const slots = new DownloadSlots(maxInFlight);
@@ -137,7 +154,7 @@ export function fileRoutes(
           }
           if (result.statusCode === 412)
             throw new AppError("precondition_failed", "The file is not the one expected.");
-          throw await missingFile(key);
+          throw await missingOrUnavailable(key, (result.metadata.error as { code?: unknown }).code);
         }
         if (result.type === "directory") throw await missingFile(key);
         const range = request.method === "GET" ? bodyRange(result.statusCode, result.headers) : null;
@@ -148,8 +165,8 @@ export function fileRoutes(
           result.stream.destroy();
           try {
             file = await fs.open(result.metadata.path, "r");
-          } catch {
-            throw await missingFile(key);
+          } catch (err) {
+            throw await missingOrUnavailable(key, (err as { code?: unknown }).code);
           }
         }
         reply

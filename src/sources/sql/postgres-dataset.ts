@@ -35,6 +35,8 @@ import { chosenColumns, sqlDescriptor } from "./descriptor.js";
 const SCAN_BYTES = 256 * 1024;
 /** count(*) for an estimate may take this long before EXPLAIN's guess is used instead. */
 const COUNT_TIMEOUT_MS = 2000;
+/** An estimate's connection that has not answered its few short queries by then is dropped. */
+const ESTIMATE_DEADLINE_MS = 10_000;
 
 /** 0001-01-01T00:00:00Z: from here on, to_char's four-digit year is exact (no BC). */
 const YEAR_ONE_MS = -62_135_596_800_000;
@@ -395,6 +397,12 @@ export class PostgresDataset implements Dataset {
    */
   async estimateRows(tenant: TenantRef, request: ExportRequest): Promise<number | null> {
     const client = await this.connect();
+    // statement_timeout is the server's: a connection that stopped answering (a frozen network)
+    // never reports it. Dropping the connection fails the estimate and frees the pool's slot.
+    const deadline = setTimeout(
+      () => (client as unknown as pg.Client).connection.stream.destroy(),
+      ESTIMATE_DEADLINE_MS,
+    );
     const { bind, values } = placeholders("dollar");
     let sql = "";
     try {
@@ -414,6 +422,7 @@ export class PostgresDataset implements Dataset {
       );
       return plan.rows[0]?.["QUERY PLAN"][0].Plan["Plan Rows"] ?? null;
     } finally {
+      clearTimeout(deadline);
       client.release();
     }
   }
@@ -478,6 +487,10 @@ export class PostgresDataset implements Dataset {
     const client = await this.connect();
     let completed = false;
     let position = 0;
+    // An abort (cancel, lost lease, the pipeline's stall guard) drops the connection itself: a source
+    // that stopped answering would otherwise hold the query (and a half-closed socket) forever.
+    const drop = () => (client as unknown as pg.Client).connection.stream.destroy();
+    options.signal.addEventListener("abort", drop, { once: true });
     try {
       await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
       const settings: [string, string][] = [["TimeZone", request.timezone], ...PINNED_SETTINGS];
@@ -547,6 +560,7 @@ export class PostgresDataset implements Dataset {
     } catch (err) {
       throw sourceFailure(err, this.config);
     } finally {
+      options.signal.removeEventListener("abort", drop);
       // A COPY cut off midway (error, abort, or the pipeline stopping early) leaves the connection in
       // an unknown state: destroy it rather than hand it back to the pool.
       client.release(completed ? undefined : new Error("COPY did not complete"));
