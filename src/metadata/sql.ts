@@ -82,8 +82,11 @@ export interface Driver {
   rows(text: string, params: Params): Promise<Row[]>;
   /** One statement's changed-row count. */
   changes(text: string, params: Params): Promise<number>;
-  /** Runs a plan, in one transaction when `transaction`. */
-  run<T>(plan: Plan<T>, transaction: boolean): Promise<T>;
+  /**
+   * Runs a plan, in one transaction when `transaction`. `unbounded` lifts the per-statement time
+   * limits for that transaction (migrations: an index build may take long).
+   */
+  run<T>(plan: Plan<T>, transaction: boolean, unbounded?: boolean): Promise<T>;
   close(): Promise<void>;
 }
 

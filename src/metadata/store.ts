@@ -54,11 +54,12 @@ export class SqlMetadataStore implements MetadataStore {
 
   /** Applies pending migrations (migrations.ts). Returns how many ran. */
   migrate(): Promise<number> {
-    return this.driver.run(migrate(this.driver.dialect, Date.now()), true);
+    return this.driver.run(migrate(this.driver.dialect, Date.now()), true, true);
   }
 
+  /** Reads the exports table, not just the connection: a table locked by someone else fails it (/readyz). */
   async ping(): Promise<void> {
-    await this.driver.rows("SELECT 1", {});
+    await this.driver.rows("SELECT 1 FROM exports LIMIT 1", {});
   }
 
   close(): Promise<void> {

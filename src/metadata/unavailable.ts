@@ -31,10 +31,11 @@ const NETWORK_CODES = new Set([
  * PostgreSQL SQLSTATEs (Appendix A of its manual) that say "not now" rather than "wrong request":
  * 57P01 admin_shutdown (pg_terminate_backend, fast shutdown), 57P02 crash_shutdown, 57P03
  * cannot_connect_now (starting up or shutting down), 53300 too_many_connections, 25006
- * read_only_sql_transaction (a failover left us on a standby). Class 08 (connection exception) is
- * matched as a whole.
+ * read_only_sql_transaction (a failover left us on a standby), 57014 query_canceled (our
+ * statement_timeout: the database is too slow or blocked right now), 55P03 lock_not_available (our
+ * lock_timeout: someone holds a lock we need). Class 08 (connection exception) is matched as a whole.
  */
-const POSTGRES_CODES = new Set(["57P01", "57P02", "57P03", "53300", "25006"]);
+const POSTGRES_CODES = new Set(["57P01", "57P02", "57P03", "53300", "25006", "57014", "55P03"]);
 
 /**
  * SQLite result codes (sqlite.org/rescode.html) of a database that cannot serve now: locked by

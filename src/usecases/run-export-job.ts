@@ -335,6 +335,9 @@ export class ExportJob {
    */
   private async leaseWrite(lease: RunLease, write: () => Promise<LeaseCheck>): Promise<LeaseCheck> {
     const { clock, config } = this.deps;
+    // Heartbeats may still get through while this write cannot (a locked table): give up after a
+    // lease's length of failures of its own too, so a run does not wait as long as the lock.
+    const firstTry = clock();
     for (;;) {
       try {
         const check = await write();
@@ -342,7 +345,9 @@ export class ExportJob {
         return check;
       } catch (err) {
         if (!(err instanceof StoreUnavailableError)) throw err;
-        if (clock() - lease.renewedAt > config.worker.leaseMs) throw new RunAborted("lost");
+        const now = clock();
+        const limit = config.worker.leaseMs;
+        if (now - lease.renewedAt > limit || now - firstTry > limit) throw new RunAborted("lost");
       }
       await sleep(STORE_RETRY_MS, undefined, { signal: lease.signal });
     }

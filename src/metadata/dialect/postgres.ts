@@ -40,6 +40,17 @@ const types = {
  * answers 503 within this instead of hanging (pg waits forever by default).
  */
 const CONNECT_TIMEOUT_MS = 3000;
+/**
+ * Bounds on the server's side for a store whose queries are indexed and take milliseconds: a lock
+ * held by someone else (a `LOCK TABLE`, a long migration elsewhere) fails a query within
+ * LOCK_TIMEOUT_MS (55P03) and any runaway within STATEMENT_TIMEOUT_MS (57014) — both read as
+ * "unavailable" (503 + Retry-After, leased writes retried) instead of a request hanging as long
+ * as the lock. A process frozen inside a transaction gives its row locks back after
+ * IDLE_IN_TRANSACTION_MS, so claims and cancels elsewhere are not blocked by it.
+ */
+const LOCK_TIMEOUT_MS = 2000;
+const STATEMENT_TIMEOUT_MS = 10_000;
+const IDLE_IN_TRANSACTION_MS = 30_000;
 /** LISTEN reconnects after its connection drops: first after this, doubling up to the cap. */
 const RELISTEN_FIRST_MS = 200;
 const RELISTEN_MAX_MS = 2000;
@@ -81,6 +92,9 @@ export class PostgresDriver implements Driver {
         max: 10,
         types,
         connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        lock_timeout: LOCK_TIMEOUT_MS,
+        statement_timeout: STATEMENT_TIMEOUT_MS,
+        idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
         // Notice a peer that vanished without closing (a failover, a cut network) on idle sockets.
         keepAlive: true,
       }),
@@ -128,11 +142,12 @@ export class PostgresDriver implements Driver {
     return (await this.exec(this.pool, text, params, "changes")) as number;
   }
 
-  async run<T>(plan: Plan<T>, transaction: boolean): Promise<T> {
+  async run<T>(plan: Plan<T>, transaction: boolean, unbounded = false): Promise<T> {
     if (!transaction) return this.drive(plan, this.pool);
     const client = await this.pool.connect();
     try {
       await client.query("BEGIN");
+      if (unbounded) await client.query("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0");
       const result = await this.drive(plan, client);
       await client.query("COMMIT");
       return result;
