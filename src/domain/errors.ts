@@ -3,7 +3,7 @@
  * the `error` of a failed export — uses a code declared here. docs/errors.md is generated from this
  * table (`npm run docs:errors`) and a test keeps the two equal.
  */
-import type { ExportStatus } from "./export.js";
+import type { ExportStatus } from "./status.js";
 
 export interface ErrorSpec {
   /** HTTP status for request errors; null for codes that only appear on a failed export. */

@@ -7,21 +7,9 @@
  *   running → queued            (a retryable failure waiting for its next attempt, or a released lease)
  */
 import { AppError, type ErrorCode } from "./errors.js";
+import { EXPORT_STATUSES, type ExportStatus } from "./status.js";
 
-export const EXPORT_STATUSES = ["queued", "running", "succeeded", "failed", "canceled", "expired"] as const;
-export type ExportStatus = (typeof EXPORT_STATUSES)[number];
-/**
- * The statuses by name, for the status changes a use case decides (each checked with
- * `assertTransition`): code outside this module never spells a status.
- */
-export const STATUS = {
-  queued: "queued",
-  running: "running",
-  succeeded: "succeeded",
-  failed: "failed",
-  canceled: "canceled",
-  expired: "expired",
-} as const satisfies { [S in ExportStatus]: S };
+export { EXPORT_STATUSES, type ExportStatus, STATUS } from "./status.js";
 
 const TRANSITIONS: Record<ExportStatus, readonly ExportStatus[]> = {
   queued: ["running", "canceled", "failed"],
