@@ -5,17 +5,17 @@
  * from its last published part, and every export ends succeeded with all its rows.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { after, describe, test } from "node:test";
-import { Redis } from "ioredis";
 import pg from "pg";
 import { stringify } from "yaml";
 import { S3ObjectStore } from "../../src/object-store/s3.js";
 import { type FreezableProxy, startFreezableProxy } from "../helpers/freezable-proxy.js";
 import { freePort } from "../helpers/net.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
+import { spawnRedisServer } from "../helpers/redis.js";
 import { startTestS3, type TestS3 } from "../helpers/s3.js";
 import { pastMidnight, startTestService, type TestService, tempDir, waitFor } from "../helpers/service.js";
 
@@ -277,23 +277,7 @@ describe("Redis paused with SIGSTOP", () => {
 
   test("authenticated requests answer within the command timeout, counted per process; shared again after SIGCONT", async (t) => {
     const port = await freePort();
-    redis = spawn(
-      "redis-server",
-      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-      { stdio: "ignore" },
-    );
-    const probe = new Redis(port, "127.0.0.1", { lazyConnect: true, retryStrategy: () => 50 });
-    probe.on("error", () => undefined);
-    await waitFor(
-      () =>
-        probe.ping().then(
-          () => true,
-          () => false,
-        ),
-      (ok) => ok,
-      10_000,
-    );
-    probe.disconnect();
+    redis = await spawnRedisServer(port);
     svc = await startTestService({ EXPORTD_REDIS_URL: `redis://127.0.0.1:${port}`, EXPORTD_ROLE: "api" });
     const api = client(svc, await svc.key("acme"));
     const metric = async (name: string) =>

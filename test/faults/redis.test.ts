@@ -5,10 +5,10 @@
  * /readyz says 503 naming redis while it is down and 200 once it is back; /metrics follows it.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { after, test } from "node:test";
-import { Redis } from "ioredis";
 import { freePort } from "../helpers/net.js";
+import { spawnRedisServer } from "../helpers/redis.js";
 import {
   api,
   cli,
@@ -30,26 +30,7 @@ after(async () => {
 /** Our own redis-server (never the shared one): nothing kept on disk. Returns when it was spawned. */
 async function startRedis(port: number): Promise<number> {
   const spawnedAt = Date.now();
-  redis = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    { stdio: "ignore" },
-  );
-  const probe = new Redis(port, "127.0.0.1", { lazyConnect: true, retryStrategy: () => 50 });
-  probe.on("error", () => undefined); // refused until it listens
-  try {
-    await waitFor(
-      () =>
-        probe.ping().then(
-          () => true,
-          () => false,
-        ),
-      (ok) => ok,
-      10_000,
-    );
-  } finally {
-    probe.disconnect();
-  }
+  redis = await spawnRedisServer(port);
   return spawnedAt;
 }
 

@@ -11,32 +11,35 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-export async function startTestRedis(): Promise<TestRedis> {
-  const given = process.env.EXPORTD_TEST_REDIS_URL;
-  if (given) return { url: given, stop: async () => undefined };
-  const port = await freePort();
+/**
+ * A redis-server of the test's own on `port` (fault tests kill, pause and restart it on the same
+ * port), keeping nothing on disk. Resolves once it answers PING; throws when it does not start
+ * within 10 s.
+ */
+export async function spawnRedisServer(port: number): Promise<ChildProcess> {
   let child: ChildProcess;
   try {
     child = spawn(
       "redis-server",
       ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-      {
-        stdio: "ignore",
-      },
+      { stdio: "ignore" },
     );
   } catch (err) {
     throw new Error(`Set EXPORTD_TEST_REDIS_URL or install redis-server: ${String(err)}`);
   }
-  const url = `redis://127.0.0.1:${port}`;
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const probe = new Redis(port, "127.0.0.1", {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
     probe.on("error", () => undefined); // refused until the server listens; the loop retries
     try {
       await probe.connect();
       await probe.ping();
       probe.disconnect();
-      break;
+      return child;
     } catch {
       probe.disconnect();
       if (child.exitCode !== null || Date.now() > deadline) {
@@ -45,6 +48,14 @@ export async function startTestRedis(): Promise<TestRedis> {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
+}
+
+export async function startTestRedis(): Promise<TestRedis> {
+  const given = process.env.EXPORTD_TEST_REDIS_URL;
+  if (given) return { url: given, stop: async () => undefined };
+  const port = await freePort();
+  const child = await spawnRedisServer(port);
+  const url = `redis://127.0.0.1:${port}`;
   return {
     url,
     async stop() {
