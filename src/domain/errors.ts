@@ -310,3 +310,17 @@ export class ExportFailure extends AppError {}
 export function invalidRequest(details: ErrorDetail[], message = "The request is not valid."): AppError {
   return new AppError("invalid_request", message, details);
 }
+
+/**
+ * Seconds a client is asked to wait (`Retry-After`) when a dependency — the metadata store, the
+ * object store, a dataset's source, the data disk, Redis — cannot serve: long enough not to hammer
+ * it, short enough that a restarted database is used again within seconds.
+ */
+export const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
+
+/** 503 `service_unavailable` with `Retry-After`; `details` name the dependencies (for /readyz). */
+export function serviceUnavailable(message: string, details: ErrorDetail[] = []): AppError {
+  return new AppError("service_unavailable", message, details, {
+    "retry-after": String(UNAVAILABLE_RETRY_AFTER_SECONDS),
+  });
+}

@@ -9,7 +9,13 @@ import { randomBytes } from "node:crypto";
 import { type ServerResponse, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { AppError, type ErrorCode, type ErrorDetail, invalidRequest } from "../domain/errors.js";
+import {
+  AppError,
+  type ErrorCode,
+  type ErrorDetail,
+  invalidRequest,
+  serviceUnavailable,
+} from "../domain/errors.js";
 import { StoreUnavailableError } from "../metadata/unavailable.js";
 
 export interface ErrorEnvelope {
@@ -101,17 +107,11 @@ export function clientError(status: number): readonly [ErrorCode, string] {
   return CLIENT_ERRORS[status] ?? (CLIENT_ERRORS[400] as readonly [ErrorCode, string]);
 }
 
-/** Seconds a client is asked to wait while the metadata store is unavailable. */
-const STORE_RETRY_AFTER_SECONDS = 5;
-
 function toAppError(err: FastifyError): AppError {
   if (err instanceof AppError) return err;
   if (err instanceof StoreUnavailableError) {
-    return new AppError(
-      "service_unavailable",
+    return serviceUnavailable(
       "The database is not reachable right now. Retry after the Retry-After seconds.",
-      [],
-      { "retry-after": String(STORE_RETRY_AFTER_SECONDS) },
     );
   }
   if (err.validation) {

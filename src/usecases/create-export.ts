@@ -7,13 +7,13 @@ import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { canonicalJson } from "../domain/canonical-json.js";
 import { type CreateExportInput, type DatasetDescriptor, normalizeCreateRequest } from "../domain/dataset.js";
-import { AppError, ExportFailure } from "../domain/errors.js";
+import { AppError, ExportFailure, serviceUnavailable } from "../domain/errors.js";
 import { type ExportRecord, newExport } from "../domain/export.js";
 import { newId } from "../domain/ids.js";
 import type { TenantLimits } from "../domain/tenant.js";
 import type { ExportsPort } from "../metadata/types.js";
 import type { DatasetRegistry } from "../sources/registry.js";
-import { estimateWithin, isSourceUnavailable, SOURCE_RETRY_AFTER_SECONDS } from "./source-unavailable.js";
+import { estimateWithin, isSourceUnavailable } from "./source-unavailable.js";
 
 export interface CreateExportDeps {
   exports: ExportsPort;
@@ -71,11 +71,8 @@ export async function createExport(
     if (!body.dry_run) return null;
     if (err instanceof ExportFailure) throw err;
     if (isSourceUnavailable(err)) {
-      throw new AppError(
-        "service_unavailable",
+      throw serviceUnavailable(
         "The dataset's database cannot be reached or did not answer in time. Retry after the Retry-After seconds.",
-        [],
-        { "retry-after": String(SOURCE_RETRY_AFTER_SECONDS) },
       );
     }
     throw err;

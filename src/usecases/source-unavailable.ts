@@ -37,9 +37,6 @@ export function isSourceUnavailable(err: unknown): boolean {
  */
 export const ESTIMATE_WAIT_MS = 4000;
 
-/** Seconds a dry run is asked to wait when the dataset's source is away. */
-export const SOURCE_RETRY_AFTER_SECONDS = 5;
-
 /** The source did not give its estimate within the wait. */
 export class EstimateTimeout extends Error {
   constructor(ms: number) {

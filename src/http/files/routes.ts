@@ -10,7 +10,7 @@ import fs from "node:fs/promises";
 import send from "@fastify/send";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
-import { AppError } from "../../domain/errors.js";
+import { AppError, serviceUnavailable } from "../../domain/errors.js";
 import { downloadRefusal } from "../../domain/export.js";
 import { isUuid } from "../../domain/ids.js";
 import { exportOfKey, isSafeKey } from "../../domain/naming.js";
@@ -24,8 +24,6 @@ import { FileParams, FileQuery, FileResponses } from "./schemas.js";
 
 /** The query parameters of a signed link; a link with any other is refused as altered. */
 const LINK_PARAMS: ReadonlySet<string> = new Set(Object.keys(FileQuery.properties));
-/** Seconds a download is asked to wait while the objects folder cannot be read. */
-const STORAGE_RETRY_AFTER_SECONDS = 5;
 
 /** The bytes a 200 or 206 answer of send carries: all of Content-Length, from Content-Range's start. */
 function bodyRange(
@@ -67,11 +65,8 @@ export function fileRoutes(
   const missingOrUnavailable = async (key: string, code: unknown): Promise<AppError> => {
     // No errno at all: send's own refusals (a dotfile, a bad path), which name no file that exists.
     if (typeof code !== "string" || code === "ENOENT" || code === "ENAMETOOLONG") return missingFile(key);
-    return new AppError(
-      "service_unavailable",
+    return serviceUnavailable(
       "The file storage cannot be read right now. Retry after the Retry-After seconds.",
-      [],
-      { "retry-after": String(STORAGE_RETRY_AFTER_SECONDS) },
     );
   };
   const { maxInFlight, bufferBudgetBytes, stallTimeoutMs } = deps.config.downloads;

@@ -4,7 +4,7 @@
  */
 import fs from "node:fs";
 import type { FastifyInstance } from "fastify";
-import { AppError, type ErrorDetail } from "../../domain/errors.js";
+import { type ErrorDetail, serviceUnavailable } from "../../domain/errors.js";
 import type { StoreLifecycle } from "../../metadata/types.js";
 import type { HttpDeps } from "../deps.js";
 import { sendError } from "../errors.js";
@@ -15,7 +15,6 @@ import { HealthResponses, MetricsResponses, ReadinessResponses } from "./schemas
  * dependency makes the answer a 503 within about a second instead of a timeout.
  */
 const CHECK_TIMEOUT_MS = 1000;
-const READY_RETRY_AFTER_SECONDS = 5;
 
 /** Resolves with the probe, or rejects once `CHECK_TIMEOUT_MS` passes. */
 async function within(probe: () => Promise<void>): Promise<void> {
@@ -120,12 +119,7 @@ export function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps): void 
       return sendError(
         reply,
         request,
-        new AppError(
-          "service_unavailable",
-          `Not ready: ${failed.map((f) => f.field).join(", ")} cannot serve.`,
-          failed,
-          { "retry-after": String(READY_RETRY_AFTER_SECONDS) },
-        ),
+        serviceUnavailable(`Not ready: ${failed.map((f) => f.field).join(", ")} cannot serve.`, failed),
       );
     },
   );
