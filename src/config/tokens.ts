@@ -4,6 +4,7 @@
  * Given either by `EXPORTD_JWT_*` variables or by the config file's `tokens:` section (never both),
  * checked here once at start. Absent: exportd accepts its own API keys only.
  */
+import { createPublicKey } from "node:crypto";
 import { isScope, type Scope } from "../domain/scopes.js";
 
 /** Signature algorithms of public keys (JWKS or PEM): the default allow-list. */
@@ -116,6 +117,13 @@ export function checkTokenSettings(
   } else if (input.publicKey !== undefined) {
     if (!/-----BEGIN PUBLIC KEY-----/.test(input.publicKey))
       problems.push(`${name("publicKey")} must be a PEM public key (-----BEGIN PUBLIC KEY-----)`);
+    else {
+      try {
+        createPublicKey(input.publicKey);
+      } catch (err) {
+        problems.push(`${name("publicKey")} cannot be read as a public key: ${(err as Error).message}`);
+      }
+    }
     keys = { kind: "pem", pem: input.publicKey };
   } else {
     const secret = input.hs256Secret ?? "";

@@ -266,7 +266,14 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
       },
       servers: [{ url: deps.config.publicUrl, description: "This exportd (EXPORTD_PUBLIC_URL)." }],
       components: {
-        securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "An exportd API key." } },
+        securitySchemes: {
+          bearer: {
+            type: "http",
+            scheme: "bearer",
+            description:
+              "An exportd API key (`exd_…`), or the product's own sign-in token (JWT) when tokens are configured (docs/integration.md).",
+          },
+        },
       },
       security: [{ bearer: [] }],
     },

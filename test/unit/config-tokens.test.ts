@@ -43,6 +43,7 @@ test("algorithms: never none, HS only with a secret, RS/ES/EdDSA only with publi
   assert.deepEqual(loadConfig({ EXPORTD_JWT_HS256_SECRET: SECRET }).tokens?.algorithms, ["HS256"]);
   assert.throws(() => loadConfig({ EXPORTD_JWT_HS256_SECRET: "short" }), /at least 32 bytes/);
   assert.throws(() => loadConfig({ EXPORTD_JWT_PUBLIC_KEY: "not a pem" }), /PEM public key/);
+  assert.throws(() => loadConfig({ EXPORTD_JWT_PUBLIC_KEY: PEM }), /cannot be read as a public key/);
 });
 
 test("scope map and numbers from the environment", () => {
