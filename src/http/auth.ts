@@ -116,7 +116,7 @@ function unauthorized(message: string): AppError {
 /**
  * Adds the authentication hook. `unauthenticatedPerMinute`: requests with a missing or invalid key
  * one client address may send per minute before it gets 429 rate_limited without a key lookup.
- * `tokens`: the product's sign-in tokens (JWT) accepted beside keys; null: keys only.
+ * `tokenSettings`: the product's sign-in tokens (JWT) accepted beside keys; null: keys only.
  */
 export function installAuth(
   app: FastifyInstance,
