@@ -127,15 +127,17 @@ class JwksKeys {
       await res.body?.cancel();
       throw new Error(`JWKS answered ${res.status}`);
     }
-    const declared = Number(res.headers.get("content-length") ?? 0);
-    if (declared > MAX_JWKS_BYTES) {
-      await res.body?.cancel();
-      throw new Error(`JWKS is larger than ${MAX_JWKS_BYTES} bytes`);
+    // Read at most MAX_JWKS_BYTES, whatever the server declares (or does not).
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    if (res.body) {
+      for await (const chunk of res.body) {
+        size += chunk.byteLength;
+        if (size > MAX_JWKS_BYTES) throw new Error(`JWKS is larger than ${MAX_JWKS_BYTES} bytes`);
+        chunks.push(chunk);
+      }
     }
-    const text = await res.text();
-    if (Buffer.byteLength(text) > MAX_JWKS_BYTES)
-      throw new Error(`JWKS is larger than ${MAX_JWKS_BYTES} bytes`);
-    return createLocalJWKSet(JSON.parse(text));
+    return createLocalJWKSet(JSON.parse(Buffer.concat(chunks).toString("utf8")));
   }
 
   /** The key getter for jose: refetches once on an unknown `kid` when the cooldown allows. */

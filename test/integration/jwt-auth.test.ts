@@ -408,6 +408,21 @@ describe("JWKS rotation and outage", () => {
     }
   });
 
+  test("a JWKS larger than 1 MiB is refused: the cached keys stay", async () => {
+    const fresh = await signingKey("ES256", "ec-big");
+    const keys = jwksHost.jwks.keys;
+    Object.assign(jwksHost, { jwks: { keys: [...keys, fresh.publicJwk], padding: "x".repeat(1100 * 1024) } });
+    try {
+      now += 60_000;
+      const hits = jwksHost.hits;
+      assertRefused(await rawRequest(base, "GET", "/v1/exports", bearer(await token(fresh))));
+      assert.equal(jwksHost.hits, hits + 1, "fetched, and refused");
+      assert.equal((await rawRequest(base, "GET", "/v1/exports", bearer(await token(ec)))).status, 200);
+    } finally {
+      jwksHost.jwks = { keys };
+    }
+  });
+
   test("a JWKS that was never reachable → 503 service_unavailable, not 500", async () => {
     const down = await startTestService({ EXPORTD_JWT_JWKS_URL: "http://127.0.0.1:9/jwks.json" }, clock);
     try {
