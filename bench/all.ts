@@ -15,6 +15,7 @@ const root = path.resolve(import.meta.dirname, "..");
 const BENCHES = [
   { name: "export", script: "bench/export.ts" },
   { name: "api", script: "bench/api.ts" },
+  { name: "api-jwt", script: "bench/api-jwt.ts" },
   { name: "download", script: "bench/download.ts" },
   { name: "pickup", script: "bench/pickup.ts" },
   { name: "workers", script: "bench/workers.ts" },

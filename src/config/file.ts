@@ -15,6 +15,7 @@ import {
 } from "../domain/dataset.js";
 import { FORMATS, type Format } from "../domain/export.js";
 import { canonicalTimeZone } from "../domain/time.js";
+import type { TokenSettingsInput } from "./tokens.js";
 
 export interface PostgresSourceConfig {
   type: "postgres";
@@ -78,9 +79,14 @@ export interface DatasetsConfig {
   demo: boolean;
   sources: Record<string, SourceConfig>;
   datasets: DatasetConfig[];
+  /**
+   * The file's `tokens:` section (the product's own JWTs), as given: config/tokens.ts merges it with
+   * `EXPORTD_JWT_*` and checks it. Null: no section.
+   */
+  tokens: TokenSettingsInput | null;
 }
 
-export const NO_CONFIG_FILE: DatasetsConfig = { demo: true, sources: {}, datasets: [] };
+export const NO_CONFIG_FILE: DatasetsConfig = { demo: true, sources: {}, datasets: [], tokens: null };
 
 export const DEFAULT_LIMITS = { maxRangeDays: 366, maxRows: 10_000_000, maxBytes: 10 * 1024 ** 3 };
 
@@ -301,10 +307,64 @@ function checkDataset(
   };
 }
 
+/** The `tokens:` section's keys and the setting each one gives. */
+export const TOKEN_FILE_KEYS: Record<string, keyof TokenSettingsInput> = {
+  jwks_url: "jwksUrl",
+  public_key: "publicKey",
+  hs256_secret: "hs256Secret",
+  issuer: "issuer",
+  audience: "audience",
+  algorithms: "algorithms",
+  clock_tolerance_seconds: "clockToleranceSeconds",
+  max_bytes: "maxBytes",
+  tenant_claim: "tenantClaim",
+  scope_claim: "scopeClaim",
+  scope_map: "scopeMap",
+  create_tenants: "createTenants",
+  cache_seconds: "cacheSeconds",
+  jwks_max_age_seconds: "jwksMaxAgeSeconds",
+  jwks_cooldown_seconds: "jwksCooldownSeconds",
+};
+
+/** Reads the `tokens:` section's shapes; the values' rules are checked by config/tokens.ts. */
+function checkTokens(c: Checker, value: unknown): TokenSettingsInput | null {
+  const o = c.object(value, "tokens", Object.keys(TOKEN_FILE_KEYS));
+  if (!o) return null;
+  const input: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(TOKEN_FILE_KEYS)) {
+    const v = o[key];
+    if (v === undefined) continue;
+    const at = `tokens.${key}`;
+    if (key === "algorithms") {
+      if (!Array.isArray(v) || !v.every((a) => typeof a === "string")) c.fail(at, "must be a list of names");
+      else input[setting] = v;
+    } else if (key === "scope_map") {
+      const map = c.object(v, at, null);
+      if (!map) continue;
+      const out: Record<string, string[]> = {};
+      for (const [theirs, ours] of Object.entries(map)) {
+        const list = typeof ours === "string" ? [ours] : ours;
+        if (!Array.isArray(list) || !list.every((s) => typeof s === "string"))
+          c.fail(`${at}.${theirs}`, "must be an exportd scope or a list of them");
+        else out[theirs] = list;
+      }
+      input[setting] = out;
+    } else if (key === "create_tenants") {
+      if (typeof v !== "boolean") c.fail(at, "must be true or false");
+      else input[setting] = v;
+    } else if (key.endsWith("_seconds") || key === "max_bytes") {
+      if (typeof v !== "number") c.fail(at, "must be a number");
+      else input[setting] = v;
+    } else if (typeof v !== "string" || v === "") c.fail(at, "must be a non-empty string");
+    else input[setting] = v;
+  }
+  return input as TokenSettingsInput;
+}
+
 /** Validates a parsed config document. Throws ConfigFileError listing every problem. */
 export function checkDatasetsConfig(doc: unknown, file: string, baseDir: string): DatasetsConfig {
   const c = new Checker();
-  const root = c.object(doc ?? {}, "", ["demo", "sources", "datasets"]) ?? {};
+  const root = c.object(doc ?? {}, "", ["demo", "sources", "datasets", "tokens"]) ?? {};
   const demo = root.demo ?? true;
   if (typeof demo !== "boolean") c.fail("demo", "must be true or false");
 
@@ -335,8 +395,9 @@ export function checkDatasetsConfig(doc: unknown, file: string, baseDir: string)
     }
   }
 
+  const tokens = root.tokens === undefined ? null : checkTokens(c, root.tokens);
   if (c.problems.length) throw new ConfigFileError(file, c.problems);
-  return { demo: demo !== false, sources, datasets };
+  return { demo: demo !== false, sources, datasets, tokens };
 }
 
 /** Reads and validates the config file: JSON when it ends in .json, YAML otherwise. */

@@ -3,9 +3,17 @@
  * No other module reads process.env. A bad value stops the start with a message naming the variable.
  */
 import path from "node:path";
-import { ConfigFileError, type DatasetsConfig, NO_CONFIG_FILE, readDatasetsConfig } from "./file.js";
+import {
+  ConfigFileError,
+  type DatasetsConfig,
+  NO_CONFIG_FILE,
+  readDatasetsConfig,
+  TOKEN_FILE_KEYS,
+} from "./file.js";
+import { resolveTokenSettings, type TokenSettings } from "./tokens.js";
 
 export type { DatasetConfig, DatasetsConfig, SourceConfig } from "./file.js";
+export type { TokenSettings } from "./tokens.js";
 
 export type Role = "api" | "worker" | "all";
 
@@ -90,6 +98,13 @@ export interface Config {
   maintenance: { enabled: boolean; retryAfterSeconds: number };
   /** Sources and datasets from the EXPORTD_CONFIG file; without one, only the demo dataset. */
   datasets: DatasetsConfig;
+  /** The product's own sign-in tokens (JWT), from EXPORTD_JWT_* or the file's `tokens:`; null: keys only. */
+  tokens: TokenSettings | null;
+  /**
+   * Origins (scheme://host[:port]) a browser page may call the public API from (CORS); ["*"]: any.
+   * Null: CORS off.
+   */
+  corsOrigins: string[] | null;
 }
 
 export class ConfigError extends Error {
@@ -185,6 +200,33 @@ function datasetsConfig(env: Env, cwd: string): DatasetsConfig {
   }
 }
 
+/** EXPORTD_CORS_ORIGINS: comma-separated origins, or "*". */
+function corsOrigins(env: Env): string[] | null {
+  const raw = env.EXPORTD_CORS_ORIGINS;
+  if (raw === undefined || raw.trim() === "") return null;
+  const origins = raw
+    .split(",")
+    .map((o) => o.trim())
+    .filter(Boolean);
+  if (origins.includes("*")) {
+    if (origins.length > 1) throw new ConfigError('EXPORTD_CORS_ORIGINS is either "*" or a list of origins.');
+    return origins;
+  }
+  for (const origin of origins) {
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(origin);
+    } catch {}
+    // An origin is exactly what a browser sends: scheme, host and a port only when not the default.
+    if (!parsed || !["http:", "https:"].includes(parsed.protocol) || parsed.origin !== origin) {
+      throw new ConfigError(
+        `EXPORTD_CORS_ORIGINS: "${origin}" is no origin (like https://app.example.com, without a path or a trailing slash).`,
+      );
+    }
+  }
+  return origins;
+}
+
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
   const port = int(env, "PORT", 8080, 0, 65535);
   const host = env.HOST || "0.0.0.0";
@@ -200,6 +242,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     throw new ConfigError("EXPORTD_SIGNING_SECRET must be at least 32 characters.");
   }
   const leaseMs = Math.round(num(env, "EXPORTD_LEASE_SECONDS", 15, 1, 3600) * 1000);
+  const datasets = datasetsConfig(env, cwd);
+  const tokens = resolveTokenSettings(env, datasets.tokens, TOKEN_FILE_KEYS);
+  if (Array.isArray(tokens)) throw new ConfigError(`Token settings: ${tokens.join("; ")}.`);
   return {
     port,
     host,
@@ -236,7 +281,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       stallTimeoutMs: Math.round(num(env, "EXPORTD_DOWNLOAD_STALL_SECONDS", 60, 0.1, 3600) * 1000),
     },
     unauthenticatedPerMinute: int(env, "EXPORTD_UNAUTHENTICATED_PER_MINUTE", 120, 1, 1_000_000),
-    datasets: datasetsConfig(env, cwd),
+    datasets,
+    tokens,
+    corsOrigins: corsOrigins(env),
     logLevel: oneOf(
       env,
       "EXPORTD_LOG_LEVEL",

@@ -41,7 +41,7 @@ export const ERROR_CATALOGUE = {
     status: 401,
     retryable: false,
     on: "authenticated",
-    when: "The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key.",
+    when: "The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed.",
   },
   insufficient_scope: {
     status: 403,
@@ -179,7 +179,7 @@ export const ERROR_CATALOGUE = {
     status: 503,
     retryable: true,
     on: "authenticated",
-    when: "A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now: the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.",
+    when: "A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.",
   },
   too_many_downloads: {
     status: 503,

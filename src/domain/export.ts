@@ -219,6 +219,11 @@ export interface ExportRecord {
   cursor: string | null;
   /** Earliest time a queued export may be claimed (back-off after a retryable failure). */
   runAfter: number;
+  /**
+   * Who created it (AuthContext's actor: `key:<prefix>`, `token:<sub>`, `operator:<prefix>`); null
+   * for exports created before it was kept.
+   */
+  createdBy: string | null;
 }
 
 /** How long an Idempotency-Key is honoured. */
@@ -231,6 +236,7 @@ export function newExport(init: {
   request: ExportRequest;
   now: number;
   estimatedRows: number | null;
+  createdBy?: string | null;
 }): ExportRecord {
   return {
     id: init.id,
@@ -251,6 +257,7 @@ export function newExport(init: {
     runs: 0,
     cursor: null,
     runAfter: init.now,
+    createdBy: init.createdBy ?? null,
   };
 }
 

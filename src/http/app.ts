@@ -18,6 +18,7 @@ import Fastify, {
 import type { Logger } from "pino";
 import { AppError, invalidRequest } from "../domain/errors.js";
 import { installAuth } from "./auth.js";
+import { installCors } from "./cors.js";
 import { datasetRoutes } from "./datasets/routes.js";
 import type { HttpDeps } from "./deps.js";
 import {
@@ -212,7 +213,9 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
   });
   installErrorHandling(app);
   installJsonBody(app);
-  installAuth(app, deps.store, deps.clock, deps.config.unauthenticatedPerMinute);
+  // Before authentication: preflights carry no credentials, and refusals need the CORS headers too.
+  if (deps.config.corsOrigins) await installCors(app, deps.config.corsOrigins);
+  installAuth(app, deps.store, deps.clock, deps.config.unauthenticatedPerMinute, deps.config.tokens);
   installMaintenance(
     app,
     deps.store,
@@ -263,7 +266,14 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
       },
       servers: [{ url: deps.config.publicUrl, description: "This exportd (EXPORTD_PUBLIC_URL)." }],
       components: {
-        securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "An exportd API key." } },
+        securitySchemes: {
+          bearer: {
+            type: "http",
+            scheme: "bearer",
+            description:
+              "An exportd API key (`exd_…`), or the product's own sign-in token (JWT) when tokens are configured (docs/integration.md).",
+          },
+        },
       },
       security: [{ bearer: [] }],
     },

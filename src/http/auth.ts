@@ -1,16 +1,19 @@
 /**
  * Bearer-key authentication and per-route scopes. A route declares `config: { scope }`; routes
  * without one (health, docs, signed files) are public. The caller's tenant lands on `request.auth`
- * and every handler scopes its queries with it.
+ * and every handler scopes its queries with it. A bearer JWT, when tokens are configured, is
+ * verified by token-auth.ts instead and ends in the same AuthContext.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
+import type { TokenSettings } from "../config/tokens.js";
 import { hashesMatch, hashKey, keyPrefix } from "../domain/api-keys.js";
 import { AppError, invalidRequest } from "../domain/errors.js";
 import type { Scope } from "../domain/scopes.js";
 import type { Tenant, TenantLimits } from "../domain/tenant.js";
 import type { ApiKeyRecord, TenancyPort } from "../metadata/types.js";
 import { TtlCache } from "../usecases/ttl-cache.js";
+import { TokenAuthenticator } from "./token-auth.js";
 
 export interface AuthContext {
   tenantId: string;
@@ -19,6 +22,11 @@ export interface AuthContext {
   limits: TenantLimits;
   keyId: string;
   scopes: readonly Scope[];
+  /**
+   * Who acts, as recorded on exports (`created_by`) and in the logs: `key:<prefix>` for a tenant
+   * key, `token:<sub>` for a product token, `operator:<prefix>` for an operator key acting for a tenant.
+   */
+  actor: string;
 }
 
 /** A registered route and the scope it needs (null: public). */
@@ -108,14 +116,17 @@ function unauthorized(message: string): AppError {
 /**
  * Adds the authentication hook. `unauthenticatedPerMinute`: requests with a missing or invalid key
  * one client address may send per minute before it gets 429 rate_limited without a key lookup.
+ * `tokenSettings`: the product's sign-in tokens (JWT) accepted beside keys; null: keys only.
  */
 export function installAuth(
   app: FastifyInstance,
   store: TenancyPort,
   clock: () => number,
   unauthenticatedPerMinute: number,
+  tokenSettings: TokenSettings | null = null,
 ): void {
   const failedAuth = new FailedAuthLimiter(unauthenticatedPerMinute);
+  const tokens = tokenSettings && new TokenAuthenticator(tokenSettings, store, failedAuth, app.log);
   const lastTouched = new Map<string, number>();
   const keys = new TtlCache<ApiKeyRecord>(KEY_CACHE_MS);
   const tenants = new TtlCache<Tenant>(TENANT_CACHE_MS);
@@ -150,6 +161,10 @@ export function installAuth(
     const header = request.headers.authorization;
     const match = header ? /^Bearer[ ]+(\S+)\s*$/i.exec(header) : null;
     const key = match?.[1];
+    if (key !== undefined && tokens?.handles(key)) {
+      request.auth = await tokens.authenticate(key, request, now, scope);
+      return;
+    }
     const digest = key === undefined ? null : hashKey(key);
     let record = digest === null ? undefined : keys.get(digest, now);
     if (!record) {
@@ -192,6 +207,7 @@ export function installAuth(
       limits: tenant.limits,
       keyId: record.id,
       scopes: record.scopes,
+      actor: `key:${record.prefix}`,
     };
     const exportId = (request.params as { id?: unknown } | undefined)?.id;
     // Fastify makes each request's logger a pino child of its own: binding in place spares a
@@ -199,6 +215,7 @@ export function installAuth(
     (request.log as Logger).setBindings({
       tenant_id: record.tenantId,
       key_prefix: record.prefix,
+      actor: `key:${record.prefix}`,
       ...(typeof exportId === "string" ? { export_id: exportId } : {}),
     });
     if (now - (lastTouched.get(record.id) ?? 0) >= TOUCH_EVERY_MS) {

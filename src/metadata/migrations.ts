@@ -148,6 +148,12 @@ export const MIGRATIONS: readonly Migration[] = [
           FOR EACH ROW EXECUTE FUNCTION exports_queued();`;
     },
   },
+  {
+    // Who created each export (the AuthContext's actor: key:<prefix>, token:<sub>,
+    // operator:<prefix>); NULL for exports created before it was kept.
+    version: 6,
+    sql: () => "ALTER TABLE exports ADD COLUMN created_by TEXT;",
+  },
 ];
 
 /**

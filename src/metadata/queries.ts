@@ -48,16 +48,16 @@ export function queries(d: Dialect) {
     touchKey: "UPDATE api_keys SET last_used_at = @now WHERE id = @id",
 
     // Exports
-    insertExport: `INSERT INTO exports (id, tenant_id, dataset, status, request, created_at, estimated_rows, run_after)
-      VALUES (@id, @tenantId, @dataset, @status, @request, @createdAt, @estimatedRows, @runAfter)`,
+    insertExport: `INSERT INTO exports (id, tenant_id, dataset, status, request, created_at, estimated_rows, run_after, created_by)
+      VALUES (@id, @tenantId, @dataset, @status, @request, @createdAt, @estimatedRows, @runAfter, @createdBy)`,
     /**
      * Inserts a queued export only while its tenant's queue has room, in one statement: the tenant
      * row carries the queued count (a trigger keeps it) and is locked for the insert, so concurrent
      * creates of one tenant take turns on it and each sees the count the one before left.
      */
-    createUnderCap: `INSERT INTO exports (id, tenant_id, dataset, status, request, created_at, estimated_rows, run_after)
+    createUnderCap: `INSERT INTO exports (id, tenant_id, dataset, status, request, created_at, estimated_rows, run_after, created_by)
       SELECT @id, id, @dataset, ${queued}, @request, CAST(@createdAt AS ${d.bigint}),
-        CAST(@estimatedRows AS ${d.bigint}), CAST(@runAfter AS ${d.bigint})
+        CAST(@estimatedRows AS ${d.bigint}), CAST(@runAfter AS ${d.bigint}), CAST(@createdBy AS TEXT)
       FROM tenants WHERE id = @tenantId AND queued < @maxQueued ${d.forUpdate}`,
     queuedCount: "SELECT queued FROM tenants WHERE id = @tenantId",
     /** Takes the tenant's turn among creates with an idempotency key (the row lock; SQLite: the write lock). */

@@ -11,7 +11,7 @@ import type { ApiKeyRecord } from "./types.js";
 /** The columns an export is read with, in this order (toExport reads them by position). */
 export const EXPORT_COLUMNS = `id, tenant_id, dataset, status, request, created_at, started_at, finished_at, expires_at,
   progress_percent, progress_rows, progress_parts, estimated_rows, error_code, error_message, error_retryable,
-  attempts, takeovers, runs, cursor, run_after`;
+  attempts, takeovers, runs, cursor, run_after, created_by`;
 /** Where progress_parts sits in an export row. */
 const PROGRESS_PARTS = 11;
 
@@ -122,5 +122,6 @@ export function toExport(r: Row, parts: ExportPart[]): ExportRecord {
     runs: r[18] as number,
     cursor: r[19] as string | null,
     runAfter: r[20] as number,
+    createdBy: (r[21] as string | null) ?? null,
   };
 }

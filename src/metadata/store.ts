@@ -180,6 +180,7 @@ export class SqlMetadataStore implements MetadataStore {
       createdAt: e.createdAt,
       estimatedRows: e.estimatedRows,
       runAfter: e.runAfter,
+      createdBy: e.createdBy,
     };
   }
 

@@ -22,12 +22,14 @@ export interface CreateExportDeps {
   onExportQueued: () => void;
 }
 
-/** Who creates the export: the authenticated key's tenant, its plan and queue cap. */
+/** Who creates the export: the authenticated caller's tenant, its plan and queue cap, and who acts. */
 export interface ExportCreator {
   tenantId: string;
   tenantName: string;
   plan: string;
   limits: Pick<TenantLimits, "maxQueued">;
+  /** Recorded as the export's `created_by` (`key:<prefix>`, `token:<sub>`, `operator:<prefix>`). */
+  actor: string;
 }
 
 export interface CreateExportCommand {
@@ -79,7 +81,14 @@ export async function createExport(
   });
   if (body.dry_run) return { kind: "dry_run", dataset: dataset.descriptor, estimatedRows };
 
-  const record = newExport({ id: newId(), tenantId: creator.tenantId, request, now, estimatedRows });
+  const record = newExport({
+    id: newId(),
+    tenantId: creator.tenantId,
+    request,
+    now,
+    estimatedRows,
+    createdBy: creator.actor,
+  });
   const outcome = await deps.exports.createExport(record, {
     maxQueued: creator.limits.maxQueued,
     // The body as validated (defaults filled in), canonical: key order and spacing do not matter.

@@ -19,8 +19,9 @@ export class TtlCache<V> {
     return undefined;
   }
 
-  set(key: string, value: V, now: number): void {
+  /** Keeps `value` for the cache's time, or for `ttlMs` when given (a token until its expiry, say). */
+  set(key: string, value: V, now: number, ttlMs = this.ttlMs): void {
     if (this.entries.size >= this.max) this.entries.clear();
-    this.entries.set(key, { value, until: now + this.ttlMs });
+    this.entries.set(key, { value, until: now + ttlMs });
   }
 }

@@ -62,6 +62,48 @@ for (const [name, open] of stores) {
       }
     });
 
+    test("who created an export is kept by both inserts and read back by every read", async () => {
+      const tenant = await store.ensureTenant(`${name}-creators`, 1);
+      const viaInsert = newExport({
+        id: newId(),
+        tenantId: tenant.id,
+        request,
+        now: t++,
+        estimatedRows: null,
+        createdBy: "key:abcdefghij",
+      });
+      await store.insertExport(viaInsert);
+      const viaCreate = newExport({
+        id: newId(),
+        tenantId: tenant.id,
+        request,
+        now: t++,
+        estimatedRows: null,
+        createdBy: "token:auth0|64f0c2",
+      });
+      assert.equal(
+        (await store.createExport(viaCreate, { maxQueued: 10, idempotency: null })).kind,
+        "created",
+      );
+      const anonymous = newExport({
+        id: newId(),
+        tenantId: tenant.id,
+        request,
+        now: t++,
+        estimatedRows: null,
+      });
+      await store.insertExport(anonymous);
+      assert.equal((await store.getExport(tenant.id, viaInsert.id))?.createdBy, "key:abcdefghij");
+      assert.equal((await store.readExport(tenant.id, viaCreate.id))?.createdBy, "token:auth0|64f0c2");
+      assert.equal((await store.readExport(tenant.id, viaCreate.id))?.queuePosition, 2);
+      assert.equal((await store.getExport(tenant.id, anonymous.id))?.createdBy, null);
+      const listed = await store.listExports(tenant.id, { limit: 10 });
+      assert.deepEqual(
+        listed.map((e) => e.createdBy),
+        [null, "token:auth0|64f0c2", "key:abcdefghij"],
+      );
+    });
+
     test("tenants, plans and limit overrides", async () => {
       const a = await store.ensureTenant(`${name}-acme`, 1);
       assert.equal((await store.ensureTenant(`${name}-acme`, 2)).id, a.id, "ensure is idempotent");

@@ -60,6 +60,7 @@ export async function presentExport(
       estimated_rows: record.estimatedRows,
     },
     attempts: record.attempts,
+    created_by: record.createdBy,
     queue_position: queuePosition,
     error: record.error && showsError(record.status) ? record.error : null,
     parts: showParts

@@ -145,6 +145,12 @@ export const ExportSchema = Type.Object(
       estimated_rows: Nullable(Type.Integer()),
     }),
     attempts: Type.Integer(),
+    created_by: Nullable(
+      Type.String({
+        description:
+          "Who created the export: `key:<prefix>` (an API key), `token:<sub>` (a sign-in token's subject) or `operator:<prefix>` (an operator key acting for the tenant). Null for exports created before it was kept.",
+      }),
+    ),
     queue_position: Nullable(
       Type.Integer({
         description: "Place among the tenant's waiting exports (1 = next); null unless queued.",

@@ -1,0 +1,74 @@
+/**
+ * CORS for the public API (@fastify/cors), so a product's page can call exportd with a short-lived
+ * token: only the configured origins (EXPORTD_CORS_ORIGINS), off by default. Preflights are answered
+ * before authentication (a browser sends them without the Authorization header); operator routes
+ * (/admin) get no CORS at all. Bearer credentials only: no cookies, so no
+ * Access-Control-Allow-Credentials.
+ */
+import cors, { type FastifyCorsOptions } from "@fastify/cors";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+
+/** Headers a browser may send beyond the safelisted ones. */
+const ALLOWED_HEADERS = [
+  "Authorization",
+  "Content-Type",
+  "Idempotency-Key",
+  "Range",
+  "If-Range",
+  "If-None-Match",
+  "If-Modified-Since",
+];
+/**
+ * Headers a page's script may read: retry hints, idempotent replays, where a new export is, what
+ * a download is (ranges, validators, name), the request id for support, the rate-limit budget.
+ */
+const EXPOSED_HEADERS = [
+  "Retry-After",
+  "Idempotent-Replayed",
+  "Location",
+  "ETag",
+  "Last-Modified",
+  "Content-Range",
+  "Accept-Ranges",
+  "Content-Length",
+  "Content-Disposition",
+  "X-Request-Id",
+  "RateLimit-Limit",
+  "RateLimit-Remaining",
+  "RateLimit-Reset",
+  "WWW-Authenticate",
+];
+/** Browsers may reuse a preflight's answer this long (seconds; Chromium caps it at 7200). */
+const PREFLIGHT_MAX_AGE_SECONDS = 600;
+
+/** Routes under this prefix never answer CORS: the operator API is for servers, not pages. */
+const NO_CORS_PREFIX = "/admin";
+
+/**
+ * Registers CORS for `origins` (["*"]: any origin). Register before authentication, so preflights
+ * and the CORS headers of refusals (401, 429) come first.
+ */
+export async function installCors(app: FastifyInstance, origins: readonly string[]): Promise<void> {
+  const options: FastifyCorsOptions = {
+    origin: origins.includes("*") ? "*" : [...origins],
+    methods: ["GET", "HEAD", "POST"],
+    allowedHeaders: ALLOWED_HEADERS,
+    exposedHeaders: EXPOSED_HEADERS,
+    maxAge: PREFLIGHT_MAX_AGE_SECONDS,
+    credentials: false,
+    strictPreflight: true,
+  };
+  const off: FastifyCorsOptions = { origin: false };
+  await app.register(cors, {
+    delegator: (request: FastifyRequest, done: (err: Error | null, options: FastifyCorsOptions) => void) => {
+      const path = request.url.split("?")[0] ?? "";
+      const admin = path === NO_CORS_PREFIX || path.startsWith(`${NO_CORS_PREFIX}/`);
+      // An OPTIONS that is no preflight gets no CORS answer: it ends in the envelope's 404, not in
+      // the plugin's plain-text 400.
+      const notPreflight =
+        request.method === "OPTIONS" &&
+        (!request.headers.origin || !request.headers["access-control-request-method"]);
+      done(null, admin || notPreflight ? off : options);
+    },
+  });
+}
