@@ -207,7 +207,7 @@ test("the console: sign in, limits, an over-limit error, create, progress, cance
     "second export shown",
   );
   const queuedId = (await panel.getAttribute("data-export-id"))!;
-  assert.match((await panel.locator(".status-line").textContent()) ?? "", /Queued: number 1 in line/);
+  assert.match((await panel.locator(".status-line").textContent()) ?? "", /Queued\s+Number 1 in line/);
   await panel.getByRole("button", { name: "Cancel export" }).click();
   await until(
     () => panel.getAttribute("data-status"),

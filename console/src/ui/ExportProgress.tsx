@@ -13,23 +13,22 @@ import { watchExport } from "../watch.js";
 import { ErrorNotice } from "./ErrorNotice.js";
 import { PartLinks } from "./PartLinks.js";
 
-/** The sentence that describes the export now (shown, and announced at milestones). */
+/** What the export is at now, after its status (shown beside the status badge). */
 export function describe(doc: ExportDoc, secondsLeft: number | null): string {
   const { progress } = doc;
-  if (isQueued(doc.status)) {
-    return doc.queue_position ? `Queued: number ${doc.queue_position} in line.` : "Queued.";
-  }
+  if (isQueued(doc.status))
+    return doc.queue_position ? `Number ${doc.queue_position} in line.` : "Waiting to start.";
   if (!isFinalStatus(doc.status)) {
     const of = progress.estimated_rows ? ` of about ${formatCount(progress.estimated_rows)}` : "";
     const left = secondsLeft === null ? "" : ` About ${formatDuration(secondsLeft)} left.`;
-    return `Running: ${Math.floor(progress.percent)}% done, ${formatCount(progress.rows)}${of} rows.${left}`;
+    return `${Math.floor(progress.percent)}% done, ${formatCount(progress.rows)}${of} rows.${left}`;
   }
   if (isSucceeded(doc.status)) {
     const bytes = doc.parts.reduce((sum, p) => sum + p.bytes, 0);
     const parts = doc.parts.length === 1 ? "1 part" : `${doc.parts.length} parts`;
-    return `${statusLabel(doc.status)}: ${formatCount(progress.rows)} rows in ${parts}, ${formatBytes(bytes)}.`;
+    return `${formatCount(progress.rows)} rows in ${parts}, ${formatBytes(bytes)}.`;
   }
-  return doc.error ? `${statusLabel(doc.status)}: ${doc.error.message}` : `${statusLabel(doc.status)}.`;
+  return doc.error ? doc.error.message : "";
 }
 
 export function ExportProgress(props: {
@@ -91,7 +90,9 @@ export function ExportProgress(props: {
     const seen = milestone.current;
     if (seen.status !== doc.status || (!isFinalStatus(doc.status) && tenth > seen.tenth)) {
       milestone.current = { status: doc.status, tenth };
-      setAnnouncement(describe(doc, eta));
+      setAnnouncement(
+        `${doc.dataset} export ${statusLabel(doc.status).toLowerCase()}: ${describe(doc, eta)}`,
+      );
     }
   }, [doc, eta]);
 
