@@ -37,6 +37,12 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * A stream silent for this long (no event, no heartbeat) is taken for dead and reconnected: the
+ * server sends a heartbeat comment well within it, and a proxy may hold a dead connection open.
+ */
+const STALL_MS = 45_000;
+
 /** Reads one stream; resolves with the final document, or null when the stream ended before it. */
 async function readStream(
   res: Response,
@@ -45,9 +51,18 @@ async function readStream(
 ): Promise<ExportDoc | null> {
   if (!res.body) return null;
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let stall: ReturnType<typeof setTimeout> | undefined;
+  const stalled = () =>
+    new Promise<never>((_, reject) => {
+      stall = setTimeout(
+        () => reject(new DOMException("The event stream went silent.", "TimeoutError")),
+        STALL_MS,
+      );
+    });
   try {
     for (;;) {
-      const { value, done } = await reader.read();
+      const { value, done } = await Promise.race([reader.read(), stalled()]);
+      clearTimeout(stall);
       if (done) return null;
       for (const event of parser.push(value)) {
         if (event.event !== "progress" && event.event !== "status") continue;
@@ -57,6 +72,7 @@ async function readStream(
       }
     }
   } finally {
+    clearTimeout(stall);
     reader.cancel().catch(() => {});
   }
 }

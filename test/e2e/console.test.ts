@@ -177,6 +177,13 @@ test("the console: sign in, limits, an over-limit error, create, progress, cance
     "focus moves to the export",
   );
   assert.equal(await panel.locator("[aria-live=polite]").count(), 1, "progress is announced politely");
+  // The page follows the event stream where the server has it (issue 15's SSE route), else polls.
+  const events = await fetch(`${server.url}/v1/exports/${exportId}/events`, {
+    headers: { authorization: `Bearer ${key}` },
+    signal: AbortSignal.timeout(5000),
+  });
+  await events.body?.cancel();
+  const expectedMode = events.status === 404 ? "polling" : "stream";
 
   // Progress moves: several distinct values strictly between 0 and 100, with an ETA on the way.
   const bar = panel.locator("progress");
@@ -240,7 +247,7 @@ test("the console: sign in, limits, an over-limit error, create, progress, cance
     "first export succeeded",
   );
   assert.ok(sawEta, "an ETA was shown while running");
-  assert.ok(["stream", "polling"].includes((await panel.getAttribute("data-mode")) ?? ""));
+  assert.equal(await panel.getAttribute("data-mode"), expectedMode);
   const status = (await http.get(`/v1/exports/${exportId}`)).json;
   assert.equal(status.parts.length, 2);
   const last = status.parts[1]!;

@@ -103,6 +103,8 @@ export function ExportProgress(props: {
       const next = await client.cancel(doc.id);
       setDoc(next);
       changed(next);
+      // The Cancel button is gone: keep focus in the export rather than losing it to the page.
+      heading.current?.focus();
     } catch (err) {
       setError(asApiError(err));
     } finally {
