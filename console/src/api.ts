@@ -87,7 +87,7 @@ export class ApiClient {
     const headers = new Headers(init.headers);
     headers.set("authorization", `Bearer ${this.credential}`);
     try {
-      return await fetch(this.url(path), { ...init, headers, cache: "no-store", credentials: "omit" });
+      return await fetch(this.url(path), { ...init, headers, credentials: "omit" });
     } catch (err) {
       if (isAbort(err)) throw err;
       throw new ApiError(
