@@ -2,8 +2,7 @@
  * Vite builds of the console (console/): the /console page (index.html and hashed assets) and the
  * <exportd-export> web component as one classic script with a stable name
  * (dist/console/exportd-export.js), which other origins can load without CORS. scripts/build-console.ts
- * runs both as part of `npm run build`; `npx vite --config console/vite.config.ts` serves the page
- * for development.
+ * runs both as part of `npm run build` (and checks the size budget).
  */
 import { fileURLToPath } from "node:url";
 import type { InlineConfig, UserConfig } from "vite";

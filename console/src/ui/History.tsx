@@ -7,6 +7,11 @@ import type { ExportDoc } from "../types.js";
 import { ErrorNotice } from "./ErrorNotice.js";
 import { PartLinks } from "./PartLinks.js";
 
+/** Exports per page of the history. */
+const PAGE = 10;
+/** How often the first page is read again while one of its exports is queued or running. */
+const ACTIVE_REFRESH_MS = 5000;
+
 export function History(props: {
   client: ApiClient;
   /** Changing it reloads the first page (after a create, a cancel, a finish). */
@@ -24,7 +29,7 @@ export function History(props: {
     const controller = new AbortController();
     setLoading(true);
     client
-      .list(null, 10, controller.signal)
+      .list(null, PAGE, controller.signal)
       .then((page) => {
         setRows(page.data);
         setNext(page.next_cursor);
@@ -37,10 +42,17 @@ export function History(props: {
     return () => controller.abort();
   }, [client, props.refreshKey, reloads]);
 
+  // Rows of running exports move on their own (not when older pages were added: they would go).
+  useEffect(() => {
+    if (rows.length > PAGE || !rows.some((d) => !isFinalStatus(d.status))) return;
+    const timer = setTimeout(() => setReloads((n) => n + 1), ACTIVE_REFRESH_MS);
+    return () => clearTimeout(timer);
+  }, [rows]);
+
   const more = async () => {
     setLoading(true);
     try {
-      const page = await client.list(next, 10);
+      const page = await client.list(next, PAGE);
       setRows((r) => [...r, ...page.data]);
       setNext(page.next_cursor);
     } catch (err) {
