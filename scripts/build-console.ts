@@ -2,7 +2,7 @@
  * `npm run build` step: builds the console page and the <exportd-export> component with Vite
  * (console/vite.config.ts) into dist/console/, then prints what a first load of /console costs in
  * JavaScript, gzip- and brotli-compressed as exportd serves it, and fails past the 100 KB budget
- * (issue 15's floor). The figures also go to dist/console/sizes.json for the browser test to report.
+ * (issue 15's floor). The figures also go to dist/console/sizes.json (not served).
  */
 import fs from "node:fs";
 import path from "node:path";
