@@ -152,8 +152,7 @@ export class ApiClient {
   async events(id: string, lastEventId: string | null, signal: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = { accept: "text/event-stream" };
     if (lastEventId !== null) headers["last-event-id"] = lastEventId;
-    const res = await this.fetch(`/v1/exports/${encodeURIComponent(id)}/events`, { headers, signal });
-    return res;
+    return this.fetch(`/v1/exports/${encodeURIComponent(id)}/events`, { headers, signal });
   }
 
   /** The error an answer carries (for callers of `fetch`/`events`). */
