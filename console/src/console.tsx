@@ -31,6 +31,7 @@ function App() {
   const [signInError, setSignInError] = useState<ApiError | null>(null);
   const [watching, setWatching] = useState<{ doc: ExportDoc; focus: boolean } | null>(null);
   const [historyKey, setHistoryKey] = useState(0);
+  const [signedOut, setSignedOut] = useState(false);
   const formHeading = useRef<HTMLHeadingElement>(null);
 
   const signedIn = useCallback((client: ApiClient, datasets: Dataset[], credential: string) => {
@@ -65,6 +66,7 @@ function App() {
     clearCredential();
     setSession(null);
     setWatching(null);
+    setSignedOut(true);
   };
 
   return (
@@ -78,7 +80,9 @@ function App() {
         )}
       </header>
       <main>
-        {!session && !restoring && <SignIn baseUrl={BASE_URL} error={signInError} onSignIn={signedIn} />}
+        {!session && !restoring && (
+          <SignIn baseUrl={BASE_URL} error={signInError} focus={signedOut} onSignIn={signedIn} />
+        )}
         {restoring && <p aria-live="polite">Signing in…</p>}
         {session && (
           <>

@@ -297,11 +297,17 @@ test("the console: sign in, limits, an over-limit error, create, progress, cance
   await page.close();
 });
 
-test("a token handed over in the URL fragment signs in once and leaves the address bar", async () => {
+test("a token handed over in the URL fragment signs in once, leaves the address bar, and signing out forgets it", async () => {
   const page = await context.newPage();
   await page.goto(`${server.url}/console#token=${encodeURIComponent(key)}`);
   await page.getByRole("heading", { name: "New export" }).waitFor();
   assert.equal(new URL(page.url()).hash, "");
+  assert.equal(await page.evaluate("sessionStorage.getItem('exportd.credential')"), key);
+  // Signing out forgets it and puts the cursor back in the sign-in field.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("API key or token").waitFor();
+  assert.equal(await page.evaluate("document.activeElement.name"), "credential");
+  assert.equal(await page.evaluate("sessionStorage.getItem('exportd.credential')"), null);
   await page.close();
 });
 

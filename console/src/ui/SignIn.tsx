@@ -1,5 +1,5 @@
 /** Sign in with an API key (or a token the product gave out); checked by listing the datasets. */
-import { useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiClient, type ApiError, asApiError } from "../api.js";
 import type { Dataset } from "../types.js";
 import { ErrorNotice } from "./ErrorNotice.js";
@@ -7,11 +7,17 @@ import { ErrorNotice } from "./ErrorNotice.js";
 export function SignIn(props: {
   baseUrl: string;
   error: ApiError | null;
+  /** Put the cursor in the credential field (after signing out). */
+  focus?: boolean;
   onSignIn: (client: ApiClient, datasets: Dataset[], credential: string) => void;
 }) {
   const [credential, setCredential] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
+  const input = useRef<HTMLInputElement>(null);
+  useEffect(() => {
+    if (props.focus) input.current?.focus();
+  }, []);
   const submit = async (event: Event) => {
     event.preventDefault();
     const value = credential.trim();
@@ -36,6 +42,7 @@ export function SignIn(props: {
           <input
             type="password"
             name="credential"
+            ref={input}
             autocomplete="off"
             spellcheck={false}
             required
