@@ -18,6 +18,7 @@ import Fastify, {
 import type { Logger } from "pino";
 import { AppError, invalidRequest } from "../domain/errors.js";
 import { installAuth } from "./auth.js";
+import { consoleRoutes } from "./console/routes.js";
 import { installCors } from "./cors.js";
 import { datasetRoutes } from "./datasets/routes.js";
 import type { HttpDeps } from "./deps.js";
@@ -291,5 +292,6 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
   exportRoutes(app, { ...deps, exports: deps.store });
   if (deps.signer && deps.filesRoot)
     fileRoutes(app, { ...deps, exports: deps.store }, deps.signer, deps.filesRoot);
+  consoleRoutes(app);
   return app;
 }
