@@ -1,6 +1,6 @@
 /** Request and response schemas of /v1/exports. */
 import { Type } from "typebox";
-import { COMPRESSIONS, CSV_NEWLINES, EXPORT_STATUSES, FORMATS } from "../../domain/export.js";
+import { ARCHIVE_KINDS, COMPRESSIONS, CSV_NEWLINES, EXPORT_STATUSES, FORMATS } from "../../domain/export.js";
 import { Nullable, NullableTimestamp, noBody, responseHeader, Timestamp, withHeaders } from "../schemas.js";
 
 export const CreateExportHeaders = Type.Object({
@@ -14,37 +14,74 @@ export const CreateExportHeaders = Type.Object({
   ),
 });
 
+const FiltersSchema = Type.Record(
+  Type.String({ maxLength: 100 }),
+  Type.Union([
+    Type.String({ maxLength: 500 }),
+    Type.Array(Type.String({ maxLength: 500 }), { minItems: 1, maxItems: 1000 }),
+  ]),
+  { description: "Filter name → one value or a list of values." },
+);
+const ColumnsSchema = Type.Array(Type.String({ maxLength: 100 }), {
+  minItems: 1,
+  maxItems: 200,
+  description: "Columns to export, in this order. Default: every column.",
+});
+
 export const CreateExportBody = Type.Object(
   {
-    dataset: Type.String({
-      minLength: 1,
-      maxLength: 100,
-      description: "A dataset name from GET /v1/datasets.",
-    }),
-    from: Type.String({
-      maxLength: 40,
-      description:
-        "Start, inclusive: ISO 8601 with offset, a local date-time or a date (its first instant), read in `timezone`.",
-    }),
-    to: Type.String({
-      maxLength: 40,
-      description: 'End, exclusive: ISO 8601 with offset, a local date-time, a date, or "now".',
-    }),
-    filters: Type.Optional(
-      Type.Record(
-        Type.String({ maxLength: 100 }),
-        Type.Union([
-          Type.String({ maxLength: 500 }),
-          Type.Array(Type.String({ maxLength: 500 }), { minItems: 1, maxItems: 1000 }),
-        ]),
-        { description: "Filter name → one value or a list of values." },
+    dataset: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 100,
+        description:
+          "A dataset name from GET /v1/datasets. Exactly one of `dataset`, `datasets` and `bundle`.",
+      }),
+    ),
+    datasets: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: Type.String({ minLength: 1, maxLength: 100 }),
+            filters: Type.Optional(FiltersSchema),
+            columns: Type.Optional(ColumnsSchema),
+          },
+          { additionalProperties: false },
+        ),
+        {
+          maxItems: 16,
+          description:
+            "Several datasets in one export, run in this order, sharing the range, zone and format; downloadable as one zip with a manifest.",
+        },
       ),
     ),
-    columns: Type.Optional(
-      Type.Array(Type.String({ maxLength: 100 }), {
-        minItems: 1,
-        maxItems: 200,
-        description: "Columns to export, in this order. Default: every column.",
+    bundle: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 100,
+        description:
+          "A named set of datasets from the server's config file (e.g. `account`); may allow leaving out `from` and `to`.",
+      }),
+    ),
+    from: Type.Optional(
+      Type.String({
+        maxLength: 40,
+        description:
+          "Start, inclusive: ISO 8601 with offset, a local date-time or a date (its first instant), read in `timezone`. Required unless the bundle allows all-time exports.",
+      }),
+    ),
+    to: Type.Optional(
+      Type.String({
+        maxLength: 40,
+        description: 'End, exclusive: ISO 8601 with offset, a local date-time, a date, or "now".',
+      }),
+    ),
+    filters: Type.Optional(FiltersSchema),
+    columns: Type.Optional(ColumnsSchema),
+    archive: Type.Optional(
+      Type.Enum(ARCHIVE_KINDS, {
+        description:
+          "`zip`: the export is also one zip archive of every part plus `manifest.json`. Default: `zip` with `datasets` or `bundle`, `none` with `dataset`.",
       }),
     ),
     format: Type.Optional(Type.Enum(FORMATS, { default: "csv" })),
