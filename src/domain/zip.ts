@@ -72,7 +72,9 @@ function zip64Extra(values: number[]): Buffer {
   const buf = Buffer.alloc(4 + 8 * values.length);
   buf.writeUInt16LE(0x0001, 0);
   buf.writeUInt16LE(8 * values.length, 2);
-  values.forEach((v, i) => writeUInt64(buf, v, 4 + 8 * i));
+  values.forEach((v, i) => {
+    writeUInt64(buf, v, 4 + 8 * i);
+  });
   return buf;
 }
 

@@ -128,6 +128,7 @@ export const CreateExportBody = Type.Object(
 
 const PartSchema = Type.Object({
   index: Type.Integer(),
+  dataset: Type.String({ description: "The dataset the part belongs to." }),
   rows: Type.Integer(),
   bytes: Type.Integer(),
   sha256: Type.String(),
@@ -140,6 +141,46 @@ const PartSchema = Type.Object({
   ),
   url_expires_at: NullableTimestamp,
 });
+
+const ManifestSchema = Type.Object(
+  {
+    manifest_version: Type.Integer(),
+    export_id: Type.String(),
+    bundle: Nullable(Type.String()),
+    created_at: Timestamp,
+    range: Type.Object({ from: Type.String(), to: Type.String(), all_time: Type.Boolean() }),
+    timezone: Type.String(),
+    format: Type.String(),
+    compression: Type.String(),
+    complete: Type.Boolean(),
+    datasets: Type.Array(
+      Type.Object({
+        name: Type.String(),
+        columns: Type.Array(Type.Object({ name: Type.String(), type: Nullable(Type.String()) })),
+        request: Type.Object({
+          filters: Type.Record(Type.String(), Type.Array(Type.String())),
+          columns: Type.Array(Type.String()),
+        }),
+        rows: Type.Integer(),
+        bytes: Type.Integer(),
+        parts: Type.Array(
+          Type.Object({
+            index: Type.Integer(),
+            path: Type.String(),
+            rows: Type.Integer(),
+            bytes: Type.Integer(),
+            sha256: Type.String(),
+            crc32: Nullable(Type.String()),
+          }),
+        ),
+      }),
+    ),
+  },
+  {
+    description:
+      "The archive's manifest.json as it stands (`complete` once succeeded); null without an archive.",
+  },
+);
 
 export const ExportSchema = Type.Object(
   {
@@ -174,12 +215,30 @@ export const ExportSchema = Type.Object(
       }),
       timezone: Type.String(),
       part_max_rows: Type.Integer(),
+      datasets: Type.Array(
+        Type.Object({
+          name: Type.String(),
+          filters: Type.Record(Type.String(), Type.Array(Type.String())),
+          columns: Type.Array(Type.String()),
+        }),
+        { description: "The export's datasets in the order they run (one for a single-dataset export)." },
+      ),
+      bundle: Nullable(Type.String()),
+      all_time: Type.Boolean({ description: "True when no range was given (a bundle that allows it)." }),
+      archive: Type.Enum(ARCHIVE_KINDS),
     }),
     progress: Type.Object({
-      percent: Type.Number({ description: "Share of the time range covered, 0–100; never moves backwards." }),
-      rows: Type.Integer(),
+      percent: Type.Number({
+        description:
+          "Share of the work done, 0–100 (datasets done plus the time range covered in the running one, over the datasets); never moves backwards.",
+      }),
+      rows: Type.Integer({ description: "Rows written so far, over every dataset." }),
       parts: Type.Integer(),
       estimated_rows: Nullable(Type.Integer()),
+      bytes: Type.Integer({ description: "Stored bytes of the published parts." }),
+      dataset: Nullable(
+        Type.String({ description: "The dataset running now (several datasets only); null otherwise." }),
+      ),
     }),
     attempts: Type.Integer(),
     queue_position: Nullable(
@@ -189,6 +248,23 @@ export const ExportSchema = Type.Object(
     ),
     error: Nullable(Type.Object({ code: Type.String(), message: Type.String(), retryable: Type.Boolean() })),
     parts: Type.Array(PartSchema),
+    archive: Nullable(
+      Type.Object(
+        {
+          filename: Type.String(),
+          bytes: Nullable(Type.Integer({ description: "The archive's length, once the export succeeded." })),
+          url: Nullable(
+            Type.String({
+              description:
+                "Signed link to the zip (manifest.json and every part, stored uncompressed); supports Range. Null until succeeded, without exports:download, or with the S3 object store.",
+            }),
+          ),
+          url_expires_at: NullableTimestamp,
+        },
+        { description: 'The zip archive of an export with `"archive": "zip"`; null otherwise.' },
+      ),
+    ),
+    manifest: Nullable(ManifestSchema),
   },
   { $id: "Export" },
 );
@@ -215,13 +291,18 @@ export const ExportListSchema = Type.Object({
 export const DownloadQuery = Type.Object(
   {
     part: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
+    archive: Type.Optional(
+      Type.Literal("zip", {
+        description: "The export's zip archive instead of a part (local object store).",
+      }),
+    ),
     redirect: Type.Optional(Type.Boolean({ default: true })),
   },
   { additionalProperties: false },
 );
 
 export const DownloadLinkSchema = Type.Object({
-  part: Type.Integer(),
+  part: Nullable(Type.Integer({ description: "The part's index; null for the zip archive." })),
   filename: Type.String(),
   url: Type.String(),
   expires_at: Timestamp,

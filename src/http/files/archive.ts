@@ -89,7 +89,7 @@ export function answerFor(
 ): ArchiveAnswer {
   const size = archive.layout.size;
   const noneMatch = headers["if-none-match"];
-  if (noneMatch && noneMatch.split(",").some((t) => t.trim() === archive.etag || t.trim() === "*"))
+  if (noneMatch?.split(",").some((t) => t.trim() === archive.etag || t.trim() === "*"))
     return { status: 304 };
   const whole = { status: 200 as const, start: 0 as const, length: size };
   const range = headers.range;

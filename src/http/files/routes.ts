@@ -161,12 +161,16 @@ export function fileRoutes(
             const last = answer.start + answer.length - 1;
             reply.header("content-range", `bytes ${answer.start}-${last}/${archive.layout.size}`);
           }
-          if (request.method !== "GET") return reply.send();
+          // Written by hand (HEAD too: Fastify would answer an empty HEAD with Content-Length: 0).
           reply.hijack();
           for (const [name, value] of Object.entries(reply.getHeaders())) {
             if (value !== undefined) reply.raw.setHeader(name, value);
           }
           reply.raw.writeHead(reply.statusCode);
+          if (request.method !== "GET") {
+            reply.raw.end();
+            return reply;
+          }
           sending = true;
           writeBody(reply.raw, archivePieces(archive, answer.start, answer.length), pool, stallTimeoutMs)
             .catch((err: unknown) => {
