@@ -80,11 +80,11 @@ export interface DatasetsConfig {
   demo: boolean;
   sources: Record<string, SourceConfig>;
   datasets: DatasetConfig[];
-  /** Named sets of datasets exported together (`"bundle": "account"`). */
-  bundles: BundleDescriptor[];
+  /** Named sets of datasets exported together (`"bundle": "account"`); absent when none. */
+  bundles?: BundleDescriptor[];
 }
 
-export const NO_CONFIG_FILE: DatasetsConfig = { demo: true, sources: {}, datasets: [], bundles: [] };
+export const NO_CONFIG_FILE: DatasetsConfig = { demo: true, sources: {}, datasets: [] };
 
 export const DEFAULT_LIMITS = { maxRangeDays: 366, maxRows: 10_000_000, maxBytes: 10 * 1024 ** 3 };
 
@@ -393,7 +393,7 @@ export function checkDatasetsConfig(doc: unknown, file: string, baseDir: string)
   }
 
   if (c.problems.length) throw new ConfigFileError(file, c.problems);
-  return { demo: demo !== false, sources, datasets, bundles };
+  return { demo: demo !== false, sources, datasets, ...(bundles.length ? { bundles } : {}) };
 }
 
 /** Reads and validates the config file: JSON when it ends in .json, YAML otherwise. */

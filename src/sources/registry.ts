@@ -90,6 +90,6 @@ export function buildDatasets(config: DatasetsConfig): DatasetRegistry {
     async () => {
       await Promise.all([...sources.values()].map((s) => s.close()));
     },
-    config.bundles,
+    config.bundles ?? [],
   );
 }
