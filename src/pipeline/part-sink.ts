@@ -7,9 +7,9 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { Transform, type Transform as TransformType } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { crc32 } from "../domain/crc32.js";
 import { storageOp, toStorageError } from "../object-store/errors.js";
 import type { ObjectStore, ObjectUpload } from "../object-store/types.js";
-import { crc32 } from "./crc32.js";
 
 export interface FinishedPart {
   bytes: number;

@@ -15,8 +15,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, test } from "node:test";
 import zlib from "node:zlib";
+import { crc32, crc32Portable } from "../../src/domain/crc32.js";
 import { sliceLayout, type ZipEntry, type ZipLayout, zipLayout } from "../../src/domain/zip.js";
-import { crc32, crc32Portable } from "../../src/pipeline/crc32.js";
 import { tempDir } from "../helpers/service.js";
 
 const dir = tempDir("exportd-zip-");

@@ -1,4 +1,6 @@
 /** The export resource as the API answers it — never a raw store record. */
+
+import { crc32 } from "../../domain/crc32.js";
 import type { DatasetDescriptor } from "../../domain/dataset.js";
 import {
   datasetItems,
@@ -13,7 +15,6 @@ import {
 import { archiveEntries, buildManifest } from "../../domain/manifest.js";
 import { archiveDownloadName, archiveKey, partDownloadName } from "../../domain/naming.js";
 import { zipLayout } from "../../domain/zip.js";
-import { crc32 } from "../../pipeline/crc32.js";
 import type { PartLinks } from "../part-links.js";
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());

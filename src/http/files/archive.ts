@@ -10,11 +10,11 @@ import { createHash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { crc32 } from "../../domain/crc32.js";
 import { AppError } from "../../domain/errors.js";
 import { downloadRefusal, type ExportRecord, hasArchive } from "../../domain/export.js";
 import { archiveEntries } from "../../domain/manifest.js";
 import { sliceLayout, type ZipLayout, zipLayout } from "../../domain/zip.js";
-import { crc32 } from "../../pipeline/crc32.js";
 import type { BodyPiece } from "../file-body.js";
 
 /** An export's archive, ready to answer requests: its layout, tag and the files of its entries. */

@@ -1,5 +1,6 @@
 /**
- * CRC-32 (IEEE 802.3, the zip checksum: APPNOTE.TXT 4.4.7) of a stream of chunks. zlib's own
+ * CRC-32 (IEEE 802.3, the zip checksum: APPNOTE.TXT 4.4.7) of a stream of chunks: pure computation
+ * (no I/O), shared by the pipeline (each part's, as it is written) and the archive (the manifest's). zlib's own
  * (node:zlib `crc32`, Node ≥ 20.15 / 22.2) runs in C; older Node 20 releases get a table-driven
  * version, slower but equal bit for bit.
  */
