@@ -45,7 +45,13 @@ export interface CreateExportCommand {
  * (the same request under the same Idempotency-Key within 24 hours).
  */
 export type CreateExportResult =
-  | { kind: "dry_run"; dataset: DatasetDescriptor; estimatedRows: number | null }
+  | {
+      kind: "dry_run";
+      dataset: DatasetDescriptor;
+      estimatedRows: number | null;
+      /** Several datasets: the bundle's (or first dataset's) name and the whole export's limits. */
+      whole: { name: string; limits: { maxRows: number; maxBytes: number } } | null;
+    }
   | { kind: "created" | "replayed"; record: ExportRecord };
 
 /**
@@ -92,7 +98,12 @@ export async function createExport(
       }
       throw err;
     });
-  if (body.dry_run) return { kind: "dry_run", dataset: dataset.descriptor, estimatedRows };
+  if (body.dry_run) {
+    const whole = request.totalLimits
+      ? { name: request.bundle ?? request.dataset, limits: request.totalLimits }
+      : null;
+    return { kind: "dry_run", dataset: dataset.descriptor, estimatedRows, whole };
+  }
 
   const record = newExport({ id: newId(), tenantId: creator.tenantId, request, now, estimatedRows });
   const outcome = await deps.exports.createExport(record, {

@@ -207,6 +207,14 @@ describe("zip archives of multi-dataset exports", () => {
 
   test("an all-time account bundle of three datasets downloads as one zip that unzip and Python accept", async () => {
     const http = api(server.url, key);
+    // A dry run estimates the whole bundle (the sum of its datasets' counts).
+    const dry = await http.post<{ dataset: string; estimated_rows: number }>("/v1/exports", {
+      bundle: "account",
+      dry_run: true,
+    });
+    assert.equal(dry.status, 200, JSON.stringify(dry.json));
+    assert.equal(dry.json.dataset, "account");
+    assert.equal(dry.json.estimated_rows, ROWS.users + ROWS.orders + ROWS.messages);
     const created = await http.post("/v1/exports", { bundle: "account", part_max_rows: 50 });
     assert.equal(created.status, 202, JSON.stringify(created.json));
     const view = (await waitFor(

@@ -119,12 +119,21 @@ async function presentArchive(record: ExportRecord, links: PartLinks | null) {
   };
 }
 
-export function presentDryRun(d: DatasetDescriptor, estimatedRows: number | null) {
+/**
+ * A dry run's answer: the estimate against the dataset's limits, or with several datasets against
+ * the whole export's (`whole`: the bundle's or first dataset's name and the overall limits).
+ */
+export function presentDryRun(
+  d: DatasetDescriptor,
+  estimatedRows: number | null,
+  whole: { name: string; limits: { maxRows: number; maxBytes: number } } | null = null,
+) {
+  const limits = whole?.limits ?? d.limits;
   return {
     object: "dry_run" as const,
-    dataset: d.name,
+    dataset: whole?.name ?? d.name,
     estimated_rows: estimatedRows,
-    exceeds_limits: estimatedRows !== null && estimatedRows > d.limits.maxRows,
-    limits: { max_rows: d.limits.maxRows, max_bytes: d.limits.maxBytes },
+    exceeds_limits: estimatedRows !== null && estimatedRows > limits.maxRows,
+    limits: { max_rows: limits.maxRows, max_bytes: limits.maxBytes },
   };
 }

@@ -102,7 +102,7 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
         },
       );
       if (result.kind === "dry_run")
-        return reply.code(200).send(presentDryRun(result.dataset, result.estimatedRows));
+        return reply.code(200).send(presentDryRun(result.dataset, result.estimatedRows, result.whole));
       if (result.kind === "replayed") reply.header("idempotent-replayed", "true");
       const { record } = result;
       return reply
