@@ -26,9 +26,6 @@ export interface Archive {
   files: (string | null)[];
 }
 
-/** Answers remembered per export record; a layout is cheap but the manifest's JSON need not be redone. */
-const archives = new WeakMap<ExportRecord, Archive>();
-
 /**
  * The archive of `record` under the local object store's `root`, or the error a download of it
  * answers: the export's download refusal (not ready, expired), not_found when it has no archive.
@@ -36,8 +33,6 @@ const archives = new WeakMap<ExportRecord, Archive>();
 export function archiveOf(record: ExportRecord, root: string): Archive {
   const refusal = downloadRefusal(record);
   if (refusal) throw refusal;
-  const known = archives.get(record);
-  if (known) return known;
   const built = hasArchive(record.request) ? archiveEntries(record, (b) => crc32(b, 0)) : null;
   if (!built) {
     throw new AppError(
@@ -48,7 +43,8 @@ export function archiveOf(record: ExportRecord, root: string): Archive {
   const layout = zipLayout(built.entries, record.createdAt);
   // The manifest names every part's SHA-256 and the export: it identifies the archive's bytes.
   const etag = `"zip-${createHash("sha256").update(built.manifest).digest("base64url").slice(0, 32)}"`;
-  const archive: Archive = {
+  // Laid out per request: the manifest's JSON, a hash of it and a few headers per part (cheap).
+  return {
     layout,
     etag,
     lastModified: new Date(record.finishedAt ?? record.createdAt),
@@ -57,8 +53,6 @@ export function archiveOf(record: ExportRecord, root: string): Archive {
       return part ? path.join(root, part.objectKey) : null;
     }),
   };
-  archives.set(record, archive);
-  return archive;
 }
 
 /** Checks every part is on disk with its recorded size before any header goes out. */
