@@ -19,6 +19,7 @@ const BENCHES = [
   { name: "download", script: "bench/download.ts" },
   { name: "pickup", script: "bench/pickup.ts" },
   { name: "workers", script: "bench/workers.ts" },
+  { name: "zip", script: "bench/zip.ts" },
 ];
 
 const only = process.env.BENCH_ONLY?.split(",").map((s) => s.trim());

@@ -8,10 +8,12 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import {
   ALL_PLANS,
+  type BundleDescriptor,
   COLUMN_TYPES,
   type ColumnType,
   FILTER_TYPES,
   type FilterType,
+  MAX_DATASETS_PER_EXPORT,
 } from "../domain/dataset.js";
 import { FORMATS, type Format } from "../domain/export.js";
 import { canonicalTimeZone } from "../domain/time.js";
@@ -84,6 +86,8 @@ export interface DatasetsConfig {
    * `EXPORTD_JWT_*` and checks it. Null: no section.
    */
   tokens: TokenSettingsInput | null;
+  /** Named sets of datasets exported together (`"bundle": "account"`); absent when none. */
+  bundles?: BundleDescriptor[];
 }
 
 export const NO_CONFIG_FILE: DatasetsConfig = { demo: true, sources: {}, datasets: [], tokens: null };
@@ -361,10 +365,49 @@ function checkTokens(c: Checker, value: unknown): TokenSettingsInput | null {
   return input as TokenSettingsInput;
 }
 
+/** A bundle: `{datasets: [a, b], all_time: false, description, limits: {max_rows, max_bytes}}`. */
+function checkBundle(
+  c: Checker,
+  name: string,
+  value: unknown,
+  at: string,
+  known: ReadonlySet<string>,
+): BundleDescriptor | null {
+  const o = c.object(value, at, ["datasets", "all_time", "description", "limits"]);
+  if (!o) return null;
+  const datasets = c.list(o, "datasets", at).map((d, i) => {
+    const here = `${at}.datasets[${i}]`;
+    if (typeof d !== "string" || !known.has(d))
+      c.fail(here, `must name a dataset (known: ${[...known].join(", ")})`);
+    return String(d);
+  });
+  datasets.forEach((d, i) => {
+    if (datasets.indexOf(d) !== i) c.fail(`${at}.datasets[${i}]`, `"${d}" is listed twice`);
+  });
+  if (datasets.length > MAX_DATASETS_PER_EXPORT)
+    c.fail(join(at, "datasets"), `may list at most ${MAX_DATASETS_PER_EXPORT} datasets`);
+  const allTime = o.all_time ?? false;
+  if (typeof allTime !== "boolean") c.fail(join(at, "all_time"), "must be true or false");
+  const limitsAt = join(at, "limits");
+  const l = o.limits === undefined ? null : c.object(o.limits, limitsAt, ["max_rows", "max_bytes"]);
+  return {
+    name,
+    description: c.string(o, "description", at, undefined, ""),
+    datasets,
+    allTime: allTime === true,
+    limits: l
+      ? {
+          maxRows: c.integer(l, "max_rows", limitsAt, 1, Number.MAX_SAFE_INTEGER, DEFAULT_LIMITS.maxRows),
+          maxBytes: c.integer(l, "max_bytes", limitsAt, 1, Number.MAX_SAFE_INTEGER, DEFAULT_LIMITS.maxBytes),
+        }
+      : null,
+  };
+}
+
 /** Validates a parsed config document. Throws ConfigFileError listing every problem. */
 export function checkDatasetsConfig(doc: unknown, file: string, baseDir: string): DatasetsConfig {
   const c = new Checker();
-  const root = c.object(doc ?? {}, "", ["demo", "sources", "datasets", "tokens"]) ?? {};
+  const root = c.object(doc ?? {}, "", ["demo", "sources", "datasets", "tokens", "bundles"]) ?? {};
   const demo = root.demo ?? true;
   if (typeof demo !== "boolean") c.fail("demo", "must be true or false");
 
@@ -395,9 +438,23 @@ export function checkDatasetsConfig(doc: unknown, file: string, baseDir: string)
     }
   }
 
+  const bundles: BundleDescriptor[] = [];
+  const bundlesObj = root.bundles === undefined ? {} : root.bundles;
+  if (typeof bundlesObj !== "object" || bundlesObj === null || Array.isArray(bundlesObj)) {
+    c.fail("bundles", "must be an object of bundle name → bundle");
+  } else {
+    const known = new Set([...datasets.map((d) => d.name), ...(demo !== false ? ["events"] : [])]);
+    for (const [name, value] of Object.entries(bundlesObj)) {
+      const at = `bundles.${name}`;
+      if (!NAME.test(name)) c.fail(at, datasetName.hint);
+      const bundle = checkBundle(c, name, value, at, known);
+      if (bundle) bundles.push(bundle);
+    }
+  }
+
   const tokens = root.tokens === undefined ? null : checkTokens(c, root.tokens);
   if (c.problems.length) throw new ConfigFileError(file, c.problems);
-  return { demo: demo !== false, sources, datasets, tokens };
+  return { demo: demo !== false, sources, datasets, tokens, ...(bundles.length ? { bundles } : {}) };
 }
 
 /** Reads and validates the config file: JSON when it ends in .json, YAML otherwise. */

@@ -239,6 +239,11 @@ export const DETAIL_CODES = {
   required: "A field that must be given is missing (for `part`: the export has several parts).",
   unknown_field: "The field is not part of the request.",
   unknown_dataset: "No dataset of this name for this key (`GET /v1/datasets` lists them).",
+  unknown_bundle: "No bundle of this name in the server's config file; the message lists the bundles.",
+  exclusive:
+    "The field cannot be combined with another one given: exactly one of `dataset`, `datasets` and `bundle`; with `datasets` or `bundle`, filters and columns go with each dataset.",
+  duplicate_dataset: "The dataset is listed twice in `datasets`; one export holds each dataset once.",
+  too_many_datasets: "`datasets` is empty or lists more datasets than one export may hold (16).",
   not_in_plan: "The dataset is not part of the tenant's plan; the message lists the plans that have it.",
   unknown_column: "The dataset has no such column.",
   duplicate_column: "The column is listed twice.",

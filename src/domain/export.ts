@@ -164,6 +164,53 @@ export interface ExportRequest {
   csv: CsvOptions;
   timezone: string;
   partMaxRows: number;
+  /**
+   * The datasets of a multi-dataset export (`datasets` or `bundle` in the create body), run in this
+   * order; `dataset`, `filters` and `columns` above repeat the first one. Absent on single-dataset
+   * exports created before archives existed; present (one item) on newer ones.
+   */
+  items?: DatasetItem[];
+  /** The bundle the datasets came from (`bundle` in the create body), if any. */
+  bundle?: string;
+  /** `zip`: the export is also downloadable as one zip of every part with a manifest (archives.md). */
+  archive?: ArchiveKind;
+  /** No time range: a bundle the operator allows all-time exports of (`from`/`to` span every time). */
+  allTime?: boolean;
+  /** Overall limits of a multi-dataset export (each dataset's own limits apply too). */
+  totalLimits?: { maxRows: number; maxBytes: number };
+}
+
+export const ARCHIVE_KINDS = ["none", "zip"] as const;
+export type ArchiveKind = (typeof ARCHIVE_KINDS)[number];
+
+/** One dataset of an export, as validated: its columns' types are kept for the manifest. */
+export interface DatasetItem {
+  dataset: string;
+  filters: Record<string, string[]>;
+  columns: string[];
+  /** The type of each of `columns`, as the dataset declared it when the export was created. */
+  types: string[];
+}
+
+/** The datasets an export runs, in order: its items, or the request itself for an older export. */
+export function datasetItems(request: ExportRequest): DatasetItem[] {
+  return (
+    request.items ?? [
+      { dataset: request.dataset, filters: request.filters, columns: request.columns, types: [] },
+    ]
+  );
+}
+
+/** The single-dataset request the pipeline runs for item `index` of an export. */
+export function itemRequest(request: ExportRequest, index: number): ExportRequest {
+  const item = datasetItems(request)[index];
+  if (!item) throw new Error(`export has no dataset ${index}`);
+  return { ...request, dataset: item.dataset, filters: item.filters, columns: item.columns };
+}
+
+/** Whether the export can be downloaded as one zip archive. */
+export function hasArchive(request: ExportRequest): boolean {
+  return request.archive === "zip";
 }
 
 export interface ExportError {
@@ -173,11 +220,18 @@ export interface ExportError {
 }
 
 export interface ExportPart {
+  /** Across the whole export: 0, 1, 2 … whatever dataset a part belongs to. */
   index: number;
   objectKey: string;
   rows: number;
   bytes: number;
   sha256: string;
+  /** Index of the part's dataset in `datasetItems(request)` (0 for single-dataset exports). */
+  dataset?: number;
+  /** Whether it is the last part of its dataset (a resumed run then starts the next dataset). */
+  lastOfDataset?: boolean;
+  /** CRC-32 (IEEE) of the stored bytes, for the zip archive; null for parts made before it was kept. */
+  crc32?: number | null;
 }
 
 export interface ExportProgress {
@@ -185,6 +239,24 @@ export interface ExportProgress {
   percent: number;
   rows: number;
   parts: number;
+  /** Index of the dataset running now (multi-dataset exports); absent while it is 0. */
+  dataset?: number;
+}
+
+/**
+ * Where a run of an export starts: the dataset (index into datasetItems), the part index, and the
+ * cursor inside the dataset (null: its beginning). Decided by the last published part: a part that
+ * ended its dataset moves on to the next one; any other continues its dataset after `cursor`.
+ */
+export function resumePoint(
+  parts: readonly ExportPart[],
+  cursor: string | null,
+): { dataset: number; part: number; cursor: string | null } {
+  const last = parts[parts.length - 1];
+  if (!last) return { dataset: 0, part: 0, cursor: null };
+  const dataset = last.dataset ?? 0;
+  if (last.lastOfDataset) return { dataset: dataset + 1, part: parts.length, cursor: null };
+  return { dataset, part: parts.length, cursor };
 }
 
 export interface ExportRecord {
@@ -241,7 +313,8 @@ export function newExport(init: {
   return {
     id: init.id,
     tenantId: init.tenantId,
-    dataset: init.request.dataset,
+    // A bundle's exports are listed under the bundle's name; a list of datasets under its first.
+    dataset: init.request.bundle ?? init.request.dataset,
     status: "queued",
     request: init.request,
     createdAt: init.now,
@@ -267,6 +340,10 @@ export function advanceProgress(current: ExportProgress, next: ExportProgress): 
     percent: Math.max(current.percent, Math.min(100, next.percent)),
     rows: Math.max(current.rows, next.rows),
     parts: Math.max(current.parts, next.parts),
+    // Only multi-dataset exports move it; single-dataset progress keeps its three fields.
+    ...(current.dataset || next.dataset
+      ? { dataset: Math.max(current.dataset ?? 0, next.dataset ?? 0) }
+      : {}),
   };
 }
 

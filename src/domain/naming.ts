@@ -57,3 +57,24 @@ const SAFE_KEY = /^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*\/)*[A-Za-z0-9_-][A-Za-z0-9._-
 export function isSafeKey(key: string): boolean {
   return key.length <= 512 && SAFE_KEY.test(key) && !key.includes(UPLOAD_MARK);
 }
+
+/** The name under which an export's zip archive is linked; no object is stored under it. */
+export const ARCHIVE_NAME = "archive.zip";
+
+/** The key a signed link to an export's zip archive names (served by assembling the parts). */
+export function archiveKey(tenantId: string, exportId: string): string {
+  return `${exportPrefix(tenantId, exportId)}${ARCHIVE_NAME}`;
+}
+
+/** The export whose archive a key names, or null when the key names no archive. */
+export function archiveOfKey(key: string): { tenantId: string; exportId: string } | null {
+  const match = /^exports\/([^/]+)\/([^/]+)\/archive\.zip$/.exec(key);
+  return match ? { tenantId: match[1] as string, exportId: match[2] as string } : null;
+}
+
+/** The archive's download name: e.g. account_2026-11-01_2026-11-23.zip (bundle, or first dataset). */
+export function archiveDownloadName(request: ExportRequest): string {
+  const from = request.allTime ? "all" : localDate(request.from, request.timezone);
+  const to = localDate(request.to, request.timezone);
+  return `${request.bundle ?? request.dataset}_${from}_${to}.zip`;
+}

@@ -90,17 +90,45 @@ export class DownloadSlots {
 }
 
 /**
+ * One run of a response body: bytes in memory (a zip archive's headers), or `length` bytes of a file
+ * from `position`. A file given as `open` is opened when its turn comes and closed after it, so a
+ * body of many files holds one open at a time.
+ */
+export type BodyPiece =
+  | { kind: "bytes"; data: Buffer }
+  | {
+      kind: "file";
+      file: FileHandle | (() => Promise<FileHandle>);
+      position: number;
+      length: number;
+    };
+
+/**
  * Writes `length` bytes from `start` and ends the response. A client that takes no bytes for
  * `stallTimeoutMs` has its connection destroyed (Node's socket timeout counts progress of a pending
  * write, so a slow but reading client is not cut). Resolves early, without ending, when the client
  * goes away; rejects on a read error or a file shorter than announced (the caller must then destroy
  * the response: its headers are out, so the only honest signal left is a cut connection).
  */
-export async function writeFileRange(
+export function writeFileRange(
   res: ServerResponse,
   file: FileHandle,
   start: number,
   length: number,
+  pool: ChunkPool,
+  stallTimeoutMs: number,
+): Promise<void> {
+  return writeBody(res, [{ kind: "file", file, position: start, length }], pool, stallTimeoutMs);
+}
+
+/**
+ * Writes `pieces` one after the other and ends the response, as writeFileRange does for one file:
+ * file bytes in pooled chunks (one read while the previous chunk is written), in-memory bytes as they
+ * are. A download of many files (a zip archive) costs what a download of one does.
+ */
+export async function writeBody(
+  res: ServerResponse,
+  pieces: Iterable<BodyPiece>,
   pool: ChunkPool,
   stallTimeoutMs: number,
 ): Promise<void> {
@@ -119,37 +147,61 @@ export async function writeFileRange(
   };
   res.setTimeout(stallTimeoutMs, onStall);
   /** Writes a chunk and hands its buffer back to the pool once the socket took it (or is gone). */
-  const write = (buffer: Buffer, bytes: number): Promise<boolean> =>
+  const write = (buffer: Buffer, bytes: number, pooled: boolean): Promise<boolean> =>
     Promise.race([
       new Promise<boolean>((resolve) => res.write(buffer.subarray(0, bytes), (err) => resolve(!err))),
       closed,
-    ]).finally(() => pool.give(buffer));
+    ]).finally(() => {
+      if (pooled) pool.give(buffer);
+    });
 
   /** Chunks in a row the client took promptly; past SMALL_CHUNKS_FIRST it may have large ones. */
   let prompt = 0;
   let pending: Promise<boolean> | null = null;
   let spare: Buffer | null = null;
+  let writtenAt = 0;
+  /** Waits for the chunk in flight; false when the client went away. */
+  const settle = async (): Promise<boolean> => {
+    if (!pending) return true;
+    const ok = await pending;
+    pending = null;
+    if (!ok) return false;
+    // Only a client that keeps taking chunks promptly earns large ones.
+    prompt = Date.now() - writtenAt <= KEEPING_UP_MS ? prompt + 1 : 0;
+    return true;
+  };
   try {
-    let position = start;
-    const end = start + length;
-    let writtenAt = 0;
-    while (position < end && !gone) {
-      const buffer = pool.take(prompt >= SMALL_CHUNKS_FIRST);
-      spare = buffer;
-      const { bytesRead } = await file.read(buffer, 0, Math.min(buffer.length, end - position), position);
-      if (bytesRead === 0) throw new Error(`file ended at byte ${position}, before ${end}`);
-      position += bytesRead;
-      if (pending) {
-        const ok = await pending;
-        if (!ok) return;
-        // Only a client that keeps taking chunks promptly earns large ones.
-        prompt = Date.now() - writtenAt <= KEEPING_UP_MS ? prompt + 1 : 0;
+    for (const piece of pieces) {
+      if (gone) return;
+      if (piece.kind === "bytes") {
+        if (piece.data.length === 0) continue;
+        if (!(await settle())) return;
+        writtenAt = Date.now();
+        pending = write(piece.data, piece.data.length, false);
+        continue;
       }
-      spare = null;
-      writtenAt = Date.now();
-      pending = write(buffer, bytesRead);
+      const opened = typeof piece.file === "function" ? await piece.file() : null;
+      const file = opened ?? (piece.file as FileHandle);
+      try {
+        let position = piece.position;
+        const end = piece.position + piece.length;
+        while (position < end && !gone) {
+          const buffer = pool.take(prompt >= SMALL_CHUNKS_FIRST);
+          spare = buffer;
+          const { bytesRead } = await file.read(buffer, 0, Math.min(buffer.length, end - position), position);
+          if (bytesRead === 0) throw new Error(`file ended at byte ${position}, before ${end}`);
+          position += bytesRead;
+          if (!(await settle())) return;
+          spare = null;
+          writtenAt = Date.now();
+          pending = write(buffer, bytesRead, true);
+        }
+      } finally {
+        // The chunk in flight is in a pooled buffer already: the file is not read again.
+        if (opened) await opened.close().catch(() => undefined);
+      }
     }
-    if (pending && !(await pending)) return;
+    if (!(await settle())) return;
     if (!gone) res.end();
   } finally {
     if (spare) pool.give(spare);

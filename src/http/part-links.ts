@@ -16,6 +16,11 @@ export class PartLinks {
     private readonly storage: ObjectStore,
     private readonly ttlSeconds: number,
     private readonly clock: () => number,
+    /**
+     * Whether zip archives can be linked: they are assembled by exportd's own /files route, so only
+     * with the local object store (an S3 link points at the bucket, which holds no archive object).
+     */
+    readonly archives = false,
   ) {}
 
   sign(objectKey: string, filename: string): Promise<SignedLink> {

@@ -154,6 +154,18 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 6,
     sql: () => "ALTER TABLE exports ADD COLUMN created_by TEXT;",
   },
+  {
+    // Archives (issue 16): a part's dataset (multi-dataset exports), whether it ends its dataset (a
+    // resumed run then starts the next one) and the CRC-32 of its stored bytes (the zip archive's
+    // central directory is written from it); the export's current dataset for its progress.
+    version: 8,
+    sql: (d) => `
+      ALTER TABLE export_parts ADD COLUMN dataset_idx INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE export_parts ADD COLUMN last_of_dataset INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE export_parts ADD COLUMN crc32 ${d.bigint};
+      ALTER TABLE exports ADD COLUMN progress_dataset INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];
 
 /**

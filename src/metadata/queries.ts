@@ -20,7 +20,8 @@ const leased = (set: string) =>
 /** Progress only moves forward, whichever write lands last. */
 const progress = (d: Dialect) =>
   `progress_percent = ${d.greatest}(progress_percent, @percent), progress_rows = ${d.greatest}(progress_rows, @rows),
-   progress_parts = ${d.greatest}(progress_parts, @parts)`;
+   progress_parts = ${d.greatest}(progress_parts, @parts),
+   progress_dataset = ${d.greatest}(progress_dataset, @progressDataset)`;
 
 export function queries(d: Dialect) {
   return {
@@ -110,7 +111,7 @@ export function queries(d: Dialect) {
       WHERE status = ${running} AND ${d.inList("lease_owner", "owners")}`,
     heartbeat: leased("lease_expires_at = @until"),
     recordPartLease: leased(`cursor = @cursor, lease_expires_at = @until, takeovers = 0, ${progress(d)}`),
-    insertPart: `INSERT INTO export_parts (${PART_COLUMNS}) VALUES (@id, @index, @objectKey, @partRows, @bytes, @sha256)`,
+    insertPart: `INSERT INTO export_parts (${PART_COLUMNS}) VALUES (@id, @index, @objectKey, @partRows, @bytes, @sha256, @partDataset, @lastOfDataset, @crc32)`,
     updateProgress: leased(
       `lease_expires_at = @until, estimated_rows = COALESCE(CAST(@estimated AS ${d.bigint}), estimated_rows), ${progress(d)}`,
     ),

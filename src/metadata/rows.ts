@@ -11,11 +11,12 @@ import type { ApiKeyRecord } from "./types.js";
 /** The columns an export is read with, in this order (toExport reads them by position). */
 export const EXPORT_COLUMNS = `id, tenant_id, dataset, status, request, created_at, started_at, finished_at, expires_at,
   progress_percent, progress_rows, progress_parts, estimated_rows, error_code, error_message, error_retryable,
-  attempts, takeovers, runs, cursor, run_after, created_by`;
+  attempts, takeovers, runs, cursor, run_after, created_by, progress_dataset`;
 /** Where progress_parts sits in an export row. */
 const PROGRESS_PARTS = 11;
 
-export const PART_COLUMNS = "export_id, idx, object_key, rows, bytes, sha256";
+export const PART_COLUMNS =
+  "export_id, idx, object_key, rows, bytes, sha256, dataset_idx, last_of_dataset, crc32";
 export const KEY_COLUMNS = "id, tenant_id, prefix, hash, last4, scopes, created_at, last_used_at, revoked_at";
 export const PLAN_COLUMNS = "name, max_running, max_queued, requests_per_minute";
 export const TENANT_SELECT = `SELECT t.id, t.name, t.created_at, t.plan, t.max_running, t.max_queued, t.requests_per_minute,
@@ -76,8 +77,29 @@ export function idsWithParts(rows: readonly Row[]): string[] {
 
 /** A part row, with the id of its export first. */
 export function toPart(row: Row): ExportPart {
-  const [, index, objectKey, rows, bytes, sha256] = row as [string, number, string, number, number, string];
-  return { index, objectKey, rows, bytes, sha256 };
+  const [, index, objectKey, rows, bytes, sha256, dataset, last, crc] = row as [
+    string,
+    number,
+    string,
+    number,
+    number,
+    string,
+    number,
+    number,
+    Num,
+  ];
+  // The archive fields only where they say something (a part of dataset 0, not its last, without
+  // a CRC reads as parts always did).
+  return {
+    index,
+    objectKey,
+    rows,
+    bytes,
+    sha256,
+    ...(Number(dataset) > 0 ? { dataset: Number(dataset) } : {}),
+    ...(Number(last) === 1 ? { lastOfDataset: true } : {}),
+    ...(crc === null ? {} : { crc32: Number(crc) }),
+  };
 }
 
 export function toKey(r: Row): ApiKeyRecord {
@@ -113,7 +135,13 @@ export function toExport(r: Row, parts: ExportPart[]): ExportRecord {
     startedAt: r[6] as Num,
     finishedAt: r[7] as Num,
     expiresAt: r[8] as Num,
-    progress: { percent: r[9] as number, rows: r[10] as number, parts: r[11] as number },
+    progress: {
+      percent: r[9] as number,
+      rows: r[10] as number,
+      parts: r[11] as number,
+      // Absent while 0, like a single-dataset export's (domain/export.ts advanceProgress).
+      ...(Number(r[22] ?? 0) > 0 ? { dataset: Number(r[22]) } : {}),
+    },
     estimatedRows: r[12] as Num,
     error,
     parts,

@@ -43,6 +43,11 @@ function leaseParams(id: string, lease: Lease, values: Params = {}): Params {
   return { ...values, id, owner: lease.owner, now: lease.now, until: lease.now + lease.leaseMs };
 }
 
+/** The parameters of a progress write (queries.ts `progress`). */
+function progressParams(p: ExportProgress): Params {
+  return { percent: p.percent, rows: p.rows, parts: p.parts, progressDataset: p.dataset ?? 0 };
+}
+
 const check = (changed: number): LeaseCheck => (changed === 1 ? "ok" : "lost");
 
 export class SqlMetadataStore implements MetadataStore {
@@ -323,7 +328,18 @@ export class SqlMetadataStore implements MetadataStore {
     return this.driver.run(
       (function* (): SqlPlan<LeaseCheck> {
         // The part's own row count is partRows: `rows` is the export's progress.
-        const params = leaseParams(id, lease, { ...part, partRows: part.rows, ...progress, cursor });
+        const params = leaseParams(id, lease, {
+          index: part.index,
+          objectKey: part.objectKey,
+          bytes: part.bytes,
+          sha256: part.sha256,
+          partRows: part.rows,
+          partDataset: part.dataset ?? 0,
+          lastOfDataset: part.lastOfDataset ? 1 : 0,
+          crc32: part.crc32 ?? null,
+          ...progressParams(progress),
+          cursor,
+        });
         if ((yield* changes(q.recordPartLease, params)) !== 1) return "lost";
         yield* changes(q.insertPart, params);
         return "ok";
@@ -338,7 +354,7 @@ export class SqlMetadataStore implements MetadataStore {
     progress: ExportProgress,
     estimatedRows: number | null,
   ): Promise<LeaseCheck> {
-    const params = leaseParams(id, lease, { ...progress, estimated: estimatedRows });
+    const params = leaseParams(id, lease, { ...progressParams(progress), estimated: estimatedRows });
     return check(await this.driver.changes(this.q.updateProgress, params));
   }
 

@@ -7,6 +7,7 @@ const TYPES_BY_SUFFIX: readonly (readonly [suffix: string, type: string])[] = [
   [".gz", "application/gzip"],
   [".csv", "text/csv; charset=utf-8"],
   [".jsonl", "application/x-ndjson"],
+  [".zip", "application/zip"],
 ];
 
 /** The Content-Type of a stored file by its name's last suffix; application/octet-stream when unknown. */

@@ -1,5 +1,5 @@
 /**
- * One part on its way to the object store: text → compressor → (sha256, byte count) → upload.
+ * One part on its way to the object store: text → compressor → (sha256, CRC-32, byte count) → upload.
  * Writes wait for the compressor to drain (backpressure); finish() publishes the part only after the
  * whole stream succeeded, abort() drops it. A failing stream fails the part loudly, never a short file.
  */
@@ -7,16 +7,20 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { Transform, type Transform as TransformType } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { crc32 } from "../domain/crc32.js";
 import { storageOp, toStorageError } from "../object-store/errors.js";
 import type { ObjectStore, ObjectUpload } from "../object-store/types.js";
 
 export interface FinishedPart {
   bytes: number;
   sha256: string;
+  /** CRC-32 of the stored bytes (the zip archive's entry checksum). */
+  crc32: number;
 }
 
 export class PartSink {
   private bytes = 0;
+  private crc = 0;
   private readonly hash = createHash("sha256");
   private readonly done: Promise<void>;
   private failure: unknown = null;
@@ -28,6 +32,7 @@ export class PartSink {
     const tap = new Transform({
       transform: (chunk: Buffer, _encoding, callback) => {
         this.hash.update(chunk);
+        this.crc = crc32(chunk, this.crc);
         this.bytes += chunk.length;
         callback(null, chunk);
       },
@@ -62,7 +67,7 @@ export class PartSink {
       await this.done;
       await this.upload.commit();
     });
-    return { bytes: this.bytes, sha256: this.hash.digest("hex") };
+    return { bytes: this.bytes, sha256: this.hash.digest("hex"), crc32: this.crc };
   }
 
   /** Drops the part; never throws (an object store that is down now has the upload dropped on resume). */

@@ -35,6 +35,20 @@ export interface RunExportOptions {
   startRows: number;
   /** Stored bytes of the published parts (resume), counted towards `maxBytes`. */
   startBytes: number;
+  /**
+   * Multi-dataset exports: the index of this dataset among the export's (carried by each part), and
+   * the export's overall limits with what the datasets before this one (and this one's published
+   * parts) already used. Absent: a single-dataset export, dataset 0, its own limits only.
+   */
+  multi?: {
+    dataset: number;
+    maxRows: number;
+    maxBytes: number;
+    startRows: number;
+    startBytes: number;
+    /** Whether this dataset already has published parts (a resumed run inside it). */
+    resumed: boolean;
+  };
   after: string | null;
   signal: AbortSignal;
   /**
@@ -126,6 +140,11 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
   const columns = request.columns.map((name) => columnsByName.get(name) as ColumnSpec);
   const encoder = ENCODERS[request.format]({ columns, csv: request.csv });
   const { maxRows, maxBytes } = o.dataset.descriptor.limits;
+  const datasetIndex = o.multi?.dataset ?? 0;
+  // The whole export's limits, counted from what earlier datasets used (single: the dataset's own).
+  const overall = o.multi ?? { maxRows, maxBytes, startRows: o.startRows, startBytes: o.startBytes };
+  let overallRows = overall.startRows;
+  let overallBytes = overall.startBytes;
   // Bytes of encoded data before compression: the same whatever the compression, so the limit is too.
   // A resumed run counts the published parts by their stored size: without compression that is the
   // data plus each part's header row; with gzip it is less than the data, so the limit bites later.
@@ -147,7 +166,7 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
     return part;
   };
 
-  const closePart = async (sink: PartSink, cursor: string | null) => {
+  const closePart = async (sink: PartSink, cursor: string | null, lastOfDataset: boolean) => {
     const finished = await sink.finish();
     part = null;
     const published: ExportPart = {
@@ -155,6 +174,8 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
       objectKey: partObjectKey(o.tenant.id, o.exportId, partIndex, o.run, request),
       rows: partRows,
       ...finished,
+      dataset: datasetIndex,
+      lastOfDataset,
     };
     partIndex++;
     await o.onPart(published, cursor, { rows: totalRows, parts: partIndex, position });
@@ -179,22 +200,36 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
             `The export would pass ${maxRows.toLocaleString("en-US")} rows, the limit of ${request.dataset}. Narrow the range or add filters.`,
           );
         }
+        if (overallRows + take > overall.maxRows) {
+          throw new ExportFailure(
+            "too_many_rows",
+            `The export's datasets together would pass ${overall.maxRows.toLocaleString("en-US")} rows, the limit of the whole export. Narrow the range, add filters or export fewer datasets.`,
+          );
+        }
         const data = slice(batch, encoder, offset, offset + take);
         totalBytes += data.length;
+        overallBytes += data.length;
         if (totalBytes > maxBytes) {
           throw new ExportFailure(
             "too_much_data",
             `The export would pass ${maxBytes.toLocaleString("en-US")} bytes (before compression), the limit of ${request.dataset}. Narrow the range, the filters or the columns.`,
           );
         }
+        if (overallBytes > overall.maxBytes) {
+          throw new ExportFailure(
+            "too_much_data",
+            `The export's datasets together would pass ${overall.maxBytes.toLocaleString("en-US")} bytes (before compression), the limit of the whole export. Narrow the range, the filters, the columns or the datasets.`,
+          );
+        }
         await sink.write(data);
         offset += take;
         partRows += take;
         totalRows += take;
+        overallRows += take;
         if (partRows === request.partMaxRows) {
           // A cut inside the batch resumes after the part's last row; at the batch's end, after the batch.
           position = offset === count ? batch.position : position;
-          await closePart(sink, offset === count ? batch.cursor : batch.rowCursor(offset - 1));
+          await closePart(sink, offset === count ? batch.cursor : batch.rowCursor(offset - 1), false);
         }
       }
       cursor = batch.cursor;
@@ -202,11 +237,14 @@ export async function runExport(o: RunExportOptions): Promise<RunExportResult> {
       await o.onProgress({ rows: totalRows, parts: partIndex, position });
     }
     o.signal.throwIfAborted();
-    // The last part, or the only one of an empty export (a file with just the header).
-    const last: PartSink | null = part ?? (partIndex === 0 ? await openPart() : null);
+    // The last part, or the only one of an empty dataset (a file with just the header). A dataset
+    // that ended exactly at a cut has its last part published already, not marked as its last: a
+    // resume reads on from its cursor, finds nothing, and goes on to the next dataset.
+    const hasParts = partIndex > o.startPart || (o.multi ? o.multi.resumed : o.startPart > 0);
+    const last: PartSink | null = part ?? (hasParts ? null : await openPart());
     if (last) {
       position = 1;
-      await closePart(last, cursor);
+      await closePart(last, cursor, true);
     }
     return { rows: totalRows, parts: partIndex };
   } catch (err) {

@@ -1,7 +1,7 @@
 /** The datasets this exportd serves, by name: the demo dataset and the operator's SQL datasets. */
 import pg from "pg";
 import type { DatasetConfig, DatasetsConfig, SourceConfig } from "../config/file.js";
-import type { DatasetDescriptor } from "../domain/dataset.js";
+import type { BundleDescriptor, DatasetDescriptor } from "../domain/dataset.js";
 import { DemoEventsDataset } from "./demo-events.js";
 import { PostgresDataset } from "./sql/postgres-dataset.js";
 import { SqliteDataset } from "./sql/sqlite-dataset.js";
@@ -11,13 +11,17 @@ export class DatasetRegistry {
   private readonly byName: Map<string, Dataset>;
   /** Descriptors by name, for request validation in domain/. */
   readonly descriptors: ReadonlyMap<string, DatasetDescriptor>;
+  /** The config file's bundles by name (`"bundle"` in a create request). */
+  readonly bundles: ReadonlyMap<string, BundleDescriptor>;
 
   constructor(
     datasets: Dataset[],
     private readonly onClose: () => Promise<void> = async () => undefined,
+    bundles: readonly BundleDescriptor[] = [],
   ) {
     this.byName = new Map(datasets.map((d) => [d.descriptor.name, d]));
     this.descriptors = new Map(datasets.map((d) => [d.descriptor.name, d.descriptor]));
+    this.bundles = new Map(bundles.map((b) => [b.name, b]));
   }
 
   get(name: string): Dataset | undefined {
@@ -81,7 +85,11 @@ export function buildDatasets(config: DatasetsConfig): DatasetRegistry {
     if (!source) throw new Error(`dataset ${d.name}: no source ${d.source}`);
     datasets.push(source.dataset(d));
   }
-  return new DatasetRegistry(datasets, async () => {
-    await Promise.all([...sources.values()].map((s) => s.close()));
-  });
+  return new DatasetRegistry(
+    datasets,
+    async () => {
+      await Promise.all([...sources.values()].map((s) => s.close()));
+    },
+    config.bundles ?? [],
+  );
 }

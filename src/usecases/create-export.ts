@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import { canonicalJson } from "../domain/canonical-json.js";
 import { type CreateExportInput, type DatasetDescriptor, normalizeCreateRequest } from "../domain/dataset.js";
 import { AppError, ExportFailure, serviceUnavailable } from "../domain/errors.js";
-import { type ExportRecord, newExport } from "../domain/export.js";
+import { datasetItems, type ExportRecord, itemRequest, newExport } from "../domain/export.js";
 import { newId } from "../domain/ids.js";
 import type { TenantLimits } from "../domain/tenant.js";
 import type { ExportsPort } from "../metadata/types.js";
@@ -47,7 +47,13 @@ export interface CreateExportCommand {
  * (the same request under the same Idempotency-Key within 24 hours).
  */
 export type CreateExportResult =
-  | { kind: "dry_run"; dataset: DatasetDescriptor; estimatedRows: number | null }
+  | {
+      kind: "dry_run";
+      dataset: DatasetDescriptor;
+      estimatedRows: number | null;
+      /** Several datasets: the bundle's (or first dataset's) name and the whole export's limits. */
+      whole: { name: string; limits: { maxRows: number; maxBytes: number } } | null;
+    }
   | { kind: "created" | "replayed"; record: ExportRecord };
 
 /**
@@ -61,25 +67,45 @@ export async function createExport(
   command: CreateExportCommand,
 ): Promise<CreateExportResult> {
   const { creator, body, now, log } = command;
-  const request = normalizeCreateRequest(body, deps.datasets.descriptors, now, creator.plan);
-  const dataset = deps.datasets.get(request.dataset);
-  if (!dataset) throw new Error("a validated dataset vanished");
+  const request = normalizeCreateRequest(
+    body,
+    deps.datasets.descriptors,
+    now,
+    creator.plan,
+    deps.datasets.bundles,
+  );
+  const parts = datasetItems(request).map((_, i) => {
+    const found = deps.datasets.get(itemRequest(request, i).dataset);
+    if (!found) throw new Error("a validated dataset vanished");
+    return { dataset: found, request: itemRequest(request, i) };
+  });
+  const dataset = (parts[0] as (typeof parts)[number]).dataset;
   // Authentication already read the tenant; no second lookup on every create.
   const tenant = { id: creator.tenantId, name: creator.tenantName };
   // A source that is away does not stop an export from being queued (the worker estimates beside
   // the run and retries), but a dry run has nothing to answer without it.
-  const estimatedRows = await estimateWithin(dataset, tenant, request, now).catch((err: unknown) => {
-    log.warn({ err, dataset: dataset.descriptor.name }, "estimating rows failed");
-    if (!body.dry_run) return null;
-    if (err instanceof ExportFailure) throw err;
-    if (isSourceUnavailable(err)) {
-      throw serviceUnavailable(
-        "The dataset's database cannot be reached or did not answer in time. Retry after the Retry-After seconds.",
-      );
-    }
-    throw err;
-  });
-  if (body.dry_run) return { kind: "dry_run", dataset: dataset.descriptor, estimatedRows };
+  // Several datasets: the sum of their estimates, unknown when one is.
+  const estimatedRows = await Promise.all(parts.map((p) => estimateWithin(p.dataset, tenant, p.request, now)))
+    .then((counts) =>
+      counts.some((c) => c === null) ? null : counts.reduce((sum: number, c) => sum + (c as number), 0),
+    )
+    .catch((err: unknown) => {
+      log.warn({ err, dataset: dataset.descriptor.name }, "estimating rows failed");
+      if (!body.dry_run) return null;
+      if (err instanceof ExportFailure) throw err;
+      if (isSourceUnavailable(err)) {
+        throw serviceUnavailable(
+          "The dataset's database cannot be reached or did not answer in time. Retry after the Retry-After seconds.",
+        );
+      }
+      throw err;
+    });
+  if (body.dry_run) {
+    const whole = request.totalLimits
+      ? { name: request.bundle ?? request.dataset, limits: request.totalLimits }
+      : null;
+    return { kind: "dry_run", dataset: dataset.descriptor, estimatedRows, whole };
+  }
 
   const record = newExport({
     id: newId(),

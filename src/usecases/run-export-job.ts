@@ -18,13 +18,16 @@ import { ERROR_CATALOGUE, type ErrorCode } from "../domain/errors.js";
 import {
   advanceProgress,
   assertTransition,
+  datasetItems,
   type ExportError,
   type ExportPart,
   type ExportProgress,
   type ExportRecord,
   type ExportStatus,
   isCanceled,
+  itemRequest,
   RunOutcome,
+  resumePoint,
   retryDelayMs,
   STATUS,
 } from "../domain/export.js";
@@ -104,12 +107,18 @@ class ProgressReport {
     this.storedEstimate = estimatedRows;
   }
 
-  /** The pipeline's position as the export's progress (which never moves backwards). */
-  at(p: PipelineProgress): ExportProgress {
+  /**
+   * The pipeline's position as the export's progress (which never moves backwards). `p` is the
+   * pipeline's own (rows of its dataset): with several datasets, the share is the datasets done plus
+   * the position in the running one, over how many there are, and rows count every dataset's.
+   */
+  at(p: PipelineProgress, where: DatasetPosition = SINGLE): ExportProgress {
+    const share = (where.dataset + p.position) / where.count;
     return advanceProgress(this.progress, {
-      percent: Math.floor(p.position * 10_000) / 100,
-      rows: p.rows,
+      percent: Math.floor(share * 10_000) / 100,
+      rows: where.rowsBefore + p.rows,
       parts: p.parts,
+      dataset: where.dataset,
     });
   }
 
@@ -119,11 +128,11 @@ class ProgressReport {
   }
 
   /** Writes progress at most every PROGRESS_EVERY_MS; RunAborted("lost") when the lease is gone. */
-  async report(p: PipelineProgress): Promise<void> {
+  async report(p: PipelineProgress, where: DatasetPosition = SINGLE): Promise<void> {
     const now = this.clock();
     if (now - this.lastWriteAt < PROGRESS_EVERY_MS) return;
     this.lastWriteAt = now;
-    this.progress = this.at(p);
+    this.progress = this.at(p, where);
     let check: LeaseCheck;
     try {
       check = await this.queue.updateProgress(
@@ -154,13 +163,23 @@ class ProgressReport {
   }
 }
 
+/** Which of an export's datasets the pipeline is running, and the rows of the datasets before it. */
+interface DatasetPosition {
+  dataset: number;
+  count: number;
+  rowsBefore: number;
+}
+
+const SINGLE: DatasetPosition = { dataset: 0, count: 1, rowsBefore: 0 };
+
 /**
  * One run of an export, carried across its passes: a pass that the object store breaks off is
  * followed by another from the checkpoint (the last published part, its cursor and progress).
  */
 interface RunState {
   record: ExportRecord;
-  dataset: Dataset;
+  /** The export's datasets, in the order they run (one for a single-dataset export). */
+  datasets: Dataset[];
   tenant: TenantRef;
   lease: RunLease;
   log: Logger;
@@ -192,8 +211,12 @@ export class ExportJob {
         await this.fail(record, lease, record.error ?? systemError("internal_error"), log);
         return RunOutcome.failed;
       }
-      const dataset = datasets.get(record.dataset);
-      if (!dataset) throw new Error(`dataset ${record.dataset} is not configured on this worker`);
+      const items = datasetItems(record.request);
+      const runDatasets = items.map((item) => {
+        const found = datasets.get(item.dataset);
+        if (!found) throw new Error(`dataset ${item.dataset} is not configured on this worker`);
+        return found;
+      });
       const tenant = await queue.getTenant(record.tenantId);
       if (!tenant) throw new Error(`tenant ${record.tenantId} of export ${record.id} does not exist`);
       log.info({ resume_part: record.parts.length, takeovers: record.takeovers }, "export started");
@@ -208,7 +231,7 @@ export class ExportJob {
       );
       const state: RunState = {
         record,
-        dataset,
+        datasets: runDatasets,
         tenant: { id: tenant.id, name: tenant.name },
         lease,
         log,
@@ -220,11 +243,16 @@ export class ExportJob {
       // Estimated once, beside the first run rather than in front of it (an exact count of a large
       // range takes a while); the next progress write carries it. A resumed run keeps the estimate.
       // Bounded, so that a source that stopped answering cannot hold the end of a finished run.
+      // Several datasets: the sum of their estimates, unknown when one is.
       const estimating =
         report.estimatedRows === null
-          ? estimateWithin(dataset, tenant, record.request, clock()).then(
-              (rows) => {
-                report.estimatedRows = rows;
+          ? Promise.all(
+              runDatasets.map((d, i) => estimateWithin(d, tenant, itemRequest(record.request, i), clock())),
+            ).then(
+              (counts) => {
+                report.estimatedRows = counts.some((c) => c === null)
+                  ? null
+                  : counts.reduce((sum: number, c) => sum + (c as number), 0);
               },
               (err: unknown) => log.warn({ err }, "row estimate failed; progress goes on without it"),
             )
@@ -290,43 +318,66 @@ export class ExportJob {
       for (const key of await storage.list(prefix)) if (!published.has(key)) await storage.delete(key);
     });
 
-    await runExport({
-      dataset: state.dataset,
-      storage,
-      tenant: state.tenant,
-      exportId: record.id,
-      run: record.runs,
-      request: record.request,
-      gzipLevel: config.gzipLevel,
-      startPart: state.parts.length,
-      startRows: state.parts.reduce((sum, p) => sum + p.rows, 0),
-      startBytes: state.parts.reduce((sum, p) => sum + p.bytes, 0),
-      after: state.cursor,
-      signal: lease.signal,
-      sourceStallMs: config.worker.sourceStallMs,
-      now: clock(),
-      onPart: async (part, cursor, p) => {
-        const progress = report.at(p);
-        const check = await this.leaseWrite(lease, () =>
-          queue.recordPart(record.id, lease.current(), part, cursor, progress),
-        );
-        if (check === "lost") {
-          // Nobody else writes this key (it carries our run), so deleting it is safe. Should the
-          // store fail now, the new owner's resume or the purge deletes it (no part row names it).
-          await storage.delete(part.objectKey).catch((err: unknown) => log.warn({ err }, "late part left"));
-          throw new RunAborted("lost");
-        }
-        state.parts.push(part);
-        state.cursor = cursor;
-        report.published(progress);
-        state.backoff.reset();
-        this.deps.metrics.partPublished(part.rows, part.bytes);
-        log.debug({ part: part.index, rows: part.rows, bytes: part.bytes }, "part published");
-        // Shutting down: this part is safe, so hand the export back now rather than start another.
-        if (lease.stopping()) throw new RunAborted("shutdown");
-      },
-      onProgress: (p) => report.report(p),
-    });
+    // Datasets run in order; a run starts in the dataset and after the part it was in.
+    const items = datasetItems(record.request);
+    const multi = items.length > 1;
+    const totalLimits = record.request.totalLimits;
+    const start = resumePoint(state.parts, state.cursor);
+    for (let i = start.dataset; i < items.length; i++) {
+      const dataset = state.datasets[i] as Dataset;
+      const mine = state.parts.filter((p) => (p.dataset ?? 0) === i);
+      const before = state.parts.filter((p) => (p.dataset ?? 0) < i);
+      const sum = (parts: ExportPart[], field: "rows" | "bytes") =>
+        parts.reduce((total, p) => total + p[field], 0);
+      const where: DatasetPosition = { dataset: i, count: items.length, rowsBefore: sum(before, "rows") };
+      await runExport({
+        dataset,
+        storage,
+        tenant: state.tenant,
+        exportId: record.id,
+        run: record.runs,
+        request: itemRequest(record.request, i),
+        gzipLevel: config.gzipLevel,
+        startPart: state.parts.length,
+        startRows: sum(mine, "rows"),
+        startBytes: sum(mine, "bytes"),
+        multi: multi
+          ? {
+              dataset: i,
+              maxRows: totalLimits?.maxRows ?? Number.MAX_SAFE_INTEGER,
+              maxBytes: totalLimits?.maxBytes ?? Number.MAX_SAFE_INTEGER,
+              startRows: sum(state.parts, "rows"),
+              startBytes: sum(state.parts, "bytes"),
+              resumed: mine.length > 0,
+            }
+          : undefined,
+        after: i === start.dataset ? start.cursor : null,
+        signal: lease.signal,
+        sourceStallMs: config.worker.sourceStallMs,
+        now: clock(),
+        onPart: async (part, cursor, p) => {
+          const progress = report.at(p, where);
+          const check = await this.leaseWrite(lease, () =>
+            queue.recordPart(record.id, lease.current(), part, cursor, progress),
+          );
+          if (check === "lost") {
+            // Nobody else writes this key (it carries our run), so deleting it is safe. Should the
+            // store fail now, the new owner's resume or the purge deletes it (no part row names it).
+            await storage.delete(part.objectKey).catch((err: unknown) => log.warn({ err }, "late part left"));
+            throw new RunAborted("lost");
+          }
+          state.parts.push(part);
+          state.cursor = cursor;
+          report.published(progress);
+          state.backoff.reset();
+          this.deps.metrics.partPublished(part.rows, part.bytes);
+          log.debug({ part: part.index, dataset: i, rows: part.rows, bytes: part.bytes }, "part published");
+          // Shutting down: this part is safe, so hand the export back now rather than start another.
+          if (lease.stopping()) throw new RunAborted("shutdown");
+        },
+        onProgress: (p) => report.report(p, where),
+      });
+    }
   }
 
   /**

@@ -5,10 +5,10 @@
 
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyReply } from "fastify";
-import { invalidRequest } from "../../domain/errors.js";
-import { type ExportRecord, isFinal } from "../../domain/export.js";
+import { AppError, invalidRequest } from "../../domain/errors.js";
+import { downloadRefusal, type ExportRecord, hasArchive, isFinal, itemRequest } from "../../domain/export.js";
 import { isUuid } from "../../domain/ids.js";
-import { partDownloadName } from "../../domain/naming.js";
+import { archiveDownloadName, archiveKey, partDownloadName } from "../../domain/naming.js";
 import type { ExportsPort } from "../../metadata/types.js";
 import { cancelExport } from "../../usecases/cancel-export.js";
 import { createExport } from "../../usecases/create-export.js";
@@ -53,7 +53,7 @@ export type ExportRouteDeps = Pick<
 export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void {
   const { exports, storage, datasets, config, clock } = deps;
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const links = new PartLinks(storage, config.linkTtlSeconds, clock);
+  const links = new PartLinks(storage, config.linkTtlSeconds, clock, config.storage.kind === "local");
   const reader = new ExportReader(exports, clock);
   /**
    * Serialized status documents of the cached final records, by record object: one map for keys that
@@ -102,7 +102,7 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
         },
       );
       if (result.kind === "dry_run")
-        return reply.code(200).send(presentDryRun(result.dataset, result.estimatedRows));
+        return reply.code(200).send(presentDryRun(result.dataset, result.estimatedRows, result.whole));
       if (result.kind === "replayed") reply.header("idempotent-replayed", "true");
       const { record } = result;
       return reply
@@ -217,15 +217,32 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
       },
     },
     async (request, reply) => {
-      const { part: index, redirect } = request.query;
+      const { part: index, redirect, archive } = request.query;
+      reply.header("cache-control", "no-store");
+      if (archive === "zip") {
+        const record = await reader.find(callerOf(request).tenantId, request.params.id);
+        const refusal = downloadRefusal(record);
+        if (refusal) throw refusal;
+        if (!hasArchive(record.request) || !links.archives) {
+          throw new AppError(
+            "not_found",
+            'This export has no zip archive here: create it with "archive": "zip" (archives are served with the local object store).',
+          );
+        }
+        const filename = archiveDownloadName(record.request);
+        const link = await links.sign(archiveKey(record.tenantId, record.id), filename);
+        if (redirect === false) {
+          return { part: null, filename, url: link.url, expires_at: new Date(link.expiresAt).toISOString() };
+        }
+        return reply.redirect(link.url, 302);
+      }
       const { record, part } = await reader.partToDownload(
         callerOf(request).tenantId,
         request.params.id,
         index,
       );
-      const filename = partDownloadName(record.request, part.index);
+      const filename = partDownloadName(itemRequest(record.request, part.dataset ?? 0), part.index);
       const link = await links.sign(part.objectKey, filename);
-      reply.header("cache-control", "no-store");
       if (redirect === false) {
         return {
           part: part.index,

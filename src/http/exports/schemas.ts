@@ -1,6 +1,6 @@
 /** Request and response schemas of /v1/exports. */
 import { Type } from "typebox";
-import { COMPRESSIONS, CSV_NEWLINES, EXPORT_STATUSES, FORMATS } from "../../domain/export.js";
+import { ARCHIVE_KINDS, COMPRESSIONS, CSV_NEWLINES, EXPORT_STATUSES, FORMATS } from "../../domain/export.js";
 import { Nullable, NullableTimestamp, noBody, responseHeader, Timestamp, withHeaders } from "../schemas.js";
 
 export const CreateExportHeaders = Type.Object({
@@ -14,37 +14,74 @@ export const CreateExportHeaders = Type.Object({
   ),
 });
 
+const FiltersSchema = Type.Record(
+  Type.String({ maxLength: 100 }),
+  Type.Union([
+    Type.String({ maxLength: 500 }),
+    Type.Array(Type.String({ maxLength: 500 }), { minItems: 1, maxItems: 1000 }),
+  ]),
+  { description: "Filter name → one value or a list of values." },
+);
+const ColumnsSchema = Type.Array(Type.String({ maxLength: 100 }), {
+  minItems: 1,
+  maxItems: 200,
+  description: "Columns to export, in this order. Default: every column.",
+});
+
 export const CreateExportBody = Type.Object(
   {
-    dataset: Type.String({
-      minLength: 1,
-      maxLength: 100,
-      description: "A dataset name from GET /v1/datasets.",
-    }),
-    from: Type.String({
-      maxLength: 40,
-      description:
-        "Start, inclusive: ISO 8601 with offset, a local date-time or a date (its first instant), read in `timezone`.",
-    }),
-    to: Type.String({
-      maxLength: 40,
-      description: 'End, exclusive: ISO 8601 with offset, a local date-time, a date, or "now".',
-    }),
-    filters: Type.Optional(
-      Type.Record(
-        Type.String({ maxLength: 100 }),
-        Type.Union([
-          Type.String({ maxLength: 500 }),
-          Type.Array(Type.String({ maxLength: 500 }), { minItems: 1, maxItems: 1000 }),
-        ]),
-        { description: "Filter name → one value or a list of values." },
+    dataset: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 100,
+        description:
+          "A dataset name from GET /v1/datasets. Exactly one of `dataset`, `datasets` and `bundle`.",
+      }),
+    ),
+    datasets: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: Type.String({ minLength: 1, maxLength: 100 }),
+            filters: Type.Optional(FiltersSchema),
+            columns: Type.Optional(ColumnsSchema),
+          },
+          { additionalProperties: false },
+        ),
+        {
+          maxItems: 16,
+          description:
+            "Several datasets in one export, run in this order, sharing the range, zone and format; downloadable as one zip with a manifest.",
+        },
       ),
     ),
-    columns: Type.Optional(
-      Type.Array(Type.String({ maxLength: 100 }), {
-        minItems: 1,
-        maxItems: 200,
-        description: "Columns to export, in this order. Default: every column.",
+    bundle: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 100,
+        description:
+          "A named set of datasets from the server's config file (e.g. `account`); may allow leaving out `from` and `to`.",
+      }),
+    ),
+    from: Type.Optional(
+      Type.String({
+        maxLength: 40,
+        description:
+          "Start, inclusive: ISO 8601 with offset, a local date-time or a date (its first instant), read in `timezone`. Required unless the bundle allows all-time exports.",
+      }),
+    ),
+    to: Type.Optional(
+      Type.String({
+        maxLength: 40,
+        description: 'End, exclusive: ISO 8601 with offset, a local date-time, a date, or "now".',
+      }),
+    ),
+    filters: Type.Optional(FiltersSchema),
+    columns: Type.Optional(ColumnsSchema),
+    archive: Type.Optional(
+      Type.Enum(ARCHIVE_KINDS, {
+        description:
+          "`zip`: the export is also one zip archive of every part plus `manifest.json`. Default: `zip` with `datasets` or `bundle`, `none` with `dataset`.",
       }),
     ),
     format: Type.Optional(Type.Enum(FORMATS, { default: "csv" })),
@@ -91,6 +128,7 @@ export const CreateExportBody = Type.Object(
 
 const PartSchema = Type.Object({
   index: Type.Integer(),
+  dataset: Type.String({ description: "The dataset the part belongs to." }),
   rows: Type.Integer(),
   bytes: Type.Integer(),
   sha256: Type.String(),
@@ -103,6 +141,46 @@ const PartSchema = Type.Object({
   ),
   url_expires_at: NullableTimestamp,
 });
+
+const ManifestSchema = Type.Object(
+  {
+    manifest_version: Type.Integer(),
+    export_id: Type.String(),
+    bundle: Nullable(Type.String()),
+    created_at: Timestamp,
+    range: Type.Object({ from: Type.String(), to: Type.String(), all_time: Type.Boolean() }),
+    timezone: Type.String(),
+    format: Type.String(),
+    compression: Type.String(),
+    complete: Type.Boolean(),
+    datasets: Type.Array(
+      Type.Object({
+        name: Type.String(),
+        columns: Type.Array(Type.Object({ name: Type.String(), type: Nullable(Type.String()) })),
+        request: Type.Object({
+          filters: Type.Record(Type.String(), Type.Array(Type.String())),
+          columns: Type.Array(Type.String()),
+        }),
+        rows: Type.Integer(),
+        bytes: Type.Integer(),
+        parts: Type.Array(
+          Type.Object({
+            index: Type.Integer(),
+            path: Type.String(),
+            rows: Type.Integer(),
+            bytes: Type.Integer(),
+            sha256: Type.String(),
+            crc32: Nullable(Type.String()),
+          }),
+        ),
+      }),
+    ),
+  },
+  {
+    description:
+      "The archive's manifest.json as it stands (`complete` once succeeded); null without an archive.",
+  },
+);
 
 export const ExportSchema = Type.Object(
   {
@@ -137,12 +215,30 @@ export const ExportSchema = Type.Object(
       }),
       timezone: Type.String(),
       part_max_rows: Type.Integer(),
+      datasets: Type.Array(
+        Type.Object({
+          name: Type.String(),
+          filters: Type.Record(Type.String(), Type.Array(Type.String())),
+          columns: Type.Array(Type.String()),
+        }),
+        { description: "The export's datasets in the order they run (one for a single-dataset export)." },
+      ),
+      bundle: Nullable(Type.String()),
+      all_time: Type.Boolean({ description: "True when no range was given (a bundle that allows it)." }),
+      archive: Type.Enum(ARCHIVE_KINDS),
     }),
     progress: Type.Object({
-      percent: Type.Number({ description: "Share of the time range covered, 0–100; never moves backwards." }),
-      rows: Type.Integer(),
+      percent: Type.Number({
+        description:
+          "Share of the work done, 0–100 (datasets done plus the time range covered in the running one, over the datasets); never moves backwards.",
+      }),
+      rows: Type.Integer({ description: "Rows written so far, over every dataset." }),
       parts: Type.Integer(),
       estimated_rows: Nullable(Type.Integer()),
+      bytes: Type.Integer({ description: "Stored bytes of the published parts." }),
+      dataset: Nullable(
+        Type.String({ description: "The dataset running now (several datasets only); null otherwise." }),
+      ),
     }),
     attempts: Type.Integer(),
     created_by: Nullable(
@@ -158,6 +254,23 @@ export const ExportSchema = Type.Object(
     ),
     error: Nullable(Type.Object({ code: Type.String(), message: Type.String(), retryable: Type.Boolean() })),
     parts: Type.Array(PartSchema),
+    archive: Nullable(
+      Type.Object(
+        {
+          filename: Type.String(),
+          bytes: Nullable(Type.Integer({ description: "The archive's length, once the export succeeded." })),
+          url: Nullable(
+            Type.String({
+              description:
+                "Signed link to the zip (manifest.json and every part, stored uncompressed); supports Range. Null until succeeded, without exports:download, or with the S3 object store.",
+            }),
+          ),
+          url_expires_at: NullableTimestamp,
+        },
+        { description: 'The zip archive of an export with `"archive": "zip"`; null otherwise.' },
+      ),
+    ),
+    manifest: Nullable(ManifestSchema),
   },
   { $id: "Export" },
 );
@@ -184,13 +297,18 @@ export const ExportListSchema = Type.Object({
 export const DownloadQuery = Type.Object(
   {
     part: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
+    archive: Type.Optional(
+      Type.Literal("zip", {
+        description: "The export's zip archive instead of a part (local object store).",
+      }),
+    ),
     redirect: Type.Optional(Type.Boolean({ default: true })),
   },
   { additionalProperties: false },
 );
 
 export const DownloadLinkSchema = Type.Object({
-  part: Type.Integer(),
+  part: Nullable(Type.Integer({ description: "The part's index; null for the zip archive." })),
   filename: Type.String(),
   url: Type.String(),
   expires_at: Timestamp,

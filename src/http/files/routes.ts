@@ -13,13 +13,14 @@ import type { FastifyInstance } from "fastify";
 import { AppError, serviceUnavailable } from "../../domain/errors.js";
 import { downloadRefusal } from "../../domain/export.js";
 import { isUuid } from "../../domain/ids.js";
-import { exportOfKey, isSafeKey } from "../../domain/naming.js";
+import { archiveOfKey, exportOfKey, isSafeKey } from "../../domain/naming.js";
 import type { ExportsPort } from "../../metadata/types.js";
 import { contentDisposition } from "../../object-store/content-disposition.js";
 import { contentTypeOf } from "../../object-store/content-type.js";
 import type { LinkSigner } from "../../object-store/signing.js";
 import type { HttpDeps } from "../deps.js";
-import { ChunkPool, DownloadSlots, writeFileRange } from "../file-body.js";
+import { ChunkPool, DownloadSlots, writeBody, writeFileRange } from "../file-body.js";
+import { answerFor, archiveOf, archivePieces, checkArchiveFiles } from "./archive.js";
 import { FileParams, FileQuery, FileResponses } from "./schemas.js";
 
 /** The query parameters of a signed link; a link with any other is refused as altered. */
@@ -119,6 +120,68 @@ export function fileRoutes(
         throw new AppError("invalid_signature", "The link's signature does not match.");
       if (verdict === "link_expired") {
         throw new AppError("link_expired", "The link has expired. Ask the API for a fresh one.");
+      }
+
+      // An export's zip archive: no stored object, assembled from its parts (archive.ts).
+      const archiveOwner = archiveOfKey(key);
+      if (archiveOwner) {
+        const record = isUuid(archiveOwner.exportId)
+          ? await deps.exports.getExport(archiveOwner.tenantId, archiveOwner.exportId)
+          : null;
+        if (!record) throw new AppError("not_found", "The export no longer exists.");
+        const archive = archiveOf(record, root);
+        const answer = answerFor(archive, request.headers as Record<string, string | undefined>);
+        reply
+          .header("etag", archive.etag)
+          .header("last-modified", archive.lastModified.toUTCString())
+          .header("cache-control", "private, no-cache");
+        if (answer.status === 304) return reply.code(304).send();
+        if (!slots.tryAcquire()) {
+          throw new AppError(
+            "too_many_downloads",
+            `This server is sending ${slots.max} downloads already. Retry shortly.`,
+            [],
+            { "retry-after": "5" },
+          );
+        }
+        let sending = false;
+        try {
+          try {
+            await checkArchiveFiles(archive);
+          } catch (err) {
+            throw await missingOrUnavailable(key, (err as { code?: unknown }).code);
+          }
+          reply
+            .code(answer.status)
+            .header("accept-ranges", "bytes")
+            .header("content-type", contentTypeOf(filename))
+            .header("content-disposition", contentDisposition(filename))
+            .header("content-length", String(answer.length));
+          if (answer.status === 206) {
+            const last = answer.start + answer.length - 1;
+            reply.header("content-range", `bytes ${answer.start}-${last}/${archive.layout.size}`);
+          }
+          // Written by hand (HEAD too: Fastify would answer an empty HEAD with Content-Length: 0).
+          reply.hijack();
+          for (const [name, value] of Object.entries(reply.getHeaders())) {
+            if (value !== undefined) reply.raw.setHeader(name, value);
+          }
+          reply.raw.writeHead(reply.statusCode);
+          if (request.method !== "GET") {
+            reply.raw.end();
+            return reply;
+          }
+          sending = true;
+          writeBody(reply.raw, archivePieces(archive, answer.start, answer.length), pool, stallTimeoutMs)
+            .catch((err: unknown) => {
+              request.log.error({ err }, "archive download cut short");
+              reply.raw.destroy();
+            })
+            .finally(() => slots.release());
+        } finally {
+          if (!sending) slots.release();
+        }
+        return reply;
       }
 
       // A slot per download from here until its body is written (or it turns out to have none).

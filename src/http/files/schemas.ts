@@ -10,7 +10,7 @@ export const FileQuery = Type.Object({
   filename: Type.Optional(Type.String({ maxLength: 300 })),
   signature: Type.Optional(Type.String({ maxLength: 100 })),
 });
-const PART_TYPES = ["application/gzip", "text/csv; charset=utf-8", "application/x-ndjson"];
+const PART_TYPES = ["application/gzip", "text/csv; charset=utf-8", "application/x-ndjson", "application/zip"];
 const fileHeaders = {
   ETag: responseHeader("The file's entity tag, for If-None-Match, If-Match and If-Range."),
   "Last-Modified": responseHeader("When the file was written."),

@@ -1,0 +1,129 @@
+/**
+ * Serving an export's zip archive through its signed link (`…/archive.zip`): assembled on the fly
+ * from the stored parts (domain/zip.ts lays it out, domain/manifest.ts writes the manifest), never
+ * stored. Its length, ETag and bytes are fixed by the export, so a single `Range` (206, or 416 with
+ * a Content-Range giving the size), `If-Range` and `If-None-Match` work as for a part, and a download
+ * cut short resumes where it stopped. The body goes through file-body.ts (pooled chunks, one part
+ * open at a time), so an archive download costs what a part download does.
+ */
+import { createHash } from "node:crypto";
+import type { FileHandle } from "node:fs/promises";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { crc32 } from "../../domain/crc32.js";
+import { AppError } from "../../domain/errors.js";
+import { downloadRefusal, type ExportRecord, hasArchive } from "../../domain/export.js";
+import { archiveEntries } from "../../domain/manifest.js";
+import { sliceLayout, type ZipLayout, zipLayout } from "../../domain/zip.js";
+import type { BodyPiece } from "../file-body.js";
+
+/** An export's archive, ready to answer requests: its layout, tag and the files of its entries. */
+export interface Archive {
+  layout: ZipLayout;
+  etag: string;
+  lastModified: Date;
+  /** Path on disk of each entry's stored file (null: an inline entry). */
+  files: (string | null)[];
+}
+
+/**
+ * The archive of `record` under the local object store's `root`, or the error a download of it
+ * answers: the export's download refusal (not ready, expired), not_found when it has no archive.
+ */
+export function archiveOf(record: ExportRecord, root: string): Archive {
+  const refusal = downloadRefusal(record);
+  if (refusal) throw refusal;
+  const built = hasArchive(record.request) ? archiveEntries(record, (b) => crc32(b, 0)) : null;
+  if (!built) {
+    throw new AppError(
+      "not_found",
+      'This export has no zip archive: create it with "archive": "zip" (exports made before archives existed have none).',
+    );
+  }
+  const layout = zipLayout(built.entries, record.createdAt);
+  // The manifest names every part's SHA-256 and the export: it identifies the archive's bytes.
+  const etag = `"zip-${createHash("sha256").update(built.manifest).digest("base64url").slice(0, 32)}"`;
+  // Laid out per request: the manifest's JSON, a hash of it and a few headers per part (cheap).
+  return {
+    layout,
+    etag,
+    lastModified: new Date(record.finishedAt ?? record.createdAt),
+    files: built.partOf.map((i) => {
+      const part = i === null ? null : record.parts[i];
+      return part ? path.join(root, part.objectKey) : null;
+    }),
+  };
+}
+
+/** Checks every part is on disk with its recorded size before any header goes out. */
+export async function checkArchiveFiles(archive: Archive): Promise<void> {
+  for (const segment of archive.layout.segments) {
+    if (segment.kind !== "file") continue;
+    const file = archive.files[segment.entry];
+    if (!file) throw new Error(`archive entry ${segment.entry} has no file`);
+    const stat = await fs.stat(file);
+    if (stat.size !== segment.length) throw new Error(`${file} is ${stat.size} bytes, not ${segment.length}`);
+  }
+}
+
+/** What a request asks of an archive: all of it, a range, nothing new (304), or an impossible range. */
+export type ArchiveAnswer =
+  | { status: 200; start: 0; length: number }
+  | { status: 206; start: number; length: number }
+  | { status: 304 };
+
+/**
+ * Decides the answer from the request's headers (RFC 9110 §13, §14): If-None-Match with the tag is
+ * 304; a single satisfiable `bytes=` range is 206 (an If-Range naming another tag, several ranges or
+ * a malformed header are served whole, as the RFC allows); a range past the end is 416.
+ */
+export function answerFor(
+  archive: Archive,
+  headers: { range?: string; "if-range"?: string; "if-none-match"?: string },
+): ArchiveAnswer {
+  const size = archive.layout.size;
+  const noneMatch = headers["if-none-match"];
+  if (noneMatch?.split(",").some((t) => t.trim() === archive.etag || t.trim() === "*"))
+    return { status: 304 };
+  const whole = { status: 200 as const, start: 0 as const, length: size };
+  const range = headers.range;
+  if (!range) return whole;
+  const ifRange = headers["if-range"];
+  if (ifRange !== undefined && ifRange !== archive.etag) return whole;
+  const match = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
+  if (!match || (match[1] === "" && match[2] === "")) return whole;
+  let start: number;
+  let end: number;
+  if (match[1] === "") {
+    const suffix = Number(match[2]);
+    if (suffix === 0) throw unsatisfiable(size);
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(match[1]);
+    end = match[2] === "" ? size - 1 : Math.min(Number(match[2]), size - 1);
+    if (match[2] !== "" && Number(match[2]) < start) return whole;
+  }
+  if (start >= size) throw unsatisfiable(size);
+  return { status: 206, start, length: end - start + 1 };
+}
+
+function unsatisfiable(size: number): AppError {
+  return new AppError("range_not_satisfiable", "The requested range lies outside the archive.", [], {
+    "content-range": `bytes */${size}`,
+  });
+}
+
+/** The body pieces of bytes `start` to `start + length` of the archive. */
+export function archivePieces(archive: Archive, start: number, length: number): BodyPiece[] {
+  return sliceLayout(archive.layout, start, length).map((s): BodyPiece => {
+    if (s.kind === "bytes") return s;
+    const file = archive.files[s.entry] as string;
+    return {
+      kind: "file",
+      file: (): Promise<FileHandle> => fs.open(file, "r"),
+      position: s.position,
+      length: s.length,
+    };
+  });
+}
