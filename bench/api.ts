@@ -1,9 +1,9 @@
 /**
  * API throughput: GET /v1/exports/{id} with a key, at 50 connections (autocannon, in its own
  * process), against a bare Fastify route in the same run answering the same JSON document.
- * Two cases: a succeeded export (authentication, rate limit, the finished export and its
- * serialized document from the per-second cache) and a queued export on an API-only server (the
- * export is read from SQLite and serialized on every request, as while an export runs).
+ * Three cases: a succeeded export (authentication, rate limit, the finished export and its
+ * serialized document from the per-second cache), a queued export on an API-only server and a
+ * running one with parts whose worker was killed (both read from SQLite on every request).
  * Run: npm run bench:api   (BENCH_ROUNDS=3, BENCH_SECONDS=10 by default; BENCH_NODE_ARGS adds flags to the servers)
  */
 import { spawn } from "node:child_process";
@@ -27,28 +27,41 @@ interface Case {
   body: string;
 }
 
-/** A server of its own with one export, waited on until `status`. */
+/**
+ * A server of its own with one export, waited on until `status`. "running": an API-only server and
+ * one worker process on a month of events in parts of 10,000 rows; once two parts are recorded the
+ * worker is killed (SIGKILL), so the export stays running, with its parts and progress, under a
+ * lease nobody renews — and with no worker left, nobody takes it over.
+ */
 async function prepare(label: string, apiOnly: boolean, status: string): Promise<Case> {
   const cluster = await startCluster({ workers: 0, apiOnly });
   const http = client(cluster.url, cluster.key);
   const to = pastMidnight();
+  const running = status === "running";
+  if (running) cluster.addWorkers(1);
   const created = await http.create({
     dataset: "events",
-    from: new Date(to - 3_600_000).toISOString(),
+    from: new Date(to - (running ? 30 * 86_400_000 : 3_600_000)).toISOString(),
     to: new Date(to).toISOString(),
+    ...(running ? { part_max_rows: 10_000 } : {}),
   });
   await waitFor(
     () => http.get(created.body.id),
-    (e) => e.status === status,
+    (e) => e.status === status && (!running || e.progress.parts >= 2),
   );
+  if (running) await cluster.killWorkers();
   const res = await http.raw(`/v1/exports/${created.body.id}`);
-  return { label, cluster, id: created.body.id, body: await res.text() };
+  const body = await res.text();
+  if ((JSON.parse(body) as { status: string }).status !== status) throw new Error(`not ${status}: ${body}`);
+  return { label, cluster, id: created.body.id, body };
 }
 
 const cases = [
   await prepare("succeeded export (cached 1 s)", false, "succeeded"),
   // No worker in this process: the export stays queued.
   await prepare("queued export (read every time)", true, "queued"),
+  // Its worker killed: the export stays running, with parts.
+  await prepare("running export (read every time)", true, "running"),
 ];
 
 // The anchor answers each export id with exportd's own document for it.

@@ -78,8 +78,10 @@ export function* script(text: string): Plan<void> {
 /** Runs statements for the store; one per engine (dialect/). */
 export interface Driver {
   readonly dialect: Dialect;
-  /** One statement's rows: the hot path (status reads), without a plan. */
+  /** One statement's rows, without a plan. */
   rows(text: string, params: Params): Promise<Row[]>;
+  /** The first row of one statement (undefined: none): the hot path (status reads), no list built. */
+  row(text: string, params: Params): Promise<Row | undefined>;
   /** One statement's changed-row count. */
   changes(text: string, params: Params): Promise<number>;
   /**

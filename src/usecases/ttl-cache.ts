@@ -19,6 +19,10 @@ export class TtlCache<V> {
     return undefined;
   }
 
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
+
   set(key: string, value: V, now: number): void {
     if (this.entries.size >= this.max) this.entries.clear();
     this.entries.set(key, { value, until: now + this.ttlMs });

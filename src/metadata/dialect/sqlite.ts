@@ -8,6 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import type { Dialect, Driver, Mode, Params, Plan, Row } from "../sql.js";
+import { storeError } from "../unavailable.js";
 
 export const SQLITE: Dialect = {
   name: "sqlite",
@@ -65,12 +66,30 @@ export class SqliteDriver implements Driver {
     return step.value;
   }
 
+  // Each call throws what storeError makes of a failure (StoreUnavailableError for a busy, full or
+  // failing database); a try/catch costs nothing while nothing fails.
   async rows(text: string, params: Params): Promise<Row[]> {
-    return this.statement(text, "rows").all(params) as Row[];
+    try {
+      return this.statement(text, "rows").all(params) as Row[];
+    } catch (err) {
+      throw storeError(err);
+    }
+  }
+
+  async row(text: string, params: Params): Promise<Row | undefined> {
+    try {
+      return this.statement(text, "rows").get(params) as Row | undefined;
+    } catch (err) {
+      throw storeError(err);
+    }
   }
 
   async changes(text: string, params: Params): Promise<number> {
-    return this.statement(text, "changes").run(params).changes;
+    try {
+      return this.statement(text, "changes").run(params).changes;
+    } catch (err) {
+      throw storeError(err);
+    }
   }
 
   /** Synchronous by nature: a plan is done when this returns (the caller may skip the await). */
@@ -78,11 +97,15 @@ export class SqliteDriver implements Driver {
     try {
       return Promise.resolve(transaction ? (this.transaction.immediate(plan) as T) : this.drive(plan));
     } catch (err) {
-      return Promise.reject(err);
+      return Promise.reject(storeError(err));
     }
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    try {
+      if (this.db.open) this.db.close();
+    } catch (err) {
+      throw storeError(err);
+    }
   }
 }
