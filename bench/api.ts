@@ -15,7 +15,7 @@ import { client } from "../test/helpers/server-process.js";
 import { pastMidnight, tempDir, waitFor } from "../test/helpers/service.js";
 import { type Cluster, startCluster } from "./cluster.js";
 import { type LoadResult, load, loadLine } from "./load.js";
-import { int, ratioText, report, spread } from "./report.js";
+import { cpuMs, int, ratioText, report, spread } from "./report.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -78,26 +78,40 @@ const bare = spawn(
 );
 await new Promise((resolve) => bare.stdout?.once("data", resolve));
 
+/** A load's result and the CPU time (ms) its server spent per 1,000 requests meanwhile. */
+type Measured = LoadResult & { cpuPerThousand: number };
 interface Round {
-  anchor: LoadResult;
-  ours: LoadResult;
+  anchor: Measured;
+  ours: Measured;
+}
+
+/** Runs `run` and measures the CPU time process `pid` used meanwhile, per 1,000 requests. */
+function measured(pid: number, run: () => LoadResult): Measured {
+  const before = cpuMs(pid);
+  const result = run();
+  return { ...result, cpuPerThousand: ((cpuMs(pid) - before) * 1000) / result.requests.total };
 }
 const shape = { connections: 50, seconds: SECONDS };
 const rounds = new Map<Case, Round[]>(cases.map((c) => [c, []]));
 try {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const c of cases) {
-      const anchor = load({ url: `http://127.0.0.1:${barePort}/v1/exports/${c.id}`, ...shape });
-      const ours = load({
-        url: `${c.cluster.url}/v1/exports/${c.id}`,
-        headers: { authorization: `Bearer ${c.cluster.key}` },
-        ...shape,
-      });
+      const anchor = measured(bare.pid as number, () =>
+        load({ url: `http://127.0.0.1:${barePort}/v1/exports/${c.id}`, ...shape }),
+      );
+      const ours = measured(c.cluster.api.child.pid as number, () =>
+        load({
+          url: `${c.cluster.url}/v1/exports/${c.id}`,
+          headers: { authorization: `Bearer ${c.cluster.key}` },
+          ...shape,
+        }),
+      );
       if (ours.non2xx > 0 || ours.errors > 0 || anchor.non2xx > 0)
         throw new Error(`errors answered: ${JSON.stringify({ ours, anchor })}`);
       rounds.get(c)?.push({ anchor, ours });
       process.stdout.write(
-        `round ${round}, ${c.label}\n  ${loadLine("bare Fastify route", anchor)}\n  ${loadLine("exportd", ours)}\n`,
+        `round ${round}, ${c.label}\n  ${loadLine("bare Fastify route", anchor)}  CPU ${anchor.cpuPerThousand.toFixed(0)} ms/1000\n` +
+          `  ${loadLine("exportd", ours)}  CPU ${ours.cpuPerThousand.toFixed(0)} ms/1000\n`,
       );
     }
   }
@@ -106,14 +120,23 @@ try {
   await Promise.all(cases.map((c) => c.cluster.stop()));
 }
 
-const rates = (results: LoadResult[]) => {
+const rates = (results: Measured[]) => {
   const rate = spread(results.map((r) => r.requests.average));
   const p50 = spread(results.map((r) => r.latency.p50));
   const p99 = spread(results.map((r) => r.latency.p99));
-  return [`${int(rate.min)}–${int(rate.max)}`, `${p50.min}–${p50.max}`, `${p99.min}–${p99.max}`];
+  const cpu = spread(results.map((r) => r.cpuPerThousand));
+  return [
+    `${int(rate.min)}–${int(rate.max)}`,
+    `${p50.min}–${p50.max}`,
+    `${p99.min}–${p99.max}`,
+    `${int(cpu.min)}–${int(cpu.max)}`,
+  ];
 };
 const ratiosOf = (c: Case) =>
   (rounds.get(c) ?? []).map((r) => r.ours.requests.average / r.anchor.requests.average);
+/** The anchor's CPU per request over exportd's: what req/s would be on a machine to themselves. */
+const cpuRatiosOf = (c: Case) =>
+  (rounds.get(c) ?? []).map((r) => r.anchor.cpuPerThousand / r.ours.cpuPerThousand);
 report({
   id: "3-api",
   title: "3. API: GET /v1/exports/{id}",
@@ -126,15 +149,26 @@ report({
     "serialized on every request, as a running one is. Anchor: a bare Fastify route in its own process " +
     "answering the same JSON document, so both sides write the same bytes.",
   table: {
-    columns: ["case", "side", "req/s (min–max)", "p50 ms", "p99 ms", "ratio"],
+    columns: ["case", "side", "req/s (min–max)", "p50 ms", "p99 ms", "CPU ms/1000 req", "ratio", "CPU ratio"],
     rows: cases.flatMap((c) => {
       const rs = rounds.get(c) ?? [];
       return [
-        [c.label, "bare Fastify route", ...rates(rs.map((r) => r.anchor)), ""],
-        [c.label, "exportd", ...rates(rs.map((r) => r.ours)), ratioText(ratiosOf(c))],
+        [c.label, "bare Fastify route", ...rates(rs.map((r) => r.anchor)), "", ""],
+        [
+          c.label,
+          "exportd",
+          ...rates(rs.map((r) => r.ours)),
+          ratioText(ratiosOf(c)),
+          ratioText(cpuRatiosOf(c)),
+        ],
       ];
     }),
   },
+  notes: [
+    "ratio: exportd's req/s over the anchor's in the same round (the floor). CPU ratio: the anchor's " +
+      "CPU time per request over exportd's (user + system time of each server process while it was " +
+      "loaded), which a busy neighbour on a shared machine moves far less than req/s.",
+  ],
   floors: cases.map((c) => ({
     name: `API req/s vs bare Fastify, ${c.label}`,
     floor: "≥ 0.5×",

@@ -46,6 +46,16 @@ function leaseParams(id: string, lease: Lease, values: Params = {}): Params {
 
 const check = (changed: number): LeaseCheck => (changed === 1 ? "ok" : "lost");
 
+/**
+ * An ExportVersion inside: the row of the status read (id and tenant first, the queue position
+ * last) and the driver's change mark taken before it, moved on when a later read finds the row
+ * unchanged.
+ */
+interface SeenExport {
+  row: Row;
+  mark: number | null;
+}
+
 /** Whether two rows of one statement hold the same values (engines return primitives only). */
 function sameRow(a: Row, b: Row): boolean {
   if (a.length !== b.length) return false;
@@ -258,13 +268,22 @@ export class SqlMetadataStore implements MetadataStore {
     id: string,
     known?: ExportVersion,
   ): Promise<ExportWithPosition | "unchanged" | null> {
+    // Taken before the read: a commit after it moves the mark, and the next read reads again.
+    const mark = this.driver.changeMark();
+    const last = known as SeenExport | undefined;
+    const same = last !== undefined && last.row[0] === id && last.row[1] === tenantId;
+    if (same && mark !== null && mark === last.mark) return "unchanged";
     const row = await this.driver.row(this.q.exportWithPosition, { id, tenantId });
     if (!row) return null;
-    if (known && sameRow(row, known as unknown as Row)) return "unchanged";
+    if (same && sameRow(row, last.row)) {
+      last.mark = mark;
+      return "unchanged";
+    }
     const position = row[row.length - 1];
+    const seen: SeenExport = { row, mark };
     return Object.assign(await this.exportOf(row), {
       queuePosition: position === null ? null : Number(position),
-      version: row as unknown as ExportVersion,
+      version: seen as unknown as ExportVersion,
     });
   }
 

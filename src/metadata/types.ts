@@ -56,8 +56,9 @@ export interface CreateExportOptions {
 declare const VERSION: unique symbol;
 
 /**
- * What one status read saw of an export: its whole row and queue position, opaque to callers, who
- * hand it back to `readExport` to learn whether anything changed since.
+ * What one status read saw of an export (its whole row and queue position, and the database's
+ * change mark before it), opaque to callers, who hand it back to `readExport` to learn whether
+ * anything changed since.
  */
 export type ExportVersion = { readonly [VERSION]: true };
 
@@ -126,9 +127,11 @@ export interface ExportsPort {
   getExport(tenantId: string, id: string): Promise<ExportRecord | null>;
   /**
    * The status read: the export and its queue position in one query (null if not found). With
-   * `known`, the version of an earlier read, answers "unchanged" when the row and the position are
-   * still exactly what that read saw — then nothing is built, and the parts are not read (a part is
-   * recorded in the transaction that moves the row's cursor and progress).
+   * `known`, the version of an earlier read of the same export, answers "unchanged" when nothing
+   * was committed to the database since (SQLite tells this without reading the row), or when the
+   * row and the position are still exactly what that read saw — then nothing is built, and the
+   * parts are not read (a part is recorded in the transaction that moves the row's cursor and
+   * progress).
    */
   readExport(tenantId: string, id: string): Promise<ExportWithPosition | null>;
   readExport(

@@ -19,14 +19,17 @@ before(async () => {
 });
 after(() => pgDatabase.dispose());
 
-const stores: [string, () => Promise<MetadataStore>][] = [
+const sqliteFile = path.join(tempDir(), "meta.sqlite");
+/** Each engine: how to open its store, and how to open a second one on the same database (another process). */
+const stores: [string, () => Promise<MetadataStore>, () => MetadataStore][] = [
   [
     "sqlite",
     async () => {
-      const store = new SqliteStore(path.join(tempDir(), "meta.sqlite"));
+      const store = new SqliteStore(sqliteFile);
       store.migrate();
       return store;
     },
+    () => new SqliteStore(sqliteFile),
   ],
   [
     "postgres",
@@ -36,10 +39,11 @@ const stores: [string, () => Promise<MetadataStore>][] = [
       assert.equal(await store.migrate(), 0, "migrations apply once");
       return store;
     },
+    () => new PostgresStore(pgDatabase.url),
   ],
 ];
 
-for (const [name, open] of stores) {
+for (const [name, open, openAnother] of stores) {
   describe(`metadata store contract: ${name}`, () => {
     let store: MetadataStore;
     let t = 1_000_000;
@@ -227,6 +231,24 @@ for (const [name, open] of stores) {
       assert.ok(withPart !== "unchanged" && withPart !== null, "a recorded part changes the row");
       assert.deepEqual(withPart.parts, [part]);
       assert.equal(await store.readExport(tenant.id, e2.id, withPart.version), "unchanged");
+
+      // A write by another process (its own connection) shows in the next read too.
+      const other = openAnother();
+      try {
+        const progress = { percent: 60, rows: 12, parts: 1 };
+        assert.equal(await other.updateProgress(e2.id, l, progress, 100), "ok");
+        const seen = await store.readExport(tenant.id, e2.id, withPart.version);
+        assert.ok(seen !== "unchanged" && seen !== null, "another connection's commit is seen");
+        assert.deepEqual(seen.progress, progress);
+        assert.equal(await store.readExport(tenant.id, e2.id, seen.version), "unchanged");
+      } finally {
+        await other.close();
+      }
+      const unknown = await store.readExport(tenant.id, e1.id, withPart.version);
+      assert.ok(
+        unknown !== "unchanged" && unknown?.id === e1.id,
+        "a version vouches for its own export only",
+      );
     });
 
     test("claim: many workers at once take each export exactly once", async () => {

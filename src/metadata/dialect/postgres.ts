@@ -135,30 +135,33 @@ export class PostgresDriver implements Driver {
     return step.value;
   }
 
-  // Each call throws what storeError makes of a failure: StoreUnavailableError while the server
-  // is down, unreachable, restarting, failing over or too slow to answer within its bounds.
-  async rows(text: string, params: Params): Promise<Row[]> {
+  /**
+   * One statement outside a plan; a failure rejects with what storeError makes of it
+   * (StoreUnavailableError while the server is down, unreachable, restarting, failing over or too
+   * slow to answer within its bounds).
+   */
+  private async one(text: string, params: Params, mode: Mode): Promise<unknown> {
     try {
-      return (await this.exec(this.pool, text, params, "rows")) as Row[];
+      return await this.exec(this.pool, text, params, mode);
     } catch (err) {
       throw storeError(err);
     }
+  }
+
+  rows(text: string, params: Params): Promise<Row[]> {
+    return this.one(text, params, "rows") as Promise<Row[]>;
   }
 
   async row(text: string, params: Params): Promise<Row | undefined> {
-    try {
-      return ((await this.exec(this.pool, text, params, "rows")) as Row[])[0];
-    } catch (err) {
-      throw storeError(err);
-    }
+    return ((await this.one(text, params, "rows")) as Row[])[0];
   }
 
-  async changes(text: string, params: Params): Promise<number> {
-    try {
-      return (await this.exec(this.pool, text, params, "changes")) as number;
-    } catch (err) {
-      throw storeError(err);
-    }
+  changeMark(): null {
+    return null;
+  }
+
+  changes(text: string, params: Params): Promise<number> {
+    return this.one(text, params, "changes") as Promise<number>;
   }
 
   async run<T>(plan: Plan<T>, transaction: boolean, unbounded = false): Promise<T> {

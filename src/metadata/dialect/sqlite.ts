@@ -31,6 +31,14 @@ export class SqliteDriver implements Driver {
   private readonly statements = new Map<string, Database.Statement>();
   /** Runs a plan in one immediate transaction: the write lock from the first statement on. */
   private readonly transaction: Database.Transaction<(plan: Plan<unknown>) => unknown>;
+  /**
+   * SQLite's count of commits by other connections (PRAGMA data_version: unchanged by this
+   * connection's own), and the change mark, moved by each of those and by each statement of ours
+   * that may write (better-sqlite3 runs it to its end before anything else runs here).
+   */
+  private readonly dataVersion: Database.Statement;
+  private otherCommits = -1;
+  private mark = 0;
 
   constructor(file: string) {
     if (file !== ":memory:") fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -40,6 +48,21 @@ export class SqliteDriver implements Driver {
     this.db.pragma("busy_timeout = 5000");
     this.db.pragma("foreign_keys = ON");
     this.transaction = this.db.transaction((plan: Plan<unknown>) => this.drive(plan));
+    this.dataVersion = this.db.prepare("PRAGMA data_version").pluck(true);
+  }
+
+  changeMark(): number {
+    let commits: number;
+    try {
+      commits = this.dataVersion.get() as number;
+    } catch (err) {
+      throw storeError(err);
+    }
+    if (commits !== this.otherCommits) {
+      this.otherCommits = commits;
+      this.mark += 1;
+    }
+    return this.mark;
   }
 
   private statement(text: string, mode: Mode): Database.Statement {
@@ -50,11 +73,15 @@ export class SqliteDriver implements Driver {
       if (mode === "rows") statement.raw(true);
       this.statements.set(text, statement);
     }
+    if (!statement.readonly) this.mark += 1;
     return statement;
   }
 
   private exec(text: string, params: Params, mode: Mode): unknown {
-    if (mode === "script") return this.db.exec(text);
+    if (mode === "script") {
+      this.mark += 1;
+      return this.db.exec(text);
+    }
     const statement = this.statement(text, mode);
     return mode === "rows" ? statement.all(params) : statement.run(params).changes;
   }
@@ -66,30 +93,30 @@ export class SqliteDriver implements Driver {
     return step.value;
   }
 
-  // Each call throws what storeError makes of a failure (StoreUnavailableError for a busy, full or
-  // failing database); a try/catch costs nothing while nothing fails.
-  async rows(text: string, params: Params): Promise<Row[]> {
+  /**
+   * One statement outside a plan, done when this returns; a failure rejects with what storeError
+   * makes of it (StoreUnavailableError for a busy, full or failing database).
+   */
+  private one(text: string, params: Params, mode: Mode | "row"): Promise<unknown> {
     try {
-      return this.statement(text, "rows").all(params) as Row[];
+      return Promise.resolve(
+        mode === "row" ? this.statement(text, "rows").get(params) : this.exec(text, params, mode),
+      );
     } catch (err) {
-      throw storeError(err);
+      return Promise.reject(storeError(err));
     }
   }
 
-  async row(text: string, params: Params): Promise<Row | undefined> {
-    try {
-      return this.statement(text, "rows").get(params) as Row | undefined;
-    } catch (err) {
-      throw storeError(err);
-    }
+  rows(text: string, params: Params): Promise<Row[]> {
+    return this.one(text, params, "rows") as Promise<Row[]>;
   }
 
-  async changes(text: string, params: Params): Promise<number> {
-    try {
-      return this.statement(text, "changes").run(params).changes;
-    } catch (err) {
-      throw storeError(err);
-    }
+  row(text: string, params: Params): Promise<Row | undefined> {
+    return this.one(text, params, "row") as Promise<Row | undefined>;
+  }
+
+  changes(text: string, params: Params): Promise<number> {
+    return this.one(text, params, "changes") as Promise<number>;
   }
 
   /** Synchronous by nature: a plan is done when this returns (the caller may skip the await). */
