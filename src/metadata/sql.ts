@@ -84,8 +84,9 @@ export interface Driver {
   row(text: string, params: Params): Promise<Row | undefined>;
   /**
    * A number that is the same as an earlier one only if nothing was committed to the database in
-   * between, by this process or any other; take it before the reads it vouches for. Null when the
-   * engine cannot tell cheaply (PostgreSQL: asking costs the round trip a read costs).
+   * between, by this process or (up to the current turn of the event loop) any other; take it
+   * before the reads it vouches for. Null when the engine cannot tell cheaply (PostgreSQL: asking
+   * costs the round trip a read costs).
    */
   changeMark(): number | null;
   /** One statement's changed-row count. */

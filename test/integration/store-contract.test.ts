@@ -237,6 +237,8 @@ for (const [name, open, openAnother] of stores) {
       try {
         const progress = { percent: 60, rows: 12, parts: 1 };
         assert.equal(await other.updateProgress(e2.id, l, progress, 100), "ok");
+        // SQLite asks for others' commits once per turn of the event loop (SqliteDriver.changeMark).
+        await new Promise((resolve) => setImmediate(resolve));
         const seen = await store.readExport(tenant.id, e2.id, withPart.version);
         assert.ok(seen !== "unchanged" && seen !== null, "another connection's commit is seen");
         assert.deepEqual(seen.progress, progress);
