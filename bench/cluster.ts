@@ -21,6 +21,11 @@ export interface Cluster {
   api: ServerProcess;
   /** Starts more worker processes (only when the API runs without an in-process worker). */
   addWorkers(count: number): void;
+  /**
+   * Kills every worker process with SIGKILL, as a crash would: what they were running stays
+   * `running` under a lease nobody renews (and, with no worker left, nobody takes over).
+   */
+  killWorkers(): Promise<void>;
   /** Stops every process and removes the data folder (parts included). */
   stop(): Promise<void>;
 }
@@ -72,6 +77,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     env,
     api,
     addWorkers,
+    async killWorkers() {
+      await Promise.all(workers.splice(0).map((w) => stopChild(w, "SIGKILL")));
+    },
     async stop() {
       await Promise.all([api.stop(), ...workers.map((w) => stopChild(w))]);
       fs.rmSync(dataDir, { recursive: true, force: true });

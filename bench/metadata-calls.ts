@@ -1,6 +1,7 @@
 /**
  * The metadata store's hot calls, one at a time, on both engines: the API's status read of a queued
- * and of a running export, the worker's heartbeat and claim, and a create under the queue cap.
+ * export (first and unchanged since the last read) and of a running export, the worker's heartbeat
+ * and claim, and a create under the queue cap.
  * Microseconds per call (mean of BENCH_CALLS, after a warm-up); SQLite on a temp file, PostgreSQL on
  * a fresh database of EXPORTD_TEST_DATABASE_URL (or a throwaway server). A comparison between
  * query layers (or before/after a change) runs it on both, in the same session.
@@ -36,6 +37,16 @@ async function measure(engine: string, store: MetadataStore, calls: number): Pro
     const last = newExport({ id: newId(), tenantId: tenant.id, request, now: 100, estimatedRows: 10 });
     await store.insertExport(last);
     await time("status read, queued export", engine, calls, () => store.readExport(tenant.id, last.id));
+    // The API's read of an export it read before: a new turn of the event loop per call, as
+    // requests come (SQLite asks for others' commits once per turn), against an empty turn.
+    const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+    await time("(a turn of the event loop alone)", engine, calls, nextTurn);
+    const seen = await store.readExport(tenant.id, last.id);
+    await time("status read, queued, unchanged", engine, calls, async () => {
+      await nextTurn();
+      if ((await store.readExport(tenant.id, last.id, seen?.version)) !== "unchanged")
+        throw new Error("changed");
+    });
     const lease = { owner: "bench", now: 1000, leaseMs: 60_000 };
     const claimed = await store.claimExport(lease);
     if (!claimed) throw new Error("nothing to claim");

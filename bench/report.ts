@@ -81,4 +81,16 @@ export function peakRssMb(pid: number): number {
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1]) / 1024;
 }
 
+/**
+ * CPU time a live process has used so far (user + system, /proc/<pid>/stat), in ms. On a shared
+ * machine, CPU per request moves far less with the neighbours' load than requests per second do.
+ */
+export function cpuMs(pid: number): number {
+  // The fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+/** USER_HZ: 100 on every Linux the benchmarks run on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
 export const int = (n: number): string => Math.round(n).toLocaleString("en-US");

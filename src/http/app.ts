@@ -242,7 +242,8 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
     enableDraftSpec: true,
     allowList: (request) => request.auth === null,
     keyGenerator: (request) => request.auth?.keyId ?? request.ip,
-    max: async (request) => request.auth?.limits.requestsPerMinute ?? 1000,
+    // Not async: the plugin awaits the number either way, an async function would add a promise.
+    max: (request) => request.auth?.limits.requestsPerMinute ?? 1000,
     errorResponseBuilder: (_request, context) =>
       new AppError(
         "rate_limited",

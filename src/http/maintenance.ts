@@ -22,15 +22,19 @@ export function installMaintenance(
   clock: () => number,
 ): void {
   const maintenance = new MaintenanceSwitch(tenancy, forced, clock);
-  app.addHook("onRequest", async (request) => {
-    if (!pausedByMaintenance(request.method, request.url)) return;
-    const state = await maintenance.current();
-    if (!state.enabled) return;
-    throw new AppError(
-      "maintenance",
-      state.message || "exportd is in maintenance; reads and downloads work, writes are paused.",
-      [],
-      { "retry-after": String(state.retryAfterSeconds) },
-    );
+  // Callback style: reads, the most requests by far, pass without a promise of their own.
+  app.addHook("onRequest", (request, _reply, done) => {
+    if (!pausedByMaintenance(request.method, request.url)) return done();
+    maintenance.current().then((state) => {
+      if (!state.enabled) return done();
+      done(
+        new AppError(
+          "maintenance",
+          state.message || "exportd is in maintenance; reads and downloads work, writes are paused.",
+          [],
+          { "retry-after": String(state.retryAfterSeconds) },
+        ),
+      );
+    }, done);
   });
 }

@@ -7,7 +7,6 @@ import { PostgresDriver } from "./dialect/postgres.js";
 import { SqliteDriver } from "./dialect/sqlite.js";
 import { SqlMetadataStore } from "./store.js";
 import type { MetadataStore } from "./types.js";
-import { guardUnavailable } from "./unavailable.js";
 
 /** SQLite (embedded). `migrate` is done when it returns: better-sqlite3 is synchronous. */
 export class SqliteStore extends SqlMetadataStore {
@@ -33,8 +32,8 @@ export class PostgresStore extends SqlMetadataStore {
 
 /**
  * The configured metadata store, migrated: PostgreSQL when `databaseUrl` is set, else SQLite at
- * `databaseFile`. Its methods throw StoreUnavailableError while the database cannot serve
- * (unavailable.ts).
+ * `databaseFile`. Its methods throw StoreUnavailableError while the database cannot serve (the
+ * drivers translate their failures with unavailable.ts's storeError).
  */
 export async function openMetadataStore(settings: {
   databaseUrl: string | null;
@@ -49,5 +48,5 @@ export async function openMetadataStore(settings: {
     await store.close();
     throw err;
   }
-  return guardUnavailable(store);
+  return store;
 }

@@ -78,8 +78,17 @@ export function* script(text: string): Plan<void> {
 /** Runs statements for the store; one per engine (dialect/). */
 export interface Driver {
   readonly dialect: Dialect;
-  /** One statement's rows: the hot path (status reads), without a plan. */
+  /** One statement's rows, without a plan. */
   rows(text: string, params: Params): Promise<Row[]>;
+  /** The first row of one statement (undefined: none): the hot path (status reads), no list built. */
+  row(text: string, params: Params): Promise<Row | undefined>;
+  /**
+   * A number that is the same as an earlier one only if nothing was committed to the database in
+   * between, by this process or (up to the current turn of the event loop) any other; take it
+   * before the reads it vouches for. Null when the engine cannot tell cheaply (PostgreSQL: asking
+   * costs the round trip a read costs).
+   */
+  changeMark(): number | null;
   /** One statement's changed-row count. */
   changes(text: string, params: Params): Promise<number>;
   /**

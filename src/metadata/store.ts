@@ -31,6 +31,7 @@ import type {
   ClaimedExport,
   CreateExportOptions,
   CreateOutcome,
+  ExportVersion,
   ExportWithPosition,
   Lease,
   LeaseCheck,
@@ -49,6 +50,23 @@ function progressParams(p: ExportProgress): Params {
 }
 
 const check = (changed: number): LeaseCheck => (changed === 1 ? "ok" : "lost");
+
+/**
+ * An ExportVersion inside: the row of the status read (id and tenant first, the queue position
+ * last) and the driver's change mark taken before it, moved on when a later read finds the row
+ * unchanged.
+ */
+interface SeenExport {
+  row: Row;
+  mark: number | null;
+}
+
+/** Whether two rows of one statement hold the same values (engines return primitives only). */
+function sameRow(a: Row, b: Row): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 export class SqlMetadataStore implements MetadataStore {
   private readonly q: Queries;
@@ -237,26 +255,47 @@ export class SqlMetadataStore implements MetadataStore {
     return row ? Number(row[0]) : null;
   }
 
-  /** One export row of a tenant, with its parts when it has any (most reads need no second query). */
-  private async oneExport(text: string, tenantId: string, id: string): Promise<[ExportRecord, Row] | null> {
-    const [row] = await this.driver.rows(text, { id, tenantId });
-    if (!row) return null;
+  /** An export row with its parts when it has any (most reads need no second query). */
+  private async exportOf(row: Row): Promise<ExportRecord> {
     const [record] = idsWithParts([row]).length
       ? await this.driver.run(this.withParts([row]), false)
       : [toExport(row, [])];
-    return [record as ExportRecord, row];
+    return record as ExportRecord;
   }
 
-  async readExport(tenantId: string, id: string): Promise<ExportWithPosition | null> {
-    const found = await this.oneExport(this.q.exportWithPosition, tenantId, id);
-    if (!found) return null;
-    const [record, row] = found;
+  readExport(tenantId: string, id: string): Promise<ExportWithPosition | null>;
+  readExport(
+    tenantId: string,
+    id: string,
+    known: ExportVersion | undefined,
+  ): Promise<ExportWithPosition | "unchanged" | null>;
+  async readExport(
+    tenantId: string,
+    id: string,
+    known?: ExportVersion,
+  ): Promise<ExportWithPosition | "unchanged" | null> {
+    // Taken before the read: a commit after it moves the mark, and the next read reads again.
+    const mark = this.driver.changeMark();
+    const last = known as SeenExport | undefined;
+    const same = last !== undefined && last.row[0] === id && last.row[1] === tenantId;
+    if (same && mark !== null && mark === last.mark) return "unchanged";
+    const row = await this.driver.row(this.q.exportWithPosition, { id, tenantId });
+    if (!row) return null;
+    if (same && sameRow(row, last.row)) {
+      last.mark = mark;
+      return "unchanged";
+    }
     const position = row[row.length - 1];
-    return Object.assign(record, { queuePosition: position === null ? null : Number(position) });
+    const seen: SeenExport = { row, mark };
+    return Object.assign(await this.exportOf(row), {
+      queuePosition: position === null ? null : Number(position),
+      version: seen as unknown as ExportVersion,
+    });
   }
 
   async getExport(tenantId: string, id: string): Promise<ExportRecord | null> {
-    return (await this.oneExport(this.q.exportOfTenant, tenantId, id))?.[0] ?? null;
+    const row = await this.driver.row(this.q.exportOfTenant, { id, tenantId });
+    return row ? this.exportOf(row) : null;
   }
 
   async listExports(tenantId: string, query: ListExportsQuery): Promise<ExportRecord[]> {

@@ -53,8 +53,20 @@ export interface CreateExportOptions {
   idempotency: { key: string; requestHash: string } | null;
 }
 
-/** An export as the status read returns it: with its 1-based queue position while queued, else null. */
-export type ExportWithPosition = ExportRecord & { queuePosition: number | null };
+declare const VERSION: unique symbol;
+
+/**
+ * What one status read saw of an export (its whole row and queue position, and the database's
+ * change mark before it), opaque to callers, who hand it back to `readExport` to learn whether
+ * anything changed since.
+ */
+export type ExportVersion = { readonly [VERSION]: true };
+
+/**
+ * An export as the status read returns it: with its 1-based queue position while queued, else null,
+ * and the version it was read at.
+ */
+export type ExportWithPosition = ExportRecord & { queuePosition: number | null; version: ExportVersion };
 
 /** A claimed export; `takenOver` when it was running under another worker's expired lease. */
 export type ClaimedExport = ExportRecord & { takenOver: boolean };
@@ -113,8 +125,20 @@ export interface ExportsPort {
   /** 1-based place of a queued export among its tenant's queued exports; null when not queued. */
   queuePosition(tenantId: string, id: string): Promise<number | null>;
   getExport(tenantId: string, id: string): Promise<ExportRecord | null>;
-  /** The status read: the export and its queue position in one query (null if not found). */
+  /**
+   * The status read: the export and its queue position in one query (null if not found). With
+   * `known`, the version of an earlier read of the same export, answers "unchanged" when nothing
+   * was committed to the database since (SQLite tells this without reading the row), or when the
+   * row and the position are still exactly what that read saw — then nothing is built, and the
+   * parts are not read (a part is recorded in the transaction that moves the row's cursor and
+   * progress).
+   */
   readExport(tenantId: string, id: string): Promise<ExportWithPosition | null>;
+  readExport(
+    tenantId: string,
+    id: string,
+    known: ExportVersion | undefined,
+  ): Promise<ExportWithPosition | "unchanged" | null>;
   listExports(tenantId: string, query: ListExportsQuery): Promise<ExportRecord[]>;
   /** Cancels a queued or running export. Returns the export after the attempt (null if not found). */
   cancelExport(

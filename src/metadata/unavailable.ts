@@ -85,39 +85,12 @@ export function isUnavailable(err: unknown, depth = 0): boolean {
   return isUnavailable(cause, depth + 1);
 }
 
-type Method = (...args: unknown[]) => unknown;
-
-function translate(err: unknown): never {
-  throw isUnavailable(err) && !(err instanceof StoreUnavailableError) ? new StoreUnavailableError(err) : err;
-}
-
 /**
- * Wraps a store so that every method throws StoreUnavailableError for an unavailable database,
- * whatever the driver: the stores themselves stay plain, and no caller has to know SQLSTATEs or
- * SQLite codes. Sync methods (SQLite's migrate) and async ones alike.
+ * What a driver throws for `err`, a failure of its database call: StoreUnavailableError (with `err`
+ * as its cause) when the database cannot serve, else `err` itself. Both drivers pass every failure
+ * through it, so every store method throws one error type for an outage, whatever the engine, and
+ * no caller has to know SQLSTATEs or SQLite codes.
  */
-export function guardUnavailable<T extends object>(store: T): T {
-  // One wrapper per method, made on first use (status polling calls the store on every
-  // request); keyed by the function, so a method replaced on the instance gets its own.
-  const wrappers = new WeakMap<Method, Method>();
-  return new Proxy(store, {
-    get(target, property, receiver) {
-      const value: unknown = Reflect.get(target, property, receiver);
-      if (typeof value !== "function") return value;
-      const method = value as Method;
-      let wrapper = wrappers.get(method);
-      if (!wrapper) {
-        wrapper = (...args: unknown[]) => {
-          try {
-            const result = method.apply(target, args);
-            return result instanceof Promise ? result.catch(translate) : result;
-          } catch (err) {
-            return translate(err);
-          }
-        };
-        wrappers.set(method, wrapper);
-      }
-      return wrapper;
-    },
-  });
+export function storeError(err: unknown): unknown {
+  return isUnavailable(err) && !(err instanceof StoreUnavailableError) ? new StoreUnavailableError(err) : err;
 }

@@ -1,6 +1,7 @@
 /**
- * Reading a tenant's exports for the API: one export (final ones cached for a second), a page of
- * them, and a queued export's place in the queue.
+ * Reading a tenant's exports for the API: one export (final ones cached for a second, the others
+ * read every time but rebuilt only when their row changed), a page of them, and a queued export's
+ * place in the queue.
  */
 import { AppError, invalidRequest } from "../domain/errors.js";
 import {
@@ -15,11 +16,20 @@ import type { ExportsPort, ExportWithPosition, ListExportsQuery } from "../metad
 import { TtlCache } from "./ttl-cache.js";
 
 const FINAL_EXPORT_CACHE_MS = 1_000;
+/**
+ * How long the last read of a queued or running export is kept to compare the next read with. Only
+ * a bound on memory: every read checks the row, so a longer time never makes an answer staler.
+ */
+const LIVE_EXPORT_KEEP_MS = 10_000;
 
 export class ExportReader {
   // A final export changes only when the sweeper expires it, so it is read again at most once a
   // second; queued and running ones are read every time, so progress is never stale.
   private readonly finalExports = new TtlCache<ExportRecord>(FINAL_EXPORT_CACHE_MS);
+  // The last read of each queued or running export: while its row (and queue position) reads the
+  // same, `find` answers that same object, so callers' caches keyed on it (the serialized
+  // document) stay valid exactly as long as the export does not change.
+  private readonly liveExports = new TtlCache<ExportWithPosition>(LIVE_EXPORT_KEEP_MS);
 
   constructor(
     private readonly exports: ExportsPort,
@@ -28,18 +38,29 @@ export class ExportReader {
 
   /**
    * The tenant's export. Throws AppError `not_found` (also for an id that is no UUID). A final
-   * export may be the same object for a second: callers may key caches of their own on it.
+   * export may be the same object for a second; a queued or running one is the same object for as
+   * long as it reads unchanged. Callers may key caches of their own on it, and must not change it.
    */
   async find(tenantId: string, id: string): Promise<ExportRecord | ExportWithPosition> {
     const cacheKey = `${tenantId}/${id}`;
     const now = this.clock();
     const cached = this.finalExports.get(cacheKey, now);
     if (cached) return cached;
-    // The status read brings the queue position along (one query).
-    const record = isUuid(id) ? await this.exports.readExport(tenantId, id) : null;
-    if (!record) throw new AppError("not_found", "No export with this id.");
-    if (isFinal(record.status)) this.finalExports.set(cacheKey, record, now);
-    return record;
+    if (!isUuid(id)) throw new AppError("not_found", "No export with this id.");
+    // The status read brings the queue position along (one query), and tells whether anything
+    // changed since the last read.
+    const last = this.liveExports.get(cacheKey, now);
+    const read = await this.exports.readExport(tenantId, id, last?.version);
+    if (read === "unchanged") return last as ExportWithPosition;
+    if (!read) {
+      this.liveExports.delete(cacheKey);
+      throw new AppError("not_found", "No export with this id.");
+    }
+    if (isFinal(read.status)) {
+      this.liveExports.delete(cacheKey);
+      this.finalExports.set(cacheKey, read, now);
+    } else this.liveExports.set(cacheKey, read, now);
+    return read;
   }
 
   /**

@@ -19,6 +19,10 @@ export class TtlCache<V> {
     return undefined;
   }
 
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
+
   /** Keeps `value` for the cache's time, or for `ttlMs` when given (a token until its expiry, say). */
   set(key: string, value: V, now: number, ttlMs = this.ttlMs): void {
     if (this.entries.size >= this.max) this.entries.clear();

@@ -352,3 +352,74 @@ describe("links expire; retention deletes files; metadata is forgotten", () => {
     assert.equal(res.statusCode, 404);
   });
 });
+
+describe("status reads of queued and running exports", () => {
+  let svc: TestService;
+  let h: ReturnType<typeof harness>;
+  const to = pastMidnight();
+
+  before(async () => {
+    // No worker: the test moves the exports itself, through the store.
+    svc = await startTestService({ EXPORTD_ROLE: "api" });
+    h = harness(svc, await svc.key("acme"));
+  });
+  after(() => svc.dispose());
+
+  test("every change shows in the next read: queue place, claim, progress, parts, success", async () => {
+    const request = {
+      dataset: "events",
+      from: new Date(to - HOUR).toISOString(),
+      to: new Date(to).toISOString(),
+    };
+    const first = await h.create(request);
+    const second = await h.create(request);
+    const readOnlyKey = await svc.key("acme", ["exports:read"]);
+    const asReader = async (id: string): Promise<ExportView & { queue_position: number | null }> =>
+      (
+        await svc.app!.inject({
+          method: "GET",
+          url: `/v1/exports/${id}`,
+          headers: { authorization: `Bearer ${readOnlyKey}` },
+        })
+      ).json();
+    const read = (id: string) => h.get(id) as Promise<ExportView & { queue_position: number | null }>;
+    assert.equal((await read(second.id)).queue_position, 2);
+    assert.equal((await read(second.id)).queue_position, 2, "read again, unchanged");
+    assert.equal((await asReader(second.id)).queue_position, 2);
+
+    const lease = { owner: "test-worker", now: Date.now() + 1000, leaseMs: 600_000 };
+    assert.equal((await svc.store.claimExport(lease))?.id, first.id);
+    assert.equal((await read(second.id)).queue_position, 1, "the export ahead was claimed");
+    assert.equal((await svc.store.claimExport(lease))?.id, second.id);
+    const running = await read(second.id);
+    assert.deepEqual([running.status, running.queue_position], ["running", null]);
+
+    assert.equal(
+      await svc.store.updateProgress(second.id, lease, { percent: 40, rows: 7, parts: 0 }, 20),
+      "ok",
+    );
+    assert.deepEqual((await read(second.id)).progress, {
+      percent: 40,
+      rows: 7,
+      parts: 0,
+      estimated_rows: 20,
+    });
+    const part = { index: 0, objectKey: "k/part-000.csv.gz", rows: 7, bytes: 70, sha256: "ab".repeat(32) };
+    const parts = { percent: 50, rows: 7, parts: 1 };
+    assert.equal(await svc.store.recordPart(second.id, lease, part, "c1", parts), "ok");
+    for (const view of [await read(second.id), await asReader(second.id)]) {
+      assert.equal(view.progress.parts, 1);
+      assert.deepEqual(
+        view.parts.map((p) => [p.index, p.rows, p.url]),
+        [[0, 7, null]],
+        "a running export lists its parts without links",
+      );
+    }
+
+    assert.equal(await svc.store.completeExport(second.id, lease, Date.now() + HOUR), "ok");
+    const done = await read(second.id);
+    assert.equal(done.status, "succeeded");
+    assert.match(done.parts[0]?.url ?? "", /^http/, "a succeeded export's part has a link");
+    assert.equal((await asReader(second.id)).parts[0]?.url, null, "never for a key without exports:download");
+  });
+});

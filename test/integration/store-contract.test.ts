@@ -19,14 +19,17 @@ before(async () => {
 });
 after(() => pgDatabase.dispose());
 
-const stores: [string, () => Promise<MetadataStore>][] = [
+const sqliteFile = path.join(tempDir(), "meta.sqlite");
+/** Each engine: how to open its store, and how to open a second one on the same database (another process). */
+const stores: [string, () => Promise<MetadataStore>, () => MetadataStore][] = [
   [
     "sqlite",
     async () => {
-      const store = new SqliteStore(path.join(tempDir(), "meta.sqlite"));
+      const store = new SqliteStore(sqliteFile);
       store.migrate();
       return store;
     },
+    () => new SqliteStore(sqliteFile),
   ],
   [
     "postgres",
@@ -36,10 +39,11 @@ const stores: [string, () => Promise<MetadataStore>][] = [
       assert.equal(await store.migrate(), 0, "migrations apply once");
       return store;
     },
+    () => new PostgresStore(pgDatabase.url),
   ],
 ];
 
-for (const [name, open] of stores) {
+for (const [name, open, openAnother] of stores) {
   describe(`metadata store contract: ${name}`, () => {
     let store: MetadataStore;
     let t = 1_000_000;
@@ -232,6 +236,63 @@ for (const [name, open] of stores) {
       assert.equal(done?.status, "succeeded");
       assert.equal(done?.expiresAt, 777);
       assert.equal(done?.progress.percent, 100, "a finished export is complete, whatever the last tick said");
+    });
+
+    test("status read: unchanged while the row and the queue position are", async () => {
+      const tenant = await store.ensureTenant(`${name}-version`, 1);
+      const now = 500_000_000;
+      const e1 = await queued(tenant.id, now - 2);
+      const e2 = await queued(tenant.id, now - 1);
+      const first = await store.readExport(tenant.id, e2.id);
+      assert.equal(first?.queuePosition, 2);
+      assert.equal(await store.readExport(tenant.id, e2.id, first?.version), "unchanged");
+      assert.equal(await store.readExport("another-tenant", e2.id, first?.version), null);
+      const l = lease("w", now, 600_000);
+      assert.equal((await store.claimExport(l))?.id, e1.id);
+      const moved = await store.readExport(tenant.id, e2.id, first?.version);
+      assert.ok(moved !== "unchanged" && moved !== null, "the place in the queue moved");
+      assert.equal(moved.queuePosition, 1);
+      assert.equal((await store.claimExport(l))?.id, e2.id);
+      const running = await store.readExport(tenant.id, e2.id, moved.version);
+      assert.ok(running !== "unchanged" && running !== null, "claimed");
+      assert.equal(running.status, STATUS.running);
+      assert.equal(running.queuePosition, null);
+      assert.equal(await store.heartbeat(e2.id, { ...l, now: now + 1 }), "ok");
+      assert.equal(
+        await store.readExport(tenant.id, e2.id, running.version),
+        "unchanged",
+        "a heartbeat is no change",
+      );
+      assert.equal(await store.updateProgress(e2.id, l, { percent: 5, rows: 10, parts: 0 }, 100), "ok");
+      const progressed = await store.readExport(tenant.id, e2.id, running.version);
+      assert.ok(progressed !== "unchanged" && progressed !== null);
+      assert.deepEqual(progressed.progress, { percent: 5, rows: 10, parts: 0 });
+      const part = { index: 0, objectKey: "k", rows: 10, bytes: 30, sha256: "s" };
+      assert.equal(await store.recordPart(e2.id, l, part, "c1", { percent: 5, rows: 10, parts: 1 }), "ok");
+      const withPart = await store.readExport(tenant.id, e2.id, progressed.version);
+      assert.ok(withPart !== "unchanged" && withPart !== null, "a recorded part changes the row");
+      assert.deepEqual(withPart.parts, [part]);
+      assert.equal(await store.readExport(tenant.id, e2.id, withPart.version), "unchanged");
+
+      // A write by another process (its own connection) shows in the next read too.
+      const other = openAnother();
+      try {
+        const progress = { percent: 60, rows: 12, parts: 1 };
+        assert.equal(await other.updateProgress(e2.id, l, progress, 100), "ok");
+        // SQLite asks for others' commits once per turn of the event loop (SqliteDriver.changeMark).
+        await new Promise((resolve) => setImmediate(resolve));
+        const seen = await store.readExport(tenant.id, e2.id, withPart.version);
+        assert.ok(seen !== "unchanged" && seen !== null, "another connection's commit is seen");
+        assert.deepEqual(seen.progress, progress);
+        assert.equal(await store.readExport(tenant.id, e2.id, seen.version), "unchanged");
+      } finally {
+        await other.close();
+      }
+      const unknown = await store.readExport(tenant.id, e1.id, withPart.version);
+      assert.ok(
+        unknown !== "unchanged" && unknown?.id === e1.id,
+        "a version vouches for its own export only",
+      );
     });
 
     test("claim: many workers at once take each export exactly once", async () => {

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
+import path from "node:path";
 import { test } from "node:test";
-import { guardUnavailable, isUnavailable, StoreUnavailableError } from "../../src/metadata/unavailable.js";
+import { PostgresDriver } from "../../src/metadata/dialect/postgres.js";
+import { SqliteDriver } from "../../src/metadata/dialect/sqlite.js";
+import { changes } from "../../src/metadata/sql.js";
+import { isUnavailable, StoreUnavailableError } from "../../src/metadata/unavailable.js";
+import { freePort } from "../helpers/net.js";
+import { tempDir } from "../helpers/service.js";
 
 const withCode = (code: string, message = "x") => Object.assign(new Error(message), { code });
 
@@ -35,27 +41,31 @@ test("connection faults of PostgreSQL, the network and SQLite are unavailable; q
   }
 });
 
-test("a guarded store throws StoreUnavailableError for faults, sync and async, and passes other errors through", async () => {
-  const store = guardUnavailable({
-    syncFull(): number {
-      throw withCode("SQLITE_FULL");
-    },
-    async refused(): Promise<number> {
-      throw withCode("ECONNREFUSED");
-    },
-    async bug(): Promise<number> {
-      throw withCode("42601", "syntax error");
-    },
-    async fine(): Promise<number> {
-      return 1;
-    },
-  });
-  assert.throws(() => store.syncFull(), StoreUnavailableError);
-  await assert.rejects(store.refused(), (err: unknown) => {
-    assert.ok(err instanceof StoreUnavailableError);
-    assert.equal((err.cause as { code: string }).code, "ECONNREFUSED");
+test("both drivers throw StoreUnavailableError for faults and pass other errors through", async () => {
+  // SQLite: a real database file that may not grow past its pages (SQLITE_FULL), through every call.
+  const sqlite = new SqliteDriver(path.join(tempDir(), "meta.sqlite"));
+  await sqlite.changes("CREATE TABLE t (v TEXT)", {});
+  await sqlite.rows("PRAGMA max_page_count = 2", {});
+  const fill = { v: "x".repeat(100_000) };
+  const full = (err: unknown) => {
+    assert.ok(err instanceof StoreUnavailableError, String(err));
+    assert.match((err.cause as { code: string }).code, /^SQLITE_FULL/);
     return true;
-  });
-  await assert.rejects(store.bug(), (err: unknown) => !(err instanceof StoreUnavailableError));
-  assert.equal(await store.fine(), 1);
+  };
+  await assert.rejects(sqlite.changes("INSERT INTO t (v) VALUES (@v)", fill), full);
+  await assert.rejects(sqlite.run(changes("INSERT INTO t (v) VALUES (@v)", fill), true), full);
+  await assert.rejects(sqlite.rows("SELEC 1", {}), (err: unknown) => !(err instanceof StoreUnavailableError));
+  assert.deepEqual(await sqlite.row("SELECT count(*) FROM t", {}), [0], "a fault changes nothing");
+  await sqlite.close();
+
+  // PostgreSQL: a port nothing listens on (ECONNREFUSED), for single statements and plans alike.
+  const pg = new PostgresDriver(`postgres://postgres@127.0.0.1:${await freePort()}/postgres`);
+  const refused = (err: unknown) => {
+    assert.ok(err instanceof StoreUnavailableError, String(err));
+    assert.equal(isUnavailable(err.cause), true);
+    return true;
+  };
+  await assert.rejects(pg.row("SELECT 1", {}), refused);
+  await assert.rejects(pg.run(changes("SELECT 1"), true), refused);
+  await pg.close();
 });

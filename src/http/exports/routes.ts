@@ -56,11 +56,13 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
   const links = new PartLinks(storage, config.linkTtlSeconds, clock, config.storage.kind === "local");
   const reader = new ExportReader(exports, clock);
   /**
-   * Serialized status documents of the cached final records, by record object: one map for keys that
-   * may download (signed links included), one for the others, so a link never reaches a key without
-   * `exports:download`.
+   * Serialized status documents by record object (the reader answers the same object while an
+   * export is unchanged): one map for keys that may download (signed links included), one for the
+   * others, so a link never reaches a key without `exports:download`. A final export's document
+   * carries links signed now, so it is kept for its second only; a queued or running export's
+   * document has no links and holds for as long as its record.
    */
-  const finalDocuments = {
+  const documents = {
     withLinks: new WeakMap<ExportRecord, { second: number; body: string }>(),
     withoutLinks: new WeakMap<ExportRecord, { second: number; body: string }>(),
   };
@@ -161,18 +163,19 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
       const record = await reader.find(caller.tenantId, request.params.id);
       const callerLinks = linksFor(caller);
       reply.header("cache-control", "no-store");
-      if (!isFinal(record.status))
-        return reply.send(await presentExport(record, callerLinks, await reader.queuePosition(record)));
-      // A final export's document (links included) is the same for every request within a second:
-      // serialize it once per cached record, second and whether it carries links.
-      const second = Math.floor(clock() / 1000);
-      const documents = callerLinks ? finalDocuments.withLinks : finalDocuments.withoutLinks;
-      let document = documents.get(record);
+      const final = isFinal(record.status);
+      const second = final ? Math.floor(clock() / 1000) : 0;
+      const cache = callerLinks ? documents.withLinks : documents.withoutLinks;
+      let document = cache.get(record);
       if (document?.second !== second) {
+        const presented = await presentExport(
+          record,
+          callerLinks,
+          final ? null : await reader.queuePosition(record),
+        );
         // The route's schema serializer returns a string for a JSON schema.
-        const body = reply.serialize(await presentExport(record, callerLinks, null)) as string;
-        document = { second, body };
-        documents.set(record, document);
+        document = { second, body: reply.serialize(presented) as string };
+        cache.set(record, document);
       }
       // A string with a JSON content type is sent as it is, not serialized again.
       return (reply as FastifyReply).type("application/json; charset=utf-8").send(document.body);

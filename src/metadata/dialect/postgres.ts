@@ -6,6 +6,7 @@
  */
 import pg from "pg";
 import type { Dialect, Driver, Mode, Params, Plan, Row } from "../sql.js";
+import { storeError } from "../unavailable.js";
 
 export const QUEUE_CHANNEL = "exportd_export_queued";
 /** Serialise migrations, and claims, across processes (arbitrary constants for pg_advisory_xact_lock). */
@@ -134,15 +135,44 @@ export class PostgresDriver implements Driver {
     return step.value;
   }
 
-  async rows(text: string, params: Params): Promise<Row[]> {
-    return (await this.exec(this.pool, text, params, "rows")) as Row[];
+  /**
+   * One statement outside a plan; a failure rejects with what storeError makes of it
+   * (StoreUnavailableError while the server is down, unreachable, restarting, failing over or too
+   * slow to answer within its bounds).
+   */
+  private async one(text: string, params: Params, mode: Mode): Promise<unknown> {
+    try {
+      return await this.exec(this.pool, text, params, mode);
+    } catch (err) {
+      throw storeError(err);
+    }
   }
 
-  async changes(text: string, params: Params): Promise<number> {
-    return (await this.exec(this.pool, text, params, "changes")) as number;
+  rows(text: string, params: Params): Promise<Row[]> {
+    return this.one(text, params, "rows") as Promise<Row[]>;
+  }
+
+  async row(text: string, params: Params): Promise<Row | undefined> {
+    return ((await this.one(text, params, "rows")) as Row[])[0];
+  }
+
+  changeMark(): null {
+    return null;
+  }
+
+  changes(text: string, params: Params): Promise<number> {
+    return this.one(text, params, "changes") as Promise<number>;
   }
 
   async run<T>(plan: Plan<T>, transaction: boolean, unbounded = false): Promise<T> {
+    try {
+      return await this.transact(plan, transaction, unbounded);
+    } catch (err) {
+      throw storeError(err);
+    }
+  }
+
+  private async transact<T>(plan: Plan<T>, transaction: boolean, unbounded: boolean): Promise<T> {
     if (!transaction) return this.drive(plan, this.pool);
     const client = await this.pool.connect();
     try {
@@ -163,7 +193,11 @@ export class PostgresDriver implements Driver {
     this.closed = true;
     await this.listener?.end().catch(() => undefined);
     this.listener = null;
-    await this.pool.end();
+    try {
+      await this.pool.end();
+    } catch (err) {
+      throw storeError(err);
+    }
   }
 
   /**

@@ -8,6 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import type { Dialect, Driver, Mode, Params, Plan, Row } from "../sql.js";
+import { storeError } from "../unavailable.js";
 
 export const SQLITE: Dialect = {
   name: "sqlite",
@@ -30,6 +31,25 @@ export class SqliteDriver implements Driver {
   private readonly statements = new Map<string, Database.Statement>();
   /** Runs a plan in one immediate transaction: the write lock from the first statement on. */
   private readonly transaction: Database.Transaction<(plan: Plan<unknown>) => unknown>;
+  /**
+   * SQLite's count of commits by other connections (PRAGMA data_version: unchanged by this
+   * connection's own), and the change mark, moved by each of those and by each statement of ours
+   * that may write (better-sqlite3 runs it to its end before anything else runs here).
+   */
+  private readonly dataVersion: Database.Statement;
+  private otherCommits = -1;
+  private mark = 0;
+  /**
+   * Whether otherCommits was read in this turn of the event loop: asking costs SQLite a read
+   * transaction, so it is asked once per turn (reset in the turn's check phase) and the requests
+   * handled in one turn share the answer. So a commit by another process is seen from the next
+   * turn on: a read may miss one made during the current turn (well under a millisecond under
+   * load); this process's own writes move the mark at once.
+   */
+  private askedThisTurn = false;
+  private readonly nextTurn = () => {
+    this.askedThisTurn = false;
+  };
 
   constructor(file: string) {
     if (file !== ":memory:") fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -39,6 +59,24 @@ export class SqliteDriver implements Driver {
     this.db.pragma("busy_timeout = 5000");
     this.db.pragma("foreign_keys = ON");
     this.transaction = this.db.transaction((plan: Plan<unknown>) => this.drive(plan));
+    this.dataVersion = this.db.prepare("PRAGMA data_version").pluck(true);
+  }
+
+  changeMark(): number {
+    if (this.askedThisTurn) return this.mark;
+    let commits: number;
+    try {
+      commits = this.dataVersion.get() as number;
+    } catch (err) {
+      throw storeError(err);
+    }
+    this.askedThisTurn = true;
+    setImmediate(this.nextTurn);
+    if (commits !== this.otherCommits) {
+      this.otherCommits = commits;
+      this.mark += 1;
+    }
+    return this.mark;
   }
 
   private statement(text: string, mode: Mode): Database.Statement {
@@ -49,11 +87,15 @@ export class SqliteDriver implements Driver {
       if (mode === "rows") statement.raw(true);
       this.statements.set(text, statement);
     }
+    if (!statement.readonly) this.mark += 1;
     return statement;
   }
 
   private exec(text: string, params: Params, mode: Mode): unknown {
-    if (mode === "script") return this.db.exec(text);
+    if (mode === "script") {
+      this.mark += 1;
+      return this.db.exec(text);
+    }
     const statement = this.statement(text, mode);
     return mode === "rows" ? statement.all(params) : statement.run(params).changes;
   }
@@ -65,12 +107,30 @@ export class SqliteDriver implements Driver {
     return step.value;
   }
 
-  async rows(text: string, params: Params): Promise<Row[]> {
-    return this.statement(text, "rows").all(params) as Row[];
+  /**
+   * One statement outside a plan, done when this returns; a failure rejects with what storeError
+   * makes of it (StoreUnavailableError for a busy, full or failing database).
+   */
+  private one(text: string, params: Params, mode: Mode | "row"): Promise<unknown> {
+    try {
+      return Promise.resolve(
+        mode === "row" ? this.statement(text, "rows").get(params) : this.exec(text, params, mode),
+      );
+    } catch (err) {
+      return Promise.reject(storeError(err));
+    }
   }
 
-  async changes(text: string, params: Params): Promise<number> {
-    return this.statement(text, "changes").run(params).changes;
+  rows(text: string, params: Params): Promise<Row[]> {
+    return this.one(text, params, "rows") as Promise<Row[]>;
+  }
+
+  row(text: string, params: Params): Promise<Row | undefined> {
+    return this.one(text, params, "row") as Promise<Row | undefined>;
+  }
+
+  changes(text: string, params: Params): Promise<number> {
+    return this.one(text, params, "changes") as Promise<number>;
   }
 
   /** Synchronous by nature: a plan is done when this returns (the caller may skip the await). */
@@ -78,11 +138,15 @@ export class SqliteDriver implements Driver {
     try {
       return Promise.resolve(transaction ? (this.transaction.immediate(plan) as T) : this.drive(plan));
     } catch (err) {
-      return Promise.reject(err);
+      return Promise.reject(storeError(err));
     }
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    try {
+      if (this.db.open) this.db.close();
+    } catch (err) {
+      throw storeError(err);
+    }
   }
 }
