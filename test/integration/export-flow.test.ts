@@ -403,6 +403,8 @@ describe("status reads of queued and running exports", () => {
       rows: 7,
       parts: 0,
       estimated_rows: 20,
+      bytes: 0,
+      dataset: null,
     });
     const part = { index: 0, objectKey: "k/part-000.csv.gz", rows: 7, bytes: 70, sha256: "ab".repeat(32) };
     const parts = { percent: 50, rows: 7, parts: 1 };
