@@ -46,6 +46,8 @@ export interface Service {
   config: Config;
   store: MetadataStore;
   app: FastifyInstance | null;
+  /** The operator API's own app when EXPORTD_ADMIN_PORT is set (listened on by the CLI); else null. */
+  adminApp: FastifyInstance | null;
   worker: ExportWorker | null;
   sweeper: RetentionSweeper | null;
   /**
@@ -113,24 +115,23 @@ export async function createService(
       })
     : null;
 
-  const app =
-    config.role !== "worker"
-      ? await buildApp(
-          {
-            config,
-            store,
-            storage,
-            datasets,
-            signer,
-            filesRoot: local ? config.objectsDir : null,
-            metrics,
-            redis,
-            clock,
-            onExportQueued: () => worker?.wake(),
-          },
-          logger,
-        )
-      : null;
+  const httpDeps = {
+    config,
+    store,
+    storage,
+    datasets,
+    signer,
+    filesRoot: local ? config.objectsDir : null,
+    metrics,
+    redis,
+    clock,
+    onExportQueued: () => worker?.wake(),
+  };
+  const separateAdmin = config.admin.port !== null;
+  const serves = config.role !== "worker";
+  const app = serves ? await buildApp(httpDeps, logger, separateAdmin ? "public" : "all") : null;
+  const adminApp =
+    serves && separateAdmin ? await buildApp(httpDeps, logger.child({ listener: "admin" }), "admin") : null;
 
   worker?.start();
   sweeper?.start();
@@ -139,10 +140,12 @@ export async function createService(
     config,
     store,
     app,
+    adminApp,
     worker,
     sweeper,
     async close() {
       await app?.close();
+      await adminApp?.close();
       await worker?.stop(config.worker.shutdownGraceMs);
       await sweeper?.stop();
       await datasets.close();

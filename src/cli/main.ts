@@ -51,6 +51,12 @@ async function serve(config: Config, args: string[]): Promise<void> {
     logger.error({ err }, "unhandled promise rejection; exportd keeps running"),
   );
   const service = await createService({ ...config, role }, logger);
+  if (service.adminApp && config.admin.port !== null) {
+    await service.adminApp.listen({ port: config.admin.port, host: config.admin.host });
+    const address = service.adminApp.server.address();
+    const port = typeof address === "object" && address ? address.port : config.admin.port;
+    logger.info({ admin_port: port }, `the operator API listens on ${config.admin.host}:${port}`);
+  }
   if (service.app) {
     await service.app.listen({ port: config.port, host: config.host });
     logger.info(

@@ -6,11 +6,12 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { hashesMatch, hashKey, keyPrefix } from "../domain/api-keys.js";
-import { AppError, invalidRequest } from "../domain/errors.js";
+import { AppError, invalidRequest, tenantDisabled } from "../domain/errors.js";
 import type { Scope } from "../domain/scopes.js";
 import type { Tenant, TenantLimits } from "../domain/tenant.js";
 import type { ApiKeyRecord, TenancyPort } from "../metadata/types.js";
 import { TtlCache } from "../usecases/ttl-cache.js";
+import { TENANT_HEADER, TenantActing, tenantHeaderNotAllowed } from "./acting.js";
 
 export interface AuthContext {
   tenantId: string;
@@ -19,6 +20,11 @@ export interface AuthContext {
   limits: TenantLimits;
   keyId: string;
   scopes: readonly Scope[];
+  /**
+   * Who acts: `key:<prefix>` for a tenant key, `operator:<prefix>` for an operator key acting for
+   * the tenant (http/acting.ts); in the request log and on what the request creates.
+   */
+  actor: string;
 }
 
 /** A registered route and the scope it needs (null: public). */
@@ -108,12 +114,14 @@ function unauthorized(message: string): AppError {
 /**
  * Adds the authentication hook. `unauthenticatedPerMinute`: requests with a missing or invalid key
  * one client address may send per minute before it gets 429 rate_limited without a key lookup.
+ * `acting`: operators acting for a tenant (X-Exportd-Tenant), tried before the tenant-key path.
  */
 export function installAuth(
   app: FastifyInstance,
   store: TenancyPort,
   clock: () => number,
   unauthenticatedPerMinute: number,
+  acting: TenantActing,
 ): void {
   const failedAuth = new FailedAuthLimiter(unauthenticatedPerMinute);
   const lastTouched = new Map<string, number>();
@@ -130,6 +138,8 @@ export function installAuth(
   const routeScopes: RouteScope[] = [];
   app.decorate("routeScopes", routeScopes);
   app.addHook("onRoute", (route) => {
+    // Operator routes authenticate on their own (http/admin/auth.ts) and are listed there.
+    if (route.config?.adminScope) return;
     const scope = route.config?.scope ?? null;
     // The API is private by default: a /v1 route that forgot its scope must not start public.
     if (scope === null && route.url.startsWith("/v1/")) {
@@ -163,6 +173,15 @@ export function installAuth(
           { "retry-after": String(retryAfter) },
         );
       }
+      const actingFor = request.headers[TENANT_HEADER];
+      if (key !== undefined && TenantActing.applies(key, actingFor)) {
+        const operator = await acting.authenticate(key, actingFor, now);
+        if (operator) {
+          request.auth = operator;
+          (request.log as Logger).setBindings({ tenant_id: operator.tenantId, actor: operator.actor });
+          return;
+        }
+      }
       const prefix = key === undefined ? null : keyPrefix(key);
       const found = prefix ? await store.findApiKeyByPrefix(prefix) : null;
       if (!found || !hashesMatch(digest as string, found.hash) || found.revokedAt !== null) {
@@ -176,6 +195,7 @@ export function installAuth(
       record = found;
       keys.set(digest as string, found, now);
     }
+    if (request.headers[TENANT_HEADER] !== undefined) throw tenantHeaderNotAllowed();
     if (!record.scopes.includes(scope)) {
       throw new AppError(
         "insufficient_scope",
@@ -185,6 +205,8 @@ export function installAuth(
     }
     const tenant = await tenantOf(record.tenantId, now);
     if (!tenant) throw unauthorized("The API key is not valid.");
+    // Within TENANT_CACHE_MS of a disable: the tenant is read through that cache.
+    if (tenant.disabledAt !== null) throw tenantDisabled();
     request.auth = {
       tenantId: tenant.id,
       tenantName: tenant.name,
@@ -192,6 +214,7 @@ export function installAuth(
       limits: tenant.limits,
       keyId: record.id,
       scopes: record.scopes,
+      actor: `key:${record.prefix}`,
     };
     const exportId = (request.params as { id?: unknown } | undefined)?.id;
     // Fastify makes each request's logger a pino child of its own: binding in place spares a
@@ -199,6 +222,7 @@ export function installAuth(
     (request.log as Logger).setBindings({
       tenant_id: record.tenantId,
       key_prefix: record.prefix,
+      actor: request.auth.actor,
       ...(typeof exportId === "string" ? { export_id: exportId } : {}),
     });
     if (now - (lastTouched.get(record.id) ?? 0) >= TOUCH_EVERY_MS) {
