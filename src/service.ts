@@ -42,6 +42,22 @@ export async function openStore(config: Config): Promise<MetadataStore> {
   return openMetadataStore(config);
 }
 
+/**
+ * The configured object store, checked (`ping`), and the signer of its links when it is the local
+ * one (S3 presigns its own): the service and the CLI's commands that delete files use it.
+ */
+export async function openObjectStore(
+  config: Config,
+): Promise<{ storage: ObjectStore; signer: LinkSigner | null }> {
+  const signer = config.storage.kind === "local" ? new LinkSigner(signingSecret(config)) : null;
+  const storage: ObjectStore =
+    config.storage.kind === "s3"
+      ? new S3ObjectStore(config.storage)
+      : new LocalObjectStore(config.objectsDir, signer as LinkSigner, config.publicUrl);
+  await storage.ping();
+  return { storage, signer };
+}
+
 export interface Service {
   config: Config;
   store: MetadataStore;
@@ -67,12 +83,7 @@ export async function createService(
 ): Promise<Service> {
   const store = await openStore(config);
   const local = config.storage.kind === "local";
-  const signer = local ? new LinkSigner(signingSecret(config)) : null;
-  const storage: ObjectStore =
-    config.storage.kind === "s3"
-      ? new S3ObjectStore(config.storage)
-      : new LocalObjectStore(config.objectsDir, signer as LinkSigner, config.publicUrl);
-  await storage.ping();
+  const { storage, signer } = await openObjectStore(config);
   const datasets = buildDatasets(config.datasets);
   const metrics = new Metrics(() => store.countExportsByStatus());
   // Redis may be down at start or later: the API then starts and answers anyway, counting rate
