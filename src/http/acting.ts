@@ -10,7 +10,7 @@ import { AppError, invalidRequest, tenantDisabled } from "../domain/errors.js";
 import { SCOPES } from "../domain/scopes.js";
 import type { Tenant } from "../domain/tenant.js";
 import type { TenancyPort } from "../metadata/types.js";
-import { type OperatorAuthenticator, OperatorAuthenticator as Operators } from "../usecases/operator-keys.js";
+import { OperatorAuthenticator } from "../usecases/operator-keys.js";
 import { TtlCache } from "../usecases/ttl-cache.js";
 import type { AuthContext } from "./auth.js";
 
@@ -44,7 +44,7 @@ export class TenantActing {
 
   /** Whether the request must go this way: it names a tenant, or its key is an operator's. */
   static applies(token: string, header: string | string[] | undefined): boolean {
-    return header !== undefined || Operators.looksLikeOperatorKey(token);
+    return header !== undefined || OperatorAuthenticator.looksLikeOperatorKey(token);
   }
 
   /**

@@ -109,7 +109,7 @@ export function tenantRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
         summary: "Create a tenant",
         description: "On the `default` plan unless `plan` names another; `limits` override the plan's.",
         body: CreateTenantBody,
-        response: { 201: Type201(TenantSchema) },
+        response: { 201: TenantSchema },
       },
     },
     async (request, reply) => {
@@ -254,7 +254,7 @@ export function tenantRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
         description: "The answer holds the key itself, this once; only its hash is stored.",
         params: TenantNameParams,
         body: CreateKeyBody,
-        response: { 201: Type201(IssuedKeySchema) },
+        response: { 201: IssuedKeySchema },
       },
     },
     async (request, reply) => {
@@ -283,7 +283,7 @@ export function tenantRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
         summary: "Revoke an API key",
         description: "The key stops working within a second on every process.",
         params: KeyParams,
-        response: { 204: Type204() },
+        response: { 204: noContent() },
       },
     },
     async (request, reply) => {
@@ -302,7 +302,7 @@ export function tenantRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
         summary: "Rotate an API key",
         description: "A new key with the same scopes (shown this once); the old one stops within a second.",
         params: KeyParams,
-        response: { 201: Type201(IssuedKeySchema) },
+        response: { 201: IssuedKeySchema },
       },
     },
     async (request, reply) => {
@@ -330,7 +330,7 @@ export function tenantRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
         tags: TAGS,
         summary: "Create a plan",
         body: CreatePlanBody,
-        response: { 201: Type201(PlanSchema) },
+        response: { 201: PlanSchema },
       },
     },
     async (request, reply) => {
@@ -375,12 +375,7 @@ export function tenantRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
   );
 }
 
-/** A 201 answer's schema (the resource as created). */
-function Type201<T>(schema: T): T {
-  return schema;
-}
-
 /** A 204 answer: no body. */
-function Type204() {
+function noContent() {
   return { type: "null", description: "Done; no body." };
 }
