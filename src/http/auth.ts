@@ -178,7 +178,12 @@ export function installAuth(
         const operator = await acting.authenticate(key, actingFor, now);
         if (operator) {
           request.auth = operator;
-          (request.log as Logger).setBindings({ tenant_id: operator.tenantId, actor: operator.actor });
+          const id = (request.params as { id?: unknown } | undefined)?.id;
+          (request.log as Logger).setBindings({
+            tenant_id: operator.tenantId,
+            actor: operator.actor,
+            ...(typeof id === "string" ? { export_id: id } : {}),
+          });
           return;
         }
       }
