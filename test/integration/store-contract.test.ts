@@ -365,9 +365,12 @@ for (const [name, open] of stores) {
           ["tenant.create", "operator:test"],
         ],
       );
-      const disable = entries[2];
-      assert.equal((disable?.before as { disabledAt: number | null }).disabledAt, null);
-      assert.equal((disable?.after as { disabledAt: number | null }).disabledAt, 701);
+      const disable = entries[2] as {
+        before: { disabledAt: number | null };
+        after: { disabledAt: number | null };
+      };
+      assert.equal(disable.before.disabledAt, null);
+      assert.equal(disable.after.disabledAt, 701);
       assert.deepEqual(entries[0]?.after, { deleted_exports: 2, deleted_keys: 0 });
       assert.equal(
         (await store.listAudit({ tenant: tenantName, action: "tenant.enable", limit: 10 })).length,
