@@ -42,10 +42,28 @@ export async function openStore(config: Config): Promise<MetadataStore> {
   return openMetadataStore(config);
 }
 
+/**
+ * The configured object store, checked (`ping`), and the signer of its links when it is the local
+ * one (S3 presigns its own): the service and the CLI's commands that delete files use it.
+ */
+export async function openObjectStore(
+  config: Config,
+): Promise<{ storage: ObjectStore; signer: LinkSigner | null }> {
+  const signer = config.storage.kind === "local" ? new LinkSigner(signingSecret(config)) : null;
+  const storage: ObjectStore =
+    config.storage.kind === "s3"
+      ? new S3ObjectStore(config.storage)
+      : new LocalObjectStore(config.objectsDir, signer as LinkSigner, config.publicUrl);
+  await storage.ping();
+  return { storage, signer };
+}
+
 export interface Service {
   config: Config;
   store: MetadataStore;
   app: FastifyInstance | null;
+  /** The operator API's own app when EXPORTD_ADMIN_PORT is set (listened on by the CLI); else null. */
+  adminApp: FastifyInstance | null;
   worker: ExportWorker | null;
   sweeper: RetentionSweeper | null;
   /**
@@ -65,12 +83,7 @@ export async function createService(
 ): Promise<Service> {
   const store = await openStore(config);
   const local = config.storage.kind === "local";
-  const signer = local ? new LinkSigner(signingSecret(config)) : null;
-  const storage: ObjectStore =
-    config.storage.kind === "s3"
-      ? new S3ObjectStore(config.storage)
-      : new LocalObjectStore(config.objectsDir, signer as LinkSigner, config.publicUrl);
-  await storage.ping();
+  const { storage, signer } = await openObjectStore(config);
   const datasets = buildDatasets(config.datasets);
   const metrics = new Metrics(() => store.countExportsByStatus());
   // Redis may be down at start or later: the API then starts and answers anyway, counting rate
@@ -113,24 +126,23 @@ export async function createService(
       })
     : null;
 
-  const app =
-    config.role !== "worker"
-      ? await buildApp(
-          {
-            config,
-            store,
-            storage,
-            datasets,
-            signer,
-            filesRoot: local ? config.objectsDir : null,
-            metrics,
-            redis,
-            clock,
-            onExportQueued: () => worker?.wake(),
-          },
-          logger,
-        )
-      : null;
+  const httpDeps = {
+    config,
+    store,
+    storage,
+    datasets,
+    signer,
+    filesRoot: local ? config.objectsDir : null,
+    metrics,
+    redis,
+    clock,
+    onExportQueued: () => worker?.wake(),
+  };
+  const separateAdmin = config.admin.port !== null;
+  const serves = config.role !== "worker";
+  const app = serves ? await buildApp(httpDeps, logger, separateAdmin ? "public" : "all") : null;
+  const adminApp =
+    serves && separateAdmin ? await buildApp(httpDeps, logger.child({ listener: "admin" }), "admin") : null;
 
   worker?.start();
   sweeper?.start();
@@ -139,10 +151,12 @@ export async function createService(
     config,
     store,
     app,
+    adminApp,
     worker,
     sweeper,
     async close() {
       await app?.close();
+      await adminApp?.close();
       await worker?.stop(config.worker.shutdownGraceMs);
       await sweeper?.stop();
       await datasets.close();

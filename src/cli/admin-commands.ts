@@ -1,18 +1,46 @@
 /**
  * Admin commands: keys, tenants, plans and maintenance. They talk to the metadata store directly
- * (not through the HTTP API) and work while the server runs.
+ * (not through the HTTP API), call the same use cases as the operator API (every write audited as
+ * `cli:<user>`), and work while the server runs.
  */
 import { parseArgs } from "node:util";
 import { isScope, SCOPES, type Scope } from "../domain/scopes.js";
 import type { Tenant, TenantLimits } from "../domain/tenant.js";
-import type { TenancyPort } from "../metadata/types.js";
-import { issueApiKey, listApiKeys, revokeApiKey, rotateApiKey } from "../usecases/api-keys.js";
-import { readMaintenance, storeMaintenance } from "../usecases/maintenance.js";
+import type { AuditStamp, MetadataStore } from "../metadata/types.js";
+import type { ObjectStore } from "../object-store/types.js";
+import { issueTenantKey, listApiKeys, revokeTenantKey, rotateTenantKey } from "../usecases/api-keys.js";
+import { stampOf } from "../usecases/audit.js";
+import { readMaintenance, switchMaintenance } from "../usecases/maintenance.js";
+import * as tenants from "../usecases/tenants.js";
 
 export class UsageError extends Error {}
 
-const out = (line: string) => process.stdout.write(`${line}\n`);
-const iso = (ms: number | null) => (ms === null ? "-" : new Date(ms).toISOString());
+/** What an admin command runs with: the store, now, who runs it, and the object store on demand. */
+export interface AdminContext {
+  store: MetadataStore;
+  now: number;
+  /** The audit actor: `cli:<user>`. */
+  actor: string;
+  /** The configured object store (opened on first use: only deleting commands need it). */
+  objects(): Promise<ObjectStore>;
+}
+
+export const out = (line: string) => process.stdout.write(`${line}\n`);
+export const iso = (ms: number | null) => (ms === null ? "-" : new Date(ms).toISOString());
+const stamp = (ctx: AdminContext): AuditStamp => stampOf(ctx.actor, ctx.now);
+/** The use cases' dependencies for a command that may cancel exports or delete files. */
+async function tenantDeps(ctx: AdminContext) {
+  return {
+    operator: ctx.store,
+    exports: ctx.store,
+    storage: await ctx.objects(),
+    clock: Date.now,
+    log: {
+      info: () => undefined,
+      warn: (o: unknown, m?: string) => process.stderr.write(`${m ?? ""} ${JSON.stringify(o)}\n`),
+    },
+  };
+}
 
 function parseScopes(text: string | undefined): Scope[] {
   if (text === undefined) return [...SCOPES];
@@ -61,17 +89,13 @@ function describeTenant(t: Tenant): string {
   return (
     `${t.name}  plan ${t.plan}  max-running ${t.limits.maxRunning}${mark("maxRunning")}  ` +
     `max-queued ${t.limits.maxQueued}${mark("maxQueued")}  ` +
-    `requests-per-minute ${t.limits.requestsPerMinute}${mark("requestsPerMinute")}  created ${iso(t.createdAt)}`
+    `requests-per-minute ${t.limits.requestsPerMinute}${mark("requestsPerMinute")}  created ${iso(t.createdAt)}` +
+    (t.disabledAt === null ? "" : `  DISABLED ${iso(t.disabledAt)}`)
   );
 }
 
-async function requirePlan(store: TenancyPort, plan: string | undefined): Promise<void> {
-  if (plan !== undefined && !(await store.getPlan(plan))) {
-    throw new UsageError(`No plan "${plan}". Create it with: exportd plans set ${plan} --max-running N …`);
-  }
-}
-
-export async function keysCommand(store: TenancyPort, args: string[], now: number): Promise<void> {
+export async function keysCommand(ctx: AdminContext, args: string[]): Promise<void> {
+  const { store } = ctx;
   const [action, ...rest] = args;
   const { values, positionals } = parseArgs({
     args: rest,
@@ -82,7 +106,9 @@ export async function keysCommand(store: TenancyPort, args: string[], now: numbe
     case "create": {
       if (!values.tenant) throw new UsageError("keys create needs --tenant NAME.");
       const scopes = parseScopes(values.scopes);
-      const issued = await issueApiKey(store, values.tenant, scopes, now);
+      // The CLI creates the tenant when it is new (the quick start's one command).
+      const issued = await issueTenantKey(store, values.tenant, scopes, stamp(ctx), true);
+      if (!issued) throw new Error("a tenant vanished while its key was issued");
       process.stderr.write(
         `Created a key for tenant "${issued.tenant.name}" (prefix ${issued.prefix}, scopes ${scopes.join(",")}).\n` +
           "Keep it now: only its hash is stored.\n",
@@ -105,7 +131,7 @@ export async function keysCommand(store: TenancyPort, args: string[], now: numbe
     case "revoke": {
       const prefix = positionals[0];
       if (!prefix) throw new UsageError("keys revoke needs the key's PREFIX.");
-      if (!(await revokeApiKey(store, prefix, now)))
+      if (!(await revokeTenantKey(store, null, prefix, stamp(ctx))))
         throw new UsageError(`No active key with prefix ${prefix}.`);
       out(`Revoked ${prefix}.`);
       return;
@@ -113,7 +139,7 @@ export async function keysCommand(store: TenancyPort, args: string[], now: numbe
     case "rotate": {
       const prefix = positionals[0];
       if (!prefix) throw new UsageError("keys rotate needs the key's PREFIX.");
-      const issued = await rotateApiKey(store, prefix, now);
+      const issued = await rotateTenantKey(store, null, prefix, stamp(ctx));
       if (!issued) throw new UsageError(`No active key with prefix ${prefix}.`);
       process.stderr.write(`Revoked ${prefix}; the new key (prefix ${issued.prefix}) has the same scopes.\n`);
       out(issued.key);
@@ -124,29 +150,52 @@ export async function keysCommand(store: TenancyPort, args: string[], now: numbe
   }
 }
 
-export async function tenantsCommand(store: TenancyPort, args: string[], now: number): Promise<void> {
+export async function tenantsCommand(ctx: AdminContext, args: string[]): Promise<void> {
+  const { store } = ctx;
   const [action, ...rest] = args;
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
-    options: { plan: { type: "string" }, ...LIMIT_OPTIONS },
+    options: { plan: { type: "string" }, yes: { type: "boolean" }, ...LIMIT_OPTIONS },
   });
   const name = positionals[0];
+  const named = (): string => {
+    if (!name) throw new UsageError(`tenants ${action} needs the tenant's NAME.`);
+    return name;
+  };
   switch (action) {
     case "list":
       for (const t of await store.listTenants()) out(describeTenant(t));
       return;
+    case "get":
+      out(describeTenant(await tenants.getTenant({ operator: store }, named())));
+      return;
     case "create":
     case "set": {
-      if (!name) throw new UsageError(`tenants ${action} needs the tenant's NAME.`);
-      await requirePlan(store, values.plan);
-      if (action === "create") await store.ensureTenant(name, now, values.plan);
-      else if (!(await store.findTenantByName(name))) throw new UsageError(`No tenant "${name}".`);
-      const tenant = await store.updateTenant(name, {
-        plan: values.plan,
-        overrides: limitOptions(values, true),
-      });
-      out(describeTenant(tenant as Tenant));
+      const change = { plan: values.plan, overrides: limitOptions(values, true) };
+      const tenant =
+        action === "create"
+          ? await tenants.createTenant({ operator: store }, named(), change, stamp(ctx))
+          : await tenants.changeTenant({ operator: store }, named(), change, stamp(ctx));
+      out(describeTenant(tenant));
+      return;
+    }
+    case "disable": {
+      const { tenant, canceled } = await tenants.disableTenant(await tenantDeps(ctx), named(), stamp(ctx));
+      out(describeTenant(tenant));
+      out(`Its keys are refused within a second; ${canceled.length} queued or running export(s) canceled.`);
+      return;
+    }
+    case "enable":
+      out(describeTenant(await tenants.enableTenant({ operator: store }, named(), stamp(ctx))));
+      return;
+    case "delete": {
+      if (!values.yes)
+        throw new UsageError(
+          `tenants delete removes ${named()}'s exports, files and keys for good: add --yes.`,
+        );
+      const deleted = await tenants.deleteTenant(await tenantDeps(ctx), named(), stamp(ctx));
+      out(`Deleted tenant ${name}: ${deleted.exports} export(s) with their files, ${deleted.keys} key(s).`);
       return;
     }
     default:
@@ -154,31 +203,38 @@ export async function tenantsCommand(store: TenancyPort, args: string[], now: nu
   }
 }
 
-export async function plansCommand(store: TenancyPort, args: string[], now: number): Promise<void> {
+export async function plansCommand(ctx: AdminContext, args: string[]): Promise<void> {
+  const { store } = ctx;
   const [action, ...rest] = args;
   const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: LIMIT_OPTIONS });
   const describe = (p: { name: string; limits: TenantLimits }) =>
     `${p.name}  max-running ${p.limits.maxRunning}  max-queued ${p.limits.maxQueued}  requests-per-minute ${p.limits.requestsPerMinute}`;
   switch (action) {
     case "list":
-      for (const p of await store.listPlans()) out(describe(p));
+      for (const p of await tenants.listPlans({ operator: store })) out(describe(p));
       return;
     case "set": {
       const name = positionals[0];
       if (!name) throw new UsageError("plans set needs the plan's NAME.");
-      const current = await store.getPlan(name);
       const given = limitOptions(values, false);
-      const limits = {
-        maxRunning: given.maxRunning ?? current?.limits.maxRunning,
-        maxQueued: given.maxQueued ?? current?.limits.maxQueued,
-        requestsPerMinute: given.requestsPerMinute ?? current?.limits.requestsPerMinute,
-      };
-      if (limits.maxRunning == null || limits.maxQueued == null || limits.requestsPerMinute == null) {
+      const limits: Partial<TenantLimits> = {};
+      for (const k of ["maxRunning", "maxQueued", "requestsPerMinute"] as const) {
+        const v = given[k];
+        if (typeof v === "number") limits[k] = v;
+      }
+      if (await store.getPlan(name)) {
+        out(describe(await tenants.changePlan({ operator: store }, name, limits, stamp(ctx))));
+        return;
+      }
+      if (
+        limits.maxRunning === undefined ||
+        limits.maxQueued === undefined ||
+        limits.requestsPerMinute === undefined
+      ) {
         throw new UsageError("A new plan needs --max-running, --max-queued and --requests-per-minute.");
       }
       const plan = { name, limits: limits as TenantLimits };
-      await store.upsertPlan(plan, now);
-      out(describe(plan));
+      out(describe(await tenants.createPlan({ operator: store }, plan, stamp(ctx))));
       return;
     }
     default:
@@ -186,7 +242,8 @@ export async function plansCommand(store: TenancyPort, args: string[], now: numb
   }
 }
 
-export async function maintenanceCommand(store: TenancyPort, args: string[]): Promise<void> {
+export async function maintenanceCommand(ctx: AdminContext, args: string[]): Promise<void> {
+  const { store } = ctx;
   const [action, ...rest] = args;
   const { values } = parseArgs({
     args: rest,
@@ -196,14 +253,14 @@ export async function maintenanceCommand(store: TenancyPort, args: string[]): Pr
     case "on": {
       const retryAfterSeconds = limitValue("retry-after", values["retry-after"] ?? "300", false) as number;
       const state = { enabled: true, retryAfterSeconds, message: values.message ?? "" };
-      await storeMaintenance(store, state);
+      await switchMaintenance(store, state, stamp(ctx));
       out(
         `Maintenance on: writes answer 503 (Retry-After ${retryAfterSeconds}) within 2 seconds on every process.`,
       );
       return;
     }
     case "off":
-      await storeMaintenance(store, null);
+      await switchMaintenance(store, null, stamp(ctx));
       out("Maintenance off.");
       return;
     case "status": {

@@ -3,19 +3,25 @@
  * The `exportd` command: `serve` runs the service; keys, tenants, plans and maintenance are
  * administered directly in the metadata store (cli/admin-commands.ts); `migrate` applies the schema.
  */
+import os from "node:os";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { type Config, ConfigError, loadConfig, type Role } from "../config/index.js";
+import { AppError } from "../domain/errors.js";
+import { OPERATOR_SCOPES } from "../domain/operator-scopes.js";
 import { SCOPES } from "../domain/scopes.js";
-import type { MetadataStore } from "../metadata/types.js";
-import { createService, openStore } from "../service.js";
+import type { ObjectStore } from "../object-store/types.js";
+import { createService, openObjectStore, openStore } from "../service.js";
+import { actors } from "../usecases/audit.js";
 import {
+  type AdminContext,
   keysCommand,
   maintenanceCommand,
   plansCommand,
   tenantsCommand,
   UsageError,
 } from "./admin-commands.js";
+import { auditCommand, exportsCommand, operatorKeysCommand } from "./operator-commands.js";
 
 const USAGE = `Usage: exportd <command> [options]
 
@@ -26,18 +32,32 @@ Commands:
   keys revoke PREFIX                         Revoke a key
   keys rotate PREFIX                         Replace a key: new key, same scopes; the old one stops at once
   tenants list                               Tenants with their plan and limits (* = tenant override)
+  tenants get NAME                           One tenant
   tenants create NAME [--plan P] [limits]    Create a tenant
   tenants set NAME [--plan P] [limits]       Change a tenant's plan or limits (a limit of "plan" clears it)
+  tenants disable NAME | enable NAME         Refuse (or allow again) every key of the tenant; disable
+                                             cancels its queued and running exports
+  tenants delete NAME --yes                  Delete the tenant, its exports, files and keys for good
   plans list                                 Plans and their limits
   plans set NAME [limits]                    Create or change a plan
   maintenance on [--retry-after S] [--message M] | off | status
                                              Writes answer 503 while on; reads keep working
+  operator-keys create --scopes a,b [--name N]
+                                             Create an operator key (exo_…) for the operator API; last line
+  operator-keys list | revoke PREFIX         List or revoke operator keys
+  exports list [--tenant T] [--status S] [--dataset D] [--limit N]
+                                             Exports of any tenant, newest first
+  exports get ID | cancel ID                 One export of any tenant; cancel it
+  audit list [--tenant T] [--action A] [--limit N]
+                                             Operator writes, newest first
   migrate                                    Apply pending database migrations
 
 Limits: --max-running N (exports at once), --max-queued N (waiting exports),
         --requests-per-minute N (per key).
 
 Scopes: ${SCOPES.join(", ")} (all of them when --scopes is left out).
+Operator scopes: ${OPERATOR_SCOPES.join(", ")}.
+Every write of these commands goes to the audit log as cli:<your user name>.
 Configuration comes from the environment: PORT, EXPORTD_DATA_DIR, … (see docs/configuration.md).`;
 
 async function serve(config: Config, args: string[]): Promise<void> {
@@ -51,6 +71,12 @@ async function serve(config: Config, args: string[]): Promise<void> {
     logger.error({ err }, "unhandled promise rejection; exportd keeps running"),
   );
   const service = await createService({ ...config, role }, logger);
+  if (service.adminApp && config.admin.port !== null) {
+    await service.adminApp.listen({ port: config.admin.port, host: config.admin.host });
+    const address = service.adminApp.server.address();
+    const port = typeof address === "object" && address ? address.port : config.admin.port;
+    logger.info({ admin_port: port }, `the operator API listens on ${config.admin.host}:${port}`);
+  }
   if (service.app) {
     await service.app.listen({ port: config.port, host: config.host });
     logger.info(
@@ -75,19 +101,46 @@ async function serve(config: Config, args: string[]): Promise<void> {
   process.on("SIGINT", () => shutdown("SIGINT"));
 }
 
-const ADMIN = {
+const ADMIN: Record<string, (ctx: AdminContext, args: string[]) => Promise<void>> = {
   keys: keysCommand,
   tenants: tenantsCommand,
   plans: plansCommand,
-  maintenance: (store: MetadataStore, args: string[]) => maintenanceCommand(store, args),
+  maintenance: maintenanceCommand,
+  "operator-keys": operatorKeysCommand,
+  exports: exportsCommand,
+  audit: auditCommand,
 };
 
-async function withStore(config: Config, run: (store: MetadataStore) => Promise<void>): Promise<void> {
-  const store = await openStore(config);
+/** The OS user running the CLI, for the audit log. */
+function cliUser(): string {
   try {
-    await run(store);
+    return os.userInfo().username;
+  } catch {
+    return process.env.USER ?? "unknown";
+  }
+}
+
+async function runAdmin(config: Config, command: string, args: string[]): Promise<void> {
+  const run = ADMIN[command];
+  if (!run) throw new UsageError(`Unknown command "${command}".`);
+  const store = await openStore(config);
+  const opened: { objects: ObjectStore | null } = { objects: null };
+  try {
+    await run(
+      {
+        store,
+        now: Date.now(),
+        actor: actors.cli(cliUser()),
+        objects: async () => {
+          opened.objects ??= (await openObjectStore(config)).storage;
+          return opened.objects;
+        },
+      },
+      args,
+    );
   } finally {
     await store.close();
+    await opened.objects?.close();
   }
 }
 
@@ -101,7 +154,10 @@ async function main(argv: string[]): Promise<void> {
     case "tenants":
     case "plans":
     case "maintenance":
-      return withStore(config, (store) => ADMIN[command](store, args, Date.now()));
+    case "operator-keys":
+    case "exports":
+    case "audit":
+      return runAdmin(config, command, args);
     case "migrate": {
       const store = await openStore(config);
       await store.close();
@@ -127,6 +183,11 @@ main(process.argv.slice(2)).catch((err: unknown) => {
   ) {
     process.stderr.write(`exportd: ${(err as Error).message}\n\n${err instanceof UsageError ? USAGE : ""}\n`);
     process.exit(2);
+  }
+  // What the operator API would answer with a code: the message says what to do.
+  if (err instanceof AppError) {
+    process.stderr.write(`exportd: ${err.message} (${err.code})\n`);
+    process.exit(1);
   }
   process.stderr.write(`exportd: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);

@@ -105,6 +105,12 @@ export interface Config {
    * Null: CORS off.
    */
   corsOrigins: string[] | null;
+  /**
+   * The operator API (/admin/v1): the bootstrap token (EXPORTD_ADMIN_TOKEN, full operator scopes;
+   * null: only operator keys) and the port of its own listener (EXPORTD_ADMIN_PORT; null: served on
+   * `port` beside the public API).
+   */
+  admin: { token: string | null; port: number | null; host: string };
 }
 
 export class ConfigError extends Error {
@@ -241,6 +247,14 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (signingSecret !== null && signingSecret.length < 32) {
     throw new ConfigError("EXPORTD_SIGNING_SECRET must be at least 32 characters.");
   }
+  const adminToken = env.EXPORTD_ADMIN_TOKEN || null;
+  if (adminToken !== null && (adminToken.length < 32 || /\s/.test(adminToken))) {
+    throw new ConfigError("EXPORTD_ADMIN_TOKEN must be at least 32 characters, without spaces.");
+  }
+  const adminPort = env.EXPORTD_ADMIN_PORT ? int(env, "EXPORTD_ADMIN_PORT", 0, 0, 65535) : null;
+  if (adminPort !== null && adminPort !== 0 && adminPort === port) {
+    throw new ConfigError("EXPORTD_ADMIN_PORT must differ from PORT (leave it unset to serve both on PORT).");
+  }
   const leaseMs = Math.round(num(env, "EXPORTD_LEASE_SECONDS", 15, 1, 3600) * 1000);
   const datasets = datasetsConfig(env, cwd);
   const tokens = resolveTokenSettings(env, datasets.tokens, TOKEN_FILE_KEYS);
@@ -296,5 +310,6 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       enabled: bool(env, "EXPORTD_MAINTENANCE", false),
       retryAfterSeconds: int(env, "EXPORTD_MAINTENANCE_RETRY_AFTER", 300, 1, 86_400),
     },
+    admin: { token: adminToken, port: adminPort, host: env.EXPORTD_ADMIN_HOST || "127.0.0.1" },
   };
 }

@@ -77,7 +77,31 @@ export const ERROR_CATALOGUE = {
     status: 404,
     retryable: false,
     on: "named",
-    when: "No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found).",
+    when: "No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.",
+  },
+  tenant_disabled: {
+    status: 403,
+    retryable: false,
+    on: "authenticated",
+    when: "The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.",
+  },
+  tenant_header_not_allowed: {
+    status: 400,
+    retryable: false,
+    on: "authenticated",
+    when: "The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.",
+  },
+  unknown_tenant: {
+    status: 404,
+    retryable: false,
+    on: "authenticated",
+    when: "The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).",
+  },
+  already_exists: {
+    status: 409,
+    retryable: false,
+    on: "named",
+    when: "The operator API was asked to create a tenant or plan whose name is taken. Change it with `PATCH` instead, or pick another name.",
   },
   method_not_allowed: {
     status: 405,
@@ -254,6 +278,9 @@ export const DETAIL_CODES = {
   range_too_long: "The range is longer than the dataset's `max_range_days`.",
   out_of_range: "The number lies outside the allowed range (a part index past the last part).",
   missing_scope: "The key lacks the scope named in the message.",
+  unknown_plan: "No plan of this name (`GET /admin/v1/plans` lists them).",
+  header_not_allowed:
+    "The header named in `field` may only be sent with an operator key that has `admin:act`.",
   reused: "The `Idempotency-Key` was already used with another body.",
   unavailable:
     "The dependency named in `field` (`database`, `storage`, `disk`, `redis`) cannot serve right now (`/readyz`).",
@@ -328,4 +355,12 @@ export function serviceUnavailable(message: string, details: ErrorDetail[] = [])
   return new AppError("service_unavailable", message, details, {
     "retry-after": String(UNAVAILABLE_RETRY_AFTER_SECONDS),
   });
+}
+
+/** 403 `tenant_disabled`: the caller's tenant was disabled by the operator. */
+export function tenantDisabled(): AppError {
+  return new AppError(
+    "tenant_disabled",
+    "This tenant is disabled: its keys are refused until the operator enables it again.",
+  );
 }

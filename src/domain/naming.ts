@@ -28,7 +28,12 @@ export function partObjectKey(
 }
 
 export function exportPrefix(tenantId: string, exportId: string): string {
-  return `exports/${tenantId}/${exportId}/`;
+  return `${tenantPrefix(tenantId)}${exportId}/`;
+}
+
+/** Where every object of a tenant lives (each export's prefix is under it): what a tenant's deletion removes. */
+export function tenantPrefix(tenantId: string): string {
+  return `exports/${tenantId}/`;
 }
 
 /** The export an object key belongs to (the inverse of exportPrefix); null for a key outside every export. */

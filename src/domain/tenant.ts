@@ -22,6 +22,8 @@ export interface Tenant {
   /** The plan's limits with the tenant's overrides applied. */
   limits: TenantLimits;
   overrides: Partial<TenantLimits>;
+  /** When an operator disabled the tenant (epoch ms): its keys are refused, its exports canceled; null: active. */
+  disabledAt: number | null;
 }
 
 export const DEFAULT_PLAN = "default";

@@ -17,6 +17,12 @@ import Fastify, {
 } from "fastify";
 import type { Logger } from "pino";
 import { AppError, invalidRequest } from "../domain/errors.js";
+import { OperatorAuthenticator } from "../usecases/operator-keys.js";
+import { TenantActing } from "./acting.js";
+import { installAdminAuth } from "./admin/auth.js";
+import { TenantSchema } from "./admin/schemas.js";
+import { supportRoutes } from "./admin/support-routes.js";
+import { tenantRoutes } from "./admin/tenant-routes.js";
 import { installAuth } from "./auth.js";
 import { consoleRoutes } from "./console/routes.js";
 import { installCors } from "./cors.js";
@@ -146,7 +152,18 @@ function strictBodyValidators(): BuildCompilerFromPool {
   };
 }
 
-export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyInstance> {
+/**
+ * Which routes an app serves: `all` (the public API and the operator API on one listener), `public`
+ * (the public API only: EXPORTD_ADMIN_PORT moves the operator API to its own app), `admin` (the
+ * operator API with health and its own /openapi.json, for that listener).
+ */
+export type Surface = "all" | "public" | "admin";
+
+export async function buildApp(
+  deps: HttpDeps,
+  logger: Logger,
+  surface: Surface = "all",
+): Promise<FastifyInstance> {
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the app's type the default one routes expect.
     loggerInstance: logger as FastifyBaseLogger,
@@ -215,8 +232,18 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
   installErrorHandling(app);
   installJsonBody(app);
   // Before authentication: preflights carry no credentials, and refusals need the CORS headers too.
-  if (deps.config.corsOrigins) await installCors(app, deps.config.corsOrigins);
-  installAuth(app, deps.store, deps.clock, deps.config.unauthenticatedPerMinute, deps.config.tokens);
+  // Only the public surface: the operator API is never called from a browser page.
+  if (deps.config.corsOrigins && surface !== "admin") await installCors(app, deps.config.corsOrigins);
+  const operators = new OperatorAuthenticator(deps.store, deps.config.admin.token);
+  installAuth(
+    app,
+    deps.store,
+    deps.clock,
+    deps.config.unauthenticatedPerMinute,
+    new TenantActing(operators, deps.store),
+    deps.config.tokens,
+  );
+  installAdminAuth(app, operators, deps.clock);
   installMaintenance(
     app,
     deps.store,
@@ -255,6 +282,7 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
 
   app.addSchema(ErrorEnvelopeSchema);
   app.addSchema(ExportSchema);
+  if (surface !== "public") app.addSchema(TenantSchema);
 
   await app.register(swagger, {
     openapi: {
@@ -275,9 +303,26 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
             description:
               "An exportd API key (`exd_…`), or the product's own sign-in token (JWT) when tokens are configured (docs/integration.md).",
           },
+          operator: {
+            type: "http",
+            scheme: "bearer",
+            description:
+              "An operator key (`exo_…`) or the bootstrap token (EXPORTD_ADMIN_TOKEN). Any other credential gets 404 on operator routes.",
+          },
         },
       },
       security: [{ bearer: [] }],
+      tags: [
+        { name: "exports", description: "A tenant's exports." },
+        { name: "datasets", description: "What a tenant may export." },
+        { name: "files", description: "Downloads through signed links (no API key)." },
+        { name: "health", description: "Liveness, readiness and metrics." },
+        {
+          name: "operator",
+          description:
+            "The operator API (`/admin/v1`): tenants, plans, API keys, maintenance, support views across tenants and the audit log. Only operator credentials reach it; with EXPORTD_ADMIN_PORT it is served on that listener only.",
+        },
+      ],
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
     // Error responses, public routes and answer headers are derived (openapi.ts), not written per route.
@@ -289,10 +334,16 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
 
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   healthRoutes(app, deps);
-  datasetRoutes(app, deps);
-  exportRoutes(app, { ...deps, exports: deps.store });
-  if (deps.signer && deps.filesRoot)
-    fileRoutes(app, { ...deps, exports: deps.store }, deps.signer, deps.filesRoot);
-  consoleRoutes(app);
+  if (surface !== "admin") {
+    datasetRoutes(app, deps);
+    exportRoutes(app, { ...deps, exports: deps.store });
+    if (deps.signer && deps.filesRoot)
+      fileRoutes(app, { ...deps, exports: deps.store }, deps.signer, deps.filesRoot);
+    consoleRoutes(app);
+  }
+  if (surface !== "public") {
+    tenantRoutes(app, deps);
+    supportRoutes(app, deps);
+  }
   return app;
 }

@@ -8,11 +8,12 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import type { TokenSettings } from "../config/tokens.js";
 import { hashesMatch, hashKey, keyPrefix } from "../domain/api-keys.js";
-import { AppError, invalidRequest } from "../domain/errors.js";
+import { AppError, invalidRequest, tenantDisabled } from "../domain/errors.js";
 import type { Scope } from "../domain/scopes.js";
 import type { Tenant, TenantLimits } from "../domain/tenant.js";
 import type { ApiKeyRecord, TenancyPort } from "../metadata/types.js";
 import { TtlCache } from "../usecases/ttl-cache.js";
+import { TENANT_HEADER, TenantActing, tenantHeaderNotAllowed } from "./acting.js";
 import { TokenAuthenticator } from "./token-auth.js";
 
 export interface AuthContext {
@@ -24,7 +25,8 @@ export interface AuthContext {
   scopes: readonly Scope[];
   /**
    * Who acts, as recorded on exports (`created_by`) and in the logs: `key:<prefix>` for a tenant
-   * key, `token:<sub>` for a product token, `operator:<prefix>` for an operator key acting for a tenant.
+   * key, `token:<sub>` for a product token, `operator:<prefix>` for an operator key acting for a
+   * tenant (http/acting.ts).
    */
   actor: string;
 }
@@ -116,6 +118,7 @@ function unauthorized(message: string): AppError {
 /**
  * Adds the authentication hook. `unauthenticatedPerMinute`: requests with a missing or invalid key
  * one client address may send per minute before it gets 429 rate_limited without a key lookup.
+ * `acting`: operators acting for a tenant (X-Exportd-Tenant), tried before the tenant-key path.
  * `tokenSettings`: the product's sign-in tokens (JWT) accepted beside keys; null: keys only.
  */
 export function installAuth(
@@ -123,6 +126,7 @@ export function installAuth(
   store: TenancyPort,
   clock: () => number,
   unauthenticatedPerMinute: number,
+  acting: TenantActing,
   tokenSettings: TokenSettings | null = null,
 ): void {
   const failedAuth = new FailedAuthLimiter(unauthenticatedPerMinute);
@@ -141,6 +145,8 @@ export function installAuth(
   const routeScopes: RouteScope[] = [];
   app.decorate("routeScopes", routeScopes);
   app.addHook("onRoute", (route) => {
+    // Operator routes authenticate on their own (http/admin/auth.ts) and are listed there.
+    if (route.config?.adminScope) return;
     const scope = route.config?.scope ?? null;
     // The API is private by default: a /v1 route that forgot its scope must not start public.
     if (scope === null && route.url.startsWith("/v1/")) {
@@ -178,6 +184,20 @@ export function installAuth(
           { "retry-after": String(retryAfter) },
         );
       }
+      const actingFor = request.headers[TENANT_HEADER];
+      if (key !== undefined && TenantActing.applies(key, actingFor)) {
+        const operator = await acting.authenticate(key, actingFor, now);
+        if (operator) {
+          request.auth = operator;
+          const id = (request.params as { id?: unknown } | undefined)?.id;
+          (request.log as Logger).setBindings({
+            tenant_id: operator.tenantId,
+            actor: operator.actor,
+            ...(typeof id === "string" ? { export_id: id } : {}),
+          });
+          return;
+        }
+      }
       const prefix = key === undefined ? null : keyPrefix(key);
       const found = prefix ? await store.findApiKeyByPrefix(prefix) : null;
       if (!found || !hashesMatch(digest as string, found.hash) || found.revokedAt !== null) {
@@ -191,6 +211,7 @@ export function installAuth(
       record = found;
       keys.set(digest as string, found, now);
     }
+    if (request.headers[TENANT_HEADER] !== undefined) throw tenantHeaderNotAllowed();
     if (!record.scopes.includes(scope)) {
       throw new AppError(
         "insufficient_scope",
@@ -200,6 +221,8 @@ export function installAuth(
     }
     const tenant = await tenantOf(record.tenantId, now);
     if (!tenant) throw unauthorized("The API key is not valid.");
+    // Within TENANT_CACHE_MS of a disable: the tenant is read through that cache.
+    if (tenant.disabledAt !== null) throw tenantDisabled();
     request.auth = {
       tenantId: tenant.id,
       tenantName: tenant.name,
@@ -215,7 +238,7 @@ export function installAuth(
     (request.log as Logger).setBindings({
       tenant_id: record.tenantId,
       key_prefix: record.prefix,
-      actor: `key:${record.prefix}`,
+      actor: request.auth.actor,
       ...(typeof exportId === "string" ? { export_id: exportId } : {}),
     });
     if (now - (lastTouched.get(record.id) ?? 0) >= TOUCH_EVERY_MS) {

@@ -1,19 +1,19 @@
 /**
  * What the HTTP layer needs from the rest of the service, passed in by the composition root. The
  * app hands each part only what it uses: auth and maintenance the TenancyPort, the export and file
- * routes the ExportsPort, readiness the store's ping.
+ * routes the ExportsPort, the operator routes the OperatorPort, readiness the store's ping.
  */
 
 import type { Redis } from "ioredis";
 import type { Config } from "../config/index.js";
-import type { ExportsPort, StoreLifecycle, TenancyPort } from "../metadata/types.js";
+import type { ExportsPort, OperatorPort, StoreLifecycle, TenancyPort } from "../metadata/types.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { LinkSigner } from "../object-store/signing.js";
 import type { ObjectStore } from "../object-store/types.js";
 import type { DatasetRegistry } from "../sources/registry.js";
 
-/** The ports of the metadata store the API uses. */
-export type HttpStore = TenancyPort & ExportsPort & Pick<StoreLifecycle, "ping">;
+/** The ports of the metadata store the API uses (the operator API: OperatorPort). */
+export type HttpStore = TenancyPort & ExportsPort & OperatorPort & Pick<StoreLifecycle, "ping">;
 
 export interface HttpDeps {
   config: Config;

@@ -92,7 +92,11 @@ export function documentRoute(input: { schema: FastifySchema | undefined; url: s
         schema.operationId ?? operationIdOf(String(schema.summary ?? `${route.method} ${url}`)),
       ),
       response,
-      ...(route.config?.scope ? {} : { security: [] }),
+      ...(route.config?.adminScope
+        ? { security: [{ operator: [] }] }
+        : route.config?.scope
+          ? {}
+          : { security: [] }),
     },
   };
 }
@@ -160,7 +164,12 @@ export function documentHeaders<T extends object>(document: T): T {
   const paths = (document as { paths?: Record<string, Record<string, Operation>> }).paths ?? {};
   for (const item of Object.values(paths)) {
     for (const operation of Object.values(item)) {
-      const authenticated = !(Array.isArray(operation.security) && operation.security.length === 0);
+      // Operator routes are not rate limited and never answer 401: no RateLimit-* headers on them.
+      const operator = operation.security?.some(
+        (s) => typeof s === "object" && s !== null && "operator" in s,
+      );
+      const authenticated =
+        !operator && !(Array.isArray(operation.security) && operation.security.length === 0);
       for (const [status, response] of Object.entries(operation.responses ?? {})) {
         const declared: Record<string, HeaderObject> = {};
         for (const [name, h] of Object.entries(response.headers ?? {})) {

@@ -9,10 +9,11 @@ import { createHash } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
 import type { Logger } from "pino";
 import type { TokenSettings } from "../config/tokens.js";
-import { AppError, serviceUnavailable } from "../domain/errors.js";
+import { AppError, serviceUnavailable, tenantDisabled } from "../domain/errors.js";
 import type { Scope } from "../domain/scopes.js";
 import type { TenancyPort, Tenant } from "../metadata/types.js";
 import { TtlCache } from "../usecases/ttl-cache.js";
+import { TENANT_HEADER, tenantHeaderNotAllowed } from "./acting.js";
 import type { AuthContext, FailedAuthLimiter } from "./auth.js";
 import { looksLikeJwt, TokenVerifier, type VerifiedToken } from "./token-verifier.js";
 
@@ -30,6 +31,7 @@ export interface TokenRequest {
   ip: string;
   log: FastifyBaseLogger;
   params: unknown;
+  headers: Readonly<Record<string, string | string[] | undefined>>;
 }
 
 /** Turns bearer JWTs into AuthContexts; one per process. */
@@ -98,6 +100,10 @@ export class TokenAuthenticator {
       this.failedAuth.fail(request.ip, now);
       throw tokenRefused("The bearer token is not valid.");
     }
+    // A token acts for the tenant its claim names, never for another one (that is an operator's act).
+    if (request.headers[TENANT_HEADER] !== undefined) throw tenantHeaderNotAllowed();
+    // Within the tenant cache's second of a disable, as for keys.
+    if (tenant.disabledAt !== null) throw tenantDisabled();
     if (!verified.scopes.includes(scope)) {
       throw new AppError(
         "insufficient_scope",

@@ -149,6 +149,37 @@ export const MIGRATIONS: readonly Migration[] = [
     },
   },
   {
+    // The operator API: tenants an operator disabled, operator keys (hashed like tenant keys, with
+    // operator scopes, no tenant), and the audit log of every operator write (before/after as JSON
+    // text, the tenant by name so an entry outlives a deleted tenant).
+    version: 5,
+    sql: (d) => `
+      ALTER TABLE tenants ADD COLUMN disabled_at ${d.bigint};
+      CREATE TABLE operator_keys (
+        id TEXT PRIMARY KEY,
+        prefix TEXT NOT NULL UNIQUE,
+        hash TEXT NOT NULL,
+        last4 TEXT NOT NULL,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_at ${d.bigint} NOT NULL,
+        last_used_at ${d.bigint},
+        revoked_at ${d.bigint}
+      );
+      CREATE TABLE audit_log (
+        id TEXT PRIMARY KEY,
+        at ${d.bigint} NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        tenant TEXT,
+        target TEXT NOT NULL,
+        before_json TEXT,
+        after_json TEXT
+      );
+      CREATE INDEX audit_log_by_tenant ON audit_log (tenant, id);
+    `,
+  },
+  {
     // Who created each export (the AuthContext's actor: key:<prefix>, token:<sub>,
     // operator:<prefix>); NULL for exports created before it was kept.
     version: 6,

@@ -3,7 +3,15 @@
  * spell differently. Statuses come from the domain's table (STATUS, statusIn), never spelled here.
  */
 import { DISCARDED_STATUSES, fromStatesFor } from "../domain/export.js";
-import { EXPORT_COLUMNS, KEY_COLUMNS, PART_COLUMNS, PLAN_COLUMNS, TENANT_SELECT } from "./rows.js";
+import {
+  AUDIT_COLUMNS,
+  EXPORT_COLUMNS,
+  KEY_COLUMNS,
+  OPERATOR_KEY_COLUMNS,
+  PART_COLUMNS,
+  PLAN_COLUMNS,
+  TENANT_SELECT,
+} from "./rows.js";
 import { type Dialect, NAMED, STATUS, statusIn } from "./sql.js";
 
 const queued = STATUS.queued;
@@ -48,6 +56,32 @@ export function queries(d: Dialect) {
     revokeKey: "UPDATE api_keys SET revoked_at = @now WHERE prefix = @prefix AND revoked_at IS NULL",
     touchKey: "UPDATE api_keys SET last_used_at = @now WHERE id = @id",
 
+    // The operator's side: tenants' life cycle, plans, operator keys, audit log
+    /** A page of tenants by name; the first page passes '' (every name sorts after it). */
+    tenantsAfter: `${TENANT_SELECT} WHERE t.name > @after ORDER BY t.name LIMIT @limit`,
+    disableTenant: "UPDATE tenants SET disabled_at = COALESCE(disabled_at, @now) WHERE name = @name",
+    enableTenant: "UPDATE tenants SET disabled_at = NULL WHERE name = @name",
+    activeExports: `SELECT id FROM exports WHERE tenant_id = @tenantId AND ${statusIn(fromStatesFor(NAMED.canceled))}
+      ORDER BY id`,
+    countTenantExports: "SELECT count(*) FROM exports WHERE tenant_id = @tenantId",
+    deleteTenantParts:
+      "DELETE FROM export_parts WHERE export_id IN (SELECT id FROM exports WHERE tenant_id = @tenantId)",
+    deleteTenantIdempotencyKeys: "DELETE FROM idempotency_keys WHERE tenant_id = @tenantId",
+    deleteTenantExports: "DELETE FROM exports WHERE tenant_id = @tenantId",
+    deleteTenantKeys: "DELETE FROM api_keys WHERE tenant_id = @tenantId",
+    deleteTenant: "DELETE FROM tenants WHERE id = @tenantId",
+    insertPlan: `INSERT INTO plans (name, max_running, max_queued, requests_per_minute, created_at)
+      VALUES (@name, @maxRunning, @maxQueued, @requestsPerMinute, @now) ON CONFLICT (name) DO NOTHING`,
+    insertOperatorKey: `INSERT INTO operator_keys (${OPERATOR_KEY_COLUMNS})
+      VALUES (@id, @prefix, @hash, @last4, @name, @scopes, @createdAt, @lastUsedAt, @revokedAt)`,
+    operatorKeyByPrefix: `SELECT ${OPERATOR_KEY_COLUMNS} FROM operator_keys WHERE prefix = @prefix`,
+    operatorKeys: `SELECT ${OPERATOR_KEY_COLUMNS} FROM operator_keys ORDER BY created_at, id`,
+    revokeOperatorKey:
+      "UPDATE operator_keys SET revoked_at = @now WHERE prefix = @prefix AND revoked_at IS NULL",
+    touchOperatorKey: "UPDATE operator_keys SET last_used_at = @now WHERE id = @id",
+    insertAudit: `INSERT INTO audit_log (${AUDIT_COLUMNS})
+      VALUES (@id, @at, @actor, @action, @tenant, @target, @beforeJson, @afterJson)`,
+
     // Exports
     insertExport: `INSERT INTO exports (id, tenant_id, dataset, status, request, created_at, estimated_rows, run_after, created_by)
       VALUES (@id, @tenantId, @dataset, @status, @request, @createdAt, @estimatedRows, @runAfter, @createdBy)`,
@@ -59,8 +93,9 @@ export function queries(d: Dialect) {
     createUnderCap: `INSERT INTO exports (id, tenant_id, dataset, status, request, created_at, estimated_rows, run_after, created_by)
       SELECT @id, id, @dataset, ${queued}, @request, CAST(@createdAt AS ${d.bigint}),
         CAST(@estimatedRows AS ${d.bigint}), CAST(@runAfter AS ${d.bigint}), CAST(@createdBy AS TEXT)
-      FROM tenants WHERE id = @tenantId AND queued < @maxQueued ${d.forUpdate}`,
-    queuedCount: "SELECT queued FROM tenants WHERE id = @tenantId",
+      FROM tenants WHERE id = @tenantId AND queued < @maxQueued AND disabled_at IS NULL ${d.forUpdate}`,
+    /** Why createUnderCap inserted nothing: the queue is full, or the tenant is disabled (or gone: no row). */
+    queuedCount: "SELECT queued, disabled_at FROM tenants WHERE id = @tenantId",
     /** Takes the tenant's turn among creates with an idempotency key (the row lock; SQLite: the write lock). */
     lockTenant: `SELECT queued FROM tenants WHERE id = @tenantId ${d.forUpdate}`,
     // A key older than its TTL is free again, even before the sweeper removes it.

@@ -3,10 +3,11 @@
  * SELECT uses — and their mapping to domain records, written once.
  */
 import type { ExportError, ExportPart, ExportRecord, ExportRequest, ExportStatus } from "../domain/export.js";
+import type { OperatorScope } from "../domain/operator-scopes.js";
 import type { Scope } from "../domain/scopes.js";
 import { effectiveLimits, type Plan, type Tenant, type TenantLimits } from "../domain/tenant.js";
 import type { Row } from "./sql.js";
-import type { ApiKeyRecord } from "./types.js";
+import type { ApiKeyRecord, AuditEntry, OperatorKeyRecord } from "./types.js";
 
 /** The columns an export is read with, in this order (toExport reads them by position). */
 export const EXPORT_COLUMNS = `id, tenant_id, dataset, status, request, created_at, started_at, finished_at, expires_at,
@@ -18,9 +19,12 @@ const PROGRESS_PARTS = 11;
 export const PART_COLUMNS =
   "export_id, idx, object_key, rows, bytes, sha256, dataset_idx, last_of_dataset, crc32";
 export const KEY_COLUMNS = "id, tenant_id, prefix, hash, last4, scopes, created_at, last_used_at, revoked_at";
+export const OPERATOR_KEY_COLUMNS =
+  "id, prefix, hash, last4, name, scopes, created_at, last_used_at, revoked_at";
+export const AUDIT_COLUMNS = "id, at, actor, action, tenant, target, before_json, after_json";
 export const PLAN_COLUMNS = "name, max_running, max_queued, requests_per_minute";
 export const TENANT_SELECT = `SELECT t.id, t.name, t.created_at, t.plan, t.max_running, t.max_queued, t.requests_per_minute,
-       p.max_running, p.max_queued, p.requests_per_minute
+       p.max_running, p.max_queued, p.requests_per_minute, t.disabled_at
   FROM tenants t LEFT JOIN plans p ON p.name = t.plan`;
 
 export const LIMIT_COLUMNS = [
@@ -46,7 +50,8 @@ export function toTenant(row: Row): Tenant {
     planRunning,
     planQueued,
     planPerMinute,
-  ] = row as [string, string, number, string, Num, Num, Num, Num, Num, Num];
+    disabledAt,
+  ] = row as [string, string, number, string, Num, Num, Num, Num, Num, Num, Num];
   const overrides: Partial<TenantLimits> = {};
   if (maxRunning !== null) overrides.maxRunning = maxRunning;
   if (maxQueued !== null) overrides.maxQueued = maxQueued;
@@ -59,7 +64,15 @@ export function toTenant(row: Row): Tenant {
           maxQueued: planQueued ?? FALLBACK_LIMITS.maxQueued,
           requestsPerMinute: planPerMinute ?? FALLBACK_LIMITS.requestsPerMinute,
         };
-  return { id, name, plan, createdAt, limits: effectiveLimits(planLimits, overrides), overrides };
+  return {
+    id,
+    name,
+    plan,
+    createdAt,
+    limits: effectiveLimits(planLimits, overrides),
+    overrides,
+    disabledAt: disabledAt === null ? null : Number(disabledAt),
+  };
 }
 
 export function toPlan(row: Row): Plan {
@@ -151,5 +164,34 @@ export function toExport(r: Row, parts: ExportPart[]): ExportRecord {
     cursor: r[19] as string | null,
     runAfter: r[20] as number,
     createdBy: (r[21] as string | null) ?? null,
+  };
+}
+
+export function toOperatorKey(r: Row): OperatorKeyRecord {
+  return {
+    id: r[0] as string,
+    prefix: r[1] as string,
+    hash: r[2] as string,
+    last4: r[3] as string,
+    name: r[4] as string,
+    scopes: JSON.parse(r[5] as string) as OperatorScope[],
+    createdAt: Number(r[6]),
+    lastUsedAt: r[7] === null ? null : Number(r[7]),
+    revokedAt: r[8] === null ? null : Number(r[8]),
+  };
+}
+
+const json = (text: unknown): unknown => (text === null ? null : JSON.parse(text as string));
+
+export function toAudit(r: Row): AuditEntry {
+  return {
+    id: r[0] as string,
+    at: Number(r[1]),
+    actor: r[2] as string,
+    action: r[3] as string,
+    tenant: r[4] as string | null,
+    target: r[5] as string,
+    before: json(r[6]),
+    after: json(r[7]),
   };
 }

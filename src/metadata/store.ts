@@ -16,18 +16,25 @@ import { DEFAULT_PLAN, type Plan, type Tenant, type TenantLimits } from "../doma
 import { migrate } from "./migrations.js";
 import { type Queries, queries } from "./queries.js";
 import {
+  AUDIT_COLUMNS,
   EXPORT_COLUMNS,
   idsWithParts,
   LIMIT_COLUMNS,
+  toAudit,
   toExport,
   toKey,
+  toOperatorKey,
   toPart,
   toPlan,
   toTenant,
 } from "./rows.js";
 import { changes, type Driver, type Params, type Row, rows, type Plan as SqlPlan } from "./sql.js";
 import type {
+  AllExportsQuery,
   ApiKeyRecord,
+  AuditEntry,
+  AuditQuery,
+  AuditStamp,
   ClaimedExport,
   CreateExportOptions,
   CreateOutcome,
@@ -37,6 +44,8 @@ import type {
   LeaseCheck,
   ListExportsQuery,
   MetadataStore,
+  OperatorKeyRecord,
+  TenantChange,
 } from "./types.js";
 
 /** The parameters every leased write names: the export, its owner, now and the renewed lease end. */
@@ -66,6 +75,12 @@ function sameRow(a: Row, b: Row): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** An audit entry's parameters: before and after as JSON text (null stays NULL). */
+function auditParams(entry: AuditEntry): Params {
+  const text = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
+  return { ...entry, beforeJson: text(entry.before), afterJson: text(entry.after) };
 }
 
 export class SqlMetadataStore implements MetadataStore {
@@ -110,10 +125,12 @@ export class SqlMetadataStore implements MetadataStore {
     return (await this.driver.rows(this.q.tenants, {})).map(toTenant);
   }
 
-  async updateTenant(
-    name: string,
-    change: { plan?: string; overrides?: { [K in keyof TenantLimits]?: number | null } },
-  ): Promise<Tenant | null> {
+  async updateTenant(name: string, change: TenantChange): Promise<Tenant | null> {
+    return this.driver.run(this.tenantUpdate(name, change), true);
+  }
+
+  /** Applies a plan and override change to the tenant of this name; the tenant after (null: none). */
+  private *tenantUpdate(name: string, change: TenantChange): SqlPlan<Tenant | null> {
     const sets: string[] = [];
     const params: Params = { name };
     if (change.plan !== undefined) {
@@ -127,9 +144,9 @@ export class SqlMetadataStore implements MetadataStore {
         params[column] = value;
       }
     }
-    if (sets.length)
-      await this.driver.changes(`UPDATE tenants SET ${sets.join(", ")} WHERE name = @name`, params);
-    return this.findTenantByName(name);
+    if (sets.length) yield* changes(`UPDATE tenants SET ${sets.join(", ")} WHERE name = @name`, params);
+    const [row] = yield* rows(this.q.tenantByName, { name });
+    return row ? toTenant(row) : null;
   }
 
   async listPlans(): Promise<Plan[]> {
@@ -174,6 +191,200 @@ export class SqlMetadataStore implements MetadataStore {
 
   async touchApiKey(id: string, now: number): Promise<void> {
     await this.driver.changes(this.q.touchKey, { id, now });
+  }
+
+  // The operator's side: tenants' life cycle, plans, operator keys, audit log, support views
+
+  /** The audit entry of a write, inside the write's transaction. */
+  private *audit(
+    stamp: AuditStamp,
+    action: string,
+    tenant: string | null,
+    target: string,
+    before: unknown,
+    after: unknown,
+  ): SqlPlan<void> {
+    yield* changes(
+      this.q.insertAudit,
+      auditParams({ ...stamp, id: newId(), action, tenant, target, before, after }),
+    );
+  }
+
+  private *tenantNamed(name: string): SqlPlan<Tenant | null> {
+    const [row] = yield* rows(this.q.tenantByName, { name });
+    return row ? toTenant(row) : null;
+  }
+
+  async listTenantsPage(after: string | undefined, limit: number): Promise<Tenant[]> {
+    return (await this.driver.rows(this.q.tenantsAfter, { after: after ?? "", limit })).map(toTenant);
+  }
+
+  createTenant(name: string, change: TenantChange, stamp: AuditStamp): Promise<Tenant | null> {
+    const self = this;
+    return this.driver.run(
+      (function* (): SqlPlan<Tenant | null> {
+        const params = { id: newId(), name, now: stamp.at, plan: change.plan ?? DEFAULT_PLAN };
+        if ((yield* changes(self.q.ensureTenant, params)) === 0) return null;
+        const tenant = yield* self.tenantUpdate(name, { overrides: change.overrides });
+        yield* self.audit(stamp, "tenant.create", name, `tenant:${name}`, null, tenant);
+        return tenant;
+      })(),
+      true,
+    );
+  }
+
+  changeTenant(name: string, change: TenantChange, stamp: AuditStamp): Promise<Tenant | null> {
+    const self = this;
+    return this.driver.run(
+      (function* (): SqlPlan<Tenant | null> {
+        const before = yield* self.tenantNamed(name);
+        if (!before) return null;
+        const after = yield* self.tenantUpdate(name, change);
+        yield* self.audit(stamp, "tenant.change", name, `tenant:${name}`, before, after);
+        return after;
+      })(),
+      true,
+    );
+  }
+
+  setTenantDisabled(name: string, disabled: boolean, stamp: AuditStamp): Promise<Tenant | null> {
+    const self = this;
+    return this.driver.run(
+      (function* (): SqlPlan<Tenant | null> {
+        const before = yield* self.tenantNamed(name);
+        if (!before) return null;
+        yield* changes(disabled ? self.q.disableTenant : self.q.enableTenant, { name, now: stamp.at });
+        const after = yield* self.tenantNamed(name);
+        const action = disabled ? "tenant.disable" : "tenant.enable";
+        yield* self.audit(stamp, action, name, `tenant:${name}`, before, after);
+        return after;
+      })(),
+      true,
+    );
+  }
+
+  async activeExportIds(tenantId: string): Promise<string[]> {
+    return (await this.driver.rows(this.q.activeExports, { tenantId })).map((r) => r[0] as string);
+  }
+
+  deleteTenant(name: string, stamp: AuditStamp): Promise<{ exports: number; keys: number } | null> {
+    const q = this.q;
+    const self = this;
+    return this.driver.run(
+      (function* (): SqlPlan<{ exports: number; keys: number } | null> {
+        const before = yield* self.tenantNamed(name);
+        if (!before) return null;
+        const params = { tenantId: before.id };
+        yield* changes(q.deleteTenantParts, params);
+        yield* changes(q.deleteTenantIdempotencyKeys, params);
+        const exports = yield* changes(q.deleteTenantExports, params);
+        const keys = yield* changes(q.deleteTenantKeys, params);
+        yield* changes(q.deleteTenant, params);
+        yield* self.audit(stamp, "tenant.delete", name, `tenant:${name}`, before, {
+          deleted_exports: exports,
+          deleted_keys: keys,
+        });
+        return { exports, keys };
+      })(),
+      true,
+    );
+  }
+
+  createPlan(plan: Plan, stamp: AuditStamp): Promise<boolean> {
+    const self = this;
+    return this.driver.run(
+      (function* (): SqlPlan<boolean> {
+        const params = { name: plan.name, ...plan.limits, now: stamp.at };
+        if ((yield* changes(self.q.insertPlan, params)) === 0) return false;
+        yield* self.audit(stamp, "plan.create", null, `plan:${plan.name}`, null, plan);
+        return true;
+      })(),
+      true,
+    );
+  }
+
+  changePlan(name: string, limits: Partial<TenantLimits>, stamp: AuditStamp): Promise<Plan | null> {
+    const self = this;
+    return this.driver.run(
+      (function* (): SqlPlan<Plan | null> {
+        const [row] = yield* rows(self.q.plan, { name });
+        if (!row) return null;
+        const before = toPlan(row);
+        const after: Plan = { name, limits: { ...before.limits, ...limits } };
+        yield* changes(self.q.upsertPlan, { name, ...after.limits, now: stamp.at });
+        yield* self.audit(stamp, "plan.change", null, `plan:${name}`, before, after);
+        return after;
+      })(),
+      true,
+    );
+  }
+
+  insertOperatorKey(key: OperatorKeyRecord, stamp: AuditStamp): Promise<void> {
+    const self = this;
+    return this.driver.run(
+      (function* (): SqlPlan<void> {
+        yield* changes(self.q.insertOperatorKey, { ...key, scopes: JSON.stringify(key.scopes) });
+        const shown = { prefix: key.prefix, name: key.name, scopes: key.scopes };
+        yield* self.audit(stamp, "operator_key.create", null, `operator_key:${key.prefix}`, null, shown);
+      })(),
+      true,
+    );
+  }
+
+  async findOperatorKeyByPrefix(prefix: string): Promise<OperatorKeyRecord | null> {
+    const [row] = await this.driver.rows(this.q.operatorKeyByPrefix, { prefix });
+    return row ? toOperatorKey(row) : null;
+  }
+
+  async listOperatorKeys(): Promise<OperatorKeyRecord[]> {
+    return (await this.driver.rows(this.q.operatorKeys, {})).map(toOperatorKey);
+  }
+
+  revokeOperatorKey(prefix: string, stamp: AuditStamp): Promise<boolean> {
+    const self = this;
+    return this.driver.run(
+      (function* (): SqlPlan<boolean> {
+        if ((yield* changes(self.q.revokeOperatorKey, { prefix, now: stamp.at })) === 0) return false;
+        const target = `operator_key:${prefix}`;
+        yield* self.audit(stamp, "operator_key.revoke", null, target, { revoked: false }, { revoked: true });
+        return true;
+      })(),
+      true,
+    );
+  }
+
+  async touchOperatorKey(id: string, now: number): Promise<void> {
+    await this.driver.changes(this.q.touchOperatorKey, { id, now });
+  }
+
+  async appendAudit(entry: AuditEntry): Promise<void> {
+    await this.driver.changes(this.q.insertAudit, auditParams(entry));
+  }
+
+  async listAudit(query: AuditQuery): Promise<AuditEntry[]> {
+    const where = ["1 = 1"];
+    if (query.tenant !== undefined) where.push("tenant = @tenant");
+    if (query.action !== undefined) where.push("action = @action");
+    if (query.before !== undefined) where.push("id < @before");
+    const sql = `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE ${where.join(" AND ")} ORDER BY id DESC LIMIT @limit`;
+    return (await this.driver.rows(sql, { ...query })).map(toAudit);
+  }
+
+  async listAllExports(query: AllExportsQuery): Promise<ExportRecord[]> {
+    const where = ["1 = 1"];
+    if (query.tenantId !== undefined) where.push("tenant_id = @tenantId");
+    if (query.status) where.push("status = @status");
+    if (query.dataset) where.push("dataset = @dataset");
+    if (query.before) where.push("id < @before");
+    const sql = `SELECT ${EXPORT_COLUMNS} FROM exports WHERE ${where.join(" AND ")} ORDER BY id DESC LIMIT @limit`;
+    return this.driver.run(this.withParts(await this.driver.rows(sql, { ...query })), false);
+  }
+
+  async findExport(id: string): Promise<ExportRecord | null> {
+    const [row] = await this.driver.rows(this.q.exportById, { id });
+    if (!row) return null;
+    const [record] = await this.driver.run(this.withParts([row]), false);
+    return record ?? null;
   }
 
   // Exports
@@ -238,7 +449,8 @@ export class SqlMetadataStore implements MetadataStore {
     }
     if ((yield* changes(q.createUnderCap, params)) === 0) {
       const [tenant] = yield* rows(q.queuedCount, params);
-      if (!tenant) throw new Error(`no tenant ${record.tenantId}`);
+      // Disabled or deleted since its key was verified (within the auth cache's second).
+      if (!tenant || tenant[1] !== null) return { kind: "tenant_disabled" };
       return { kind: "queue_full", queued: Number(tenant[0]) };
     }
     if (keyParams) yield* changes(q.insertIdempotencyKey, keyParams);

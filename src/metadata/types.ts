@@ -10,6 +10,7 @@ import type {
   ExportRecord,
   ExportStatus,
 } from "../domain/export.js";
+import type { OperatorScope } from "../domain/operator-scopes.js";
 import type { Scope } from "../domain/scopes.js";
 import type { Plan, Tenant, TenantLimits } from "../domain/tenant.js";
 
@@ -25,6 +26,48 @@ export interface ApiKeyRecord {
   createdAt: number;
   lastUsedAt: number | null;
   revokedAt: number | null;
+}
+
+/** An operator key: like a tenant key (hashed, shown once) but with operator scopes and no tenant. */
+export interface OperatorKeyRecord {
+  id: string;
+  prefix: string;
+  hash: string;
+  last4: string;
+  /** What the key is for, as its creator wrote it ("billing backend"). */
+  name: string;
+  scopes: OperatorScope[];
+  createdAt: number;
+  lastUsedAt: number | null;
+  revokedAt: number | null;
+}
+
+/**
+ * One operator write: who (`operator:<prefix>`, `bootstrap`, `cli:<user>`), what (`tenant.disable`…),
+ * on which target, when (epoch ms), and the state before and after (JSON values; null where there
+ * is none, e.g. before a create). `tenant` is the tenant's name, so an entry outlives its tenant.
+ */
+export interface AuditEntry {
+  id: string;
+  at: number;
+  actor: string;
+  action: string;
+  tenant: string | null;
+  target: string;
+  before: unknown;
+  after: unknown;
+}
+
+/** Who makes an audited write, and when (epoch ms): the store writes the entry in the write's transaction. */
+export interface AuditStamp {
+  actor: string;
+  at: number;
+}
+
+/** A change of a tenant's plan and limit overrides (null clears an override). */
+export interface TenantChange {
+  plan?: string;
+  overrides?: { [K in keyof TenantLimits]?: number | null };
 }
 
 export interface ListExportsQuery {
@@ -46,7 +89,9 @@ export type CreateOutcome =
   | { kind: "created"; record: ExportRecord }
   | { kind: "replayed"; record: ExportRecord }
   | { kind: "idempotency_conflict" }
-  | { kind: "queue_full"; queued: number };
+  | { kind: "queue_full"; queued: number }
+  /** The tenant was disabled (or deleted) since its key was verified: nothing is created. */
+  | { kind: "tenant_disabled" };
 
 export interface CreateExportOptions {
   maxQueued: number;
@@ -110,6 +155,60 @@ export interface TenancyPort {
   listApiKeys(tenantId: string): Promise<ApiKeyRecord[]>;
   revokeApiKey(prefix: string, now: number): Promise<boolean>;
   touchApiKey(id: string, now: number): Promise<void>;
+}
+
+/** Audit entries, newest first; `before` is an entry id (the last of the previous page). */
+export interface AuditQuery {
+  tenant?: string;
+  action?: string;
+  before?: string;
+  limit: number;
+}
+
+/** Exports of any tenant (the operator's support view): a tenant id narrows it to one. */
+export interface AllExportsQuery extends ListExportsQuery {
+  tenantId?: string;
+}
+
+/**
+ * The operator's side: tenants' life cycle, plans, operator keys, the audit log and the support
+ * views across tenants. Every write that changes something takes an AuditStamp and records its
+ * audit entry (with the state before and after, read in the same transaction) in the same
+ * transaction as the change.
+ */
+export interface OperatorPort {
+  /** Tenants by name, after `after` (the last name of the previous page). */
+  listTenantsPage(after: string | undefined, limit: number): Promise<Tenant[]>;
+  /** Creates a tenant; null when the name is taken. */
+  createTenant(name: string, change: TenantChange, stamp: AuditStamp): Promise<Tenant | null>;
+  /** Changes a tenant's plan and overrides; null when there is no such tenant. */
+  changeTenant(name: string, change: TenantChange, stamp: AuditStamp): Promise<Tenant | null>;
+  /** Disables (or enables) a tenant; null when there is none. Recorded even when nothing changed. */
+  setTenantDisabled(name: string, disabled: boolean, stamp: AuditStamp): Promise<Tenant | null>;
+  /** Ids of a tenant's exports that a cancel can still stop (queued, running). */
+  activeExportIds(tenantId: string): Promise<string[]>;
+  /**
+   * Removes a tenant and everything it owns (exports, parts, idempotency keys, API keys) in one
+   * transaction; null when there is none. The object store is the caller's (purge first).
+   */
+  deleteTenant(name: string, stamp: AuditStamp): Promise<{ exports: number; keys: number } | null>;
+  /** Creates a plan; false when the name is taken. */
+  createPlan(plan: Plan, stamp: AuditStamp): Promise<boolean>;
+  /** Changes some of a plan's limits; null when there is no such plan. */
+  changePlan(name: string, limits: Partial<TenantLimits>, stamp: AuditStamp): Promise<Plan | null>;
+  insertOperatorKey(key: OperatorKeyRecord, stamp: AuditStamp): Promise<void>;
+  findOperatorKeyByPrefix(prefix: string): Promise<OperatorKeyRecord | null>;
+  listOperatorKeys(): Promise<OperatorKeyRecord[]>;
+  /** Revokes the active operator key with this prefix; false when there is none. */
+  revokeOperatorKey(prefix: string, stamp: AuditStamp): Promise<boolean>;
+  touchOperatorKey(id: string, now: number): Promise<void>;
+  /** Records an entry for a write made through another port (API keys, maintenance, a cancel). */
+  appendAudit(entry: AuditEntry): Promise<void>;
+  listAudit(query: AuditQuery): Promise<AuditEntry[]>;
+  /** Exports of every tenant (or one), newest first, with their parts. */
+  listAllExports(query: AllExportsQuery): Promise<ExportRecord[]>;
+  /** One export of any tenant, with its parts; null when there is none. */
+  findExport(id: string): Promise<ExportRecord | null>;
 }
 
 /** A tenant's exports as the API sees them. Every method that reads one takes the tenant id. */
@@ -216,4 +315,5 @@ export interface MetadataStore
     TenancyPort,
     ExportsPort,
     JobQueuePort,
-    RetentionPort {}
+    RetentionPort,
+    OperatorPort {}

@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { canonicalJson } from "../domain/canonical-json.js";
 import { type CreateExportInput, type DatasetDescriptor, normalizeCreateRequest } from "../domain/dataset.js";
-import { AppError, ExportFailure, serviceUnavailable } from "../domain/errors.js";
+import { AppError, ExportFailure, serviceUnavailable, tenantDisabled } from "../domain/errors.js";
 import { datasetItems, type ExportRecord, itemRequest, newExport } from "../domain/export.js";
 import { newId } from "../domain/ids.js";
 import type { TenantLimits } from "../domain/tenant.js";
@@ -58,7 +58,8 @@ export type CreateExportResult =
 
 /**
  * Throws AppError: the request's own codes (invalid_request, invalid_date_range, plan_required…),
- * `idempotency_conflict` (the key was used with another body), `too_many_exports` (queue cap;
+ * `idempotency_conflict` (the key was used with another body), `tenant_disabled` (the tenant was
+ * disabled or deleted since its key was verified), `too_many_exports` (queue cap;
  * Retry-After 30); for a dry run, `service_unavailable` (its dataset's source is away or does not
  * answer within ESTIMATE_WAIT_MS; Retry-After) or `source_error` (the source refuses the request).
  */
@@ -139,6 +140,8 @@ export async function createExport(
         [],
         { "retry-after": "30" },
       );
+    case "tenant_disabled":
+      throw tenantDisabled();
     case "created":
       log.info({ export_id: record.id, dataset: record.dataset }, "export queued");
       deps.onExportQueued();

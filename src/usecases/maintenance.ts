@@ -3,7 +3,8 @@
  * maintenance on` stored it in the database, which every process reads at most every two seconds.
  * The HTTP layer decides which requests it pauses (http/maintenance.ts); the CLI switches it.
  */
-import type { TenancyPort } from "../metadata/types.js";
+import type { AuditStamp, OperatorPort, TenancyPort } from "../metadata/types.js";
+import { recordAudit } from "./audit.js";
 
 /** The settings row that holds the stored state (JSON of MaintenanceState). */
 export const MAINTENANCE_SETTING = "maintenance";
@@ -47,6 +48,25 @@ export async function readMaintenance(tenancy: TenancyPort): Promise<Maintenance
 /** Stores the state every process reads; null switches stored maintenance off. */
 export async function storeMaintenance(tenancy: TenancyPort, state: MaintenanceState | null): Promise<void> {
   await tenancy.setSetting(MAINTENANCE_SETTING, state ? formatMaintenance(state) : null);
+}
+
+/** Switches stored maintenance (null: off) for an operator and audits it; returns the state after. */
+export async function switchMaintenance(
+  port: TenancyPort & Pick<OperatorPort, "appendAudit">,
+  state: MaintenanceState | null,
+  stamp: AuditStamp,
+): Promise<MaintenanceState> {
+  const before = await readMaintenance(port);
+  await storeMaintenance(port, state);
+  const after = state ?? OFF;
+  await recordAudit(port, stamp, {
+    action: after.enabled ? "maintenance.on" : "maintenance.off",
+    tenant: null,
+    target: "maintenance",
+    before,
+    after,
+  });
+  return after;
 }
 
 /**

@@ -4,7 +4,7 @@
  * succeeded marks the export purged: until then the sweeper lists it and tries again.
  */
 import { canBePurged, type ExportRecord, type ExportStatus } from "../domain/export.js";
-import { exportPrefix } from "../domain/naming.js";
+import { exportPrefix, tenantPrefix } from "../domain/naming.js";
 import type { RetentionPort } from "../metadata/types.js";
 import { storageOp } from "../object-store/errors.js";
 import type { ObjectStore } from "../object-store/types.js";
@@ -27,4 +27,12 @@ export async function purgeExportFiles(
     throw new Error(`the files of a ${record.status} export ${record.id} must not be deleted`);
   await storageOp(() => storage.deletePrefix(exportPrefix(record.tenantId, record.id)));
   await store.markPurged(record.id, now);
+}
+
+/**
+ * Deletes every object of a tenant (each export's files, unpublished uploads too): the first step of
+ * a tenant's deletion. Throws a StorageError when the object store fails.
+ */
+export async function purgeTenantFiles(storage: ObjectStore, tenantId: string): Promise<void> {
+  await storageOp(() => storage.deletePrefix(tenantPrefix(tenantId)));
 }

@@ -11,7 +11,12 @@ import { after, before, describe, test } from "node:test";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import type { LightMyRequestResponse } from "fastify";
+import { newExport } from "../../src/domain/export.js";
+import { newId } from "../../src/domain/ids.js";
+import { stampOf } from "../../src/usecases/audit.js";
 import { MAINTENANCE_SETTING } from "../../src/usecases/maintenance.js";
+import { issueOperatorKey } from "../../src/usecases/operator-keys.js";
+import { SAMPLE_REQUEST } from "../helpers/export-request.js";
 import { pastMidnight, startTestService, type TestService, tempDir, waitFor } from "../helpers/service.js";
 
 // ajv-formats is CommonJS: its default export arrives wrapped under ESM.
@@ -230,6 +235,81 @@ describe("real answers match the document", () => {
     await create(body);
     await cancel(second);
     await svc.store.setSetting(MAINTENANCE_SETTING, null);
+
+    // The operator API: a success and an error of every operation.
+    const stamp = stampOf("test", now);
+    const op = (await issueOperatorKey(svc.store, "t", ["admin:read", "admin:write"], stamp)).key;
+    const actOnly = (await issueOperatorKey(svc.store, "t", ["admin:act"], stamp)).key;
+    const admin = (method: string, route: string, url: string, payload?: unknown, key = op) =>
+      take(
+        `${method.toLowerCase()} ${route}`,
+        inject({
+          method: method as "GET",
+          url,
+          headers: { ...bearer(key), ...(payload === undefined ? {} : json) },
+          ...(payload === undefined ? {} : { payload: JSON.stringify(payload) }),
+        }),
+      );
+    const T = "/admin/v1/tenants";
+    const ONE = "/admin/v1/tenants/{name}";
+    await admin("POST", T, T, { name: "op-t", limits: { max_running: 1 } });
+    await admin("POST", T, T, { name: "op-t" });
+    await admin("GET", T, `${T}?limit=1`);
+    await admin("GET", T, `${T}?cursor=%21`);
+    await admin("GET", ONE, `${T}/op-t`);
+    await admin("GET", ONE, `${T}/none`);
+    await admin("PATCH", ONE, `${T}/op-t`, { limits: { max_queued: 9, max_running: null } });
+    await admin("PATCH", ONE, `${T}/none`, {});
+    const KEYS = `${ONE}/keys`;
+    const issued = (await admin("POST", KEYS, `${T}/op-t/keys`, { scopes: ["exports:read"] })).json();
+    await admin("POST", KEYS, `${T}/none/keys`, {});
+    await admin("GET", KEYS, `${T}/op-t/keys`);
+    await admin("GET", KEYS, `${T}/none/keys`);
+    const rotated = (
+      await admin("POST", `${KEYS}/{prefix}/rotate`, `${T}/op-t/keys/${issued.prefix}/rotate`)
+    ).json();
+    await admin("POST", `${KEYS}/{prefix}/rotate`, `${T}/op-t/keys/${issued.prefix}/rotate`);
+    await admin("POST", `${KEYS}/{prefix}/revoke`, `${T}/op-t/keys/${rotated.prefix}/revoke`);
+    await admin("POST", `${KEYS}/{prefix}/revoke`, `${T}/op-t/keys/${rotated.prefix}/revoke`);
+    const P = "/admin/v1/plans";
+    const plan = { name: "op-p", limits: { max_running: 1, max_queued: 2, requests_per_minute: 3 } };
+    await admin("POST", P, P, plan);
+    await admin("POST", P, P, plan);
+    await admin("GET", P, P);
+    await admin("GET", P, P, undefined, actOnly);
+    await admin("PATCH", `${P}/{name}`, `${P}/op-p`, { limits: { max_queued: 5 } });
+    await admin("PATCH", `${P}/{name}`, `${P}/none`, { limits: {} });
+    // A queued export of op-t that no worker takes (op-t runs nothing at once).
+    const tenant = await svc.store.updateTenant("op-t", { overrides: { maxRunning: 0 } });
+    const queued = newExport({
+      id: newId(),
+      tenantId: tenant!.id,
+      request: SAMPLE_REQUEST,
+      now,
+      estimatedRows: 1,
+    });
+    await svc.store.insertExport(queued);
+    const E = "/admin/v1/exports";
+    await admin("GET", E, `${E}?tenant=op-t`);
+    await admin("GET", E, `${E}?cursor=nope`);
+    await admin("GET", `${E}/{id}`, `${E}/${queued.id}`);
+    await admin("GET", `${E}/{id}`, `${E}/0190f5e4-0000-7000-8000-000000000000`);
+    await admin("POST", `${E}/{id}/cancel`, `${E}/${queued.id}/cancel`);
+    await admin("POST", `${E}/{id}/cancel`, `${E}/${queued.id}/cancel`);
+    const M = "/admin/v1/maintenance";
+    await admin("GET", M, M);
+    await admin("GET", M, M, undefined, actOnly);
+    await admin("PUT", M, M, { enabled: false });
+    await admin("PUT", M, M, { enabled: "yes" });
+    const A = "/admin/v1/audit";
+    await admin("GET", A, `${A}?tenant=op-t&limit=2`);
+    await admin("GET", A, `${A}?cursor=nope`);
+    await admin("POST", `${ONE}/disable`, `${T}/op-t/disable`);
+    await admin("POST", `${ONE}/disable`, `${T}/none/disable`);
+    await admin("POST", `${ONE}/enable`, `${T}/op-t/enable`);
+    await admin("POST", `${ONE}/enable`, `${T}/none/enable`);
+    await admin("DELETE", ONE, `${T}/op-t`);
+    await admin("DELETE", ONE, `${T}/op-t`);
   });
 
   test("each answer's status, required headers and body are as declared", () => {

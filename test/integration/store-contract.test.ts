@@ -423,5 +423,62 @@ for (const [name, open, openAnother] of stores) {
       assert.equal(await store.expireLeases(["host:1:dead"], now + 1), 1);
       assert.equal((await store.claimExport(lease("fresh", now + 2)))?.id, e.id);
     });
+
+    test("operator writes: each with its audit entry; a disabled or deleted tenant gets no new export", async () => {
+      const stamp = { actor: "operator:test", at: 700 };
+      const tenantName = `${name}-op`;
+      const created = await store.createTenant(tenantName, { overrides: { maxQueued: 3 } }, stamp);
+      assert.equal(created?.limits.maxQueued, 3);
+      assert.equal(await store.createTenant(tenantName, {}, stamp), null, "a taken name");
+      assert.equal((await store.listTenantsPage(`${name}-oo`, 1))[0]?.name, tenantName);
+      const tenant = created as NonNullable<typeof created>;
+      const mk = () =>
+        newExport({ id: newId(), tenantId: tenant.id, request, now: t++, estimatedRows: null });
+      const active = await store.createExport(mk(), { maxQueued: 3, idempotency: null });
+      assert.equal(active.kind, "created");
+      assert.deepEqual(await store.activeExportIds(tenant.id), [
+        active.kind === "created" ? active.record.id : "",
+      ]);
+      const disabled = await store.setTenantDisabled(tenantName, true, { ...stamp, at: 701 });
+      assert.equal(disabled?.disabledAt, 701);
+      // Checked on the tenant row itself, so a key verified a moment before the disable creates nothing.
+      assert.deepEqual(await store.createExport(mk(), { maxQueued: 3, idempotency: null }), {
+        kind: "tenant_disabled",
+      });
+      assert.equal(
+        (await store.setTenantDisabled(tenantName, false, { ...stamp, at: 702 }))?.disabledAt,
+        null,
+      );
+      assert.equal(
+        (await store.createExport(mk(), { maxQueued: 3, idempotency: { key: "x", requestHash: "y" } })).kind,
+        "created",
+      );
+      assert.deepEqual(await store.deleteTenant(tenantName, { ...stamp, at: 703 }), { exports: 2, keys: 0 });
+      assert.equal(await store.findTenantByName(tenantName), null);
+      assert.deepEqual(await store.createExport(mk(), { maxQueued: 3, idempotency: null }), {
+        kind: "tenant_disabled",
+      });
+      const entries = await store.listAudit({ tenant: tenantName, limit: 10 });
+      assert.deepEqual(
+        entries.map((e) => [e.action, e.actor]),
+        [
+          ["tenant.delete", "operator:test"],
+          ["tenant.enable", "operator:test"],
+          ["tenant.disable", "operator:test"],
+          ["tenant.create", "operator:test"],
+        ],
+      );
+      const disable = entries[2] as {
+        before: { disabledAt: number | null };
+        after: { disabledAt: number | null };
+      };
+      assert.equal(disable.before.disabledAt, null);
+      assert.equal(disable.after.disabledAt, 701);
+      assert.deepEqual(entries[0]?.after, { deleted_exports: 2, deleted_keys: 0 });
+      assert.equal(
+        (await store.listAudit({ tenant: tenantName, action: "tenant.enable", limit: 10 })).length,
+        1,
+      );
+    });
   });
 }
