@@ -15,6 +15,7 @@ import {
 } from "../domain/dataset.js";
 import { FORMATS, type Format } from "../domain/export.js";
 import { canonicalTimeZone } from "../domain/time.js";
+import { DEFAULT_EVENT_TYPES, EXPORT_EVENT_TYPES, type ExportEventType } from "../domain/webhooks.js";
 
 export interface PostgresSourceConfig {
   type: "postgres";
@@ -78,9 +79,27 @@ export interface DatasetsConfig {
   demo: boolean;
   sources: Record<string, SourceConfig>;
   datasets: DatasetConfig[];
+  /** Product-wide webhook endpoints the operator declares (`webhooks:` in the file). */
+  webhooks: ConfigWebhookEndpoint[];
 }
 
-export const NO_CONFIG_FILE: DatasetsConfig = { demo: true, sources: {}, datasets: [] };
+/**
+ * A product-wide webhook endpoint declared in the config file (or the EXPORTD_WEBHOOK_URL
+ * variables): it receives every tenant's events of the listed types, signed with `secret`.
+ */
+export interface ConfigWebhookEndpoint {
+  name: string;
+  url: string;
+  events: ExportEventType[];
+  description: string;
+  /** `whsec_` and base64: the secret the receiver verifies with. */
+  secret: string;
+}
+
+export const NO_CONFIG_FILE: DatasetsConfig = { demo: true, sources: {}, datasets: [], webhooks: [] };
+
+/** A Standard Webhooks secret: `whsec_` and at least 24 bytes in base64. */
+export const WEBHOOK_SECRET = /^whsec_[A-Za-z0-9+/]{32,}={0,2}$/;
 
 export const DEFAULT_LIMITS = { maxRangeDays: 366, maxRows: 10_000_000, maxBytes: 10 * 1024 ** 3 };
 
@@ -301,10 +320,30 @@ function checkDataset(
   };
 }
 
+function checkWebhook(c: Checker, name: string, value: unknown, at: string): ConfigWebhookEndpoint | null {
+  const o = c.object(value, at, ["url", "events", "description", "secret"]);
+  if (!o) return null;
+  const url = c.string(o, "url", at, {
+    pattern: /^https?:\/\//,
+    hint: "must be an https:// (or http://) URL",
+  });
+  const events = c.list(o, "events", at, [...DEFAULT_EVENT_TYPES]);
+  events.forEach((e, i) => {
+    if (!(EXPORT_EVENT_TYPES as readonly unknown[]).includes(e))
+      c.fail(`${at}.events[${i}]`, `must be one of ${EXPORT_EVENT_TYPES.join(", ")}`);
+  });
+  const secret = c.string(o, "secret", at, {
+    pattern: WEBHOOK_SECRET,
+    hint: "must be a Standard Webhooks secret: whsec_ and at least 24 bytes in base64",
+  });
+  const description = typeof o.description === "string" ? o.description : "";
+  return { name, url, events: events as ExportEventType[], description, secret };
+}
+
 /** Validates a parsed config document. Throws ConfigFileError listing every problem. */
 export function checkDatasetsConfig(doc: unknown, file: string, baseDir: string): DatasetsConfig {
   const c = new Checker();
-  const root = c.object(doc ?? {}, "", ["demo", "sources", "datasets"]) ?? {};
+  const root = c.object(doc ?? {}, "", ["demo", "sources", "datasets", "webhooks"]) ?? {};
   const demo = root.demo ?? true;
   if (typeof demo !== "boolean") c.fail("demo", "must be true or false");
 
@@ -335,8 +374,20 @@ export function checkDatasetsConfig(doc: unknown, file: string, baseDir: string)
     }
   }
 
+  const webhooks: ConfigWebhookEndpoint[] = [];
+  const webhooksObj = root.webhooks === undefined ? {} : root.webhooks;
+  if (typeof webhooksObj !== "object" || webhooksObj === null || Array.isArray(webhooksObj)) {
+    c.fail("webhooks", "must be an object of endpoint name → endpoint");
+  } else {
+    for (const [name, value] of Object.entries(webhooksObj)) {
+      if (!NAME.test(name)) c.fail(`webhooks.${name}`, datasetName.hint);
+      const endpoint = checkWebhook(c, name, value, `webhooks.${name}`);
+      if (endpoint) webhooks.push(endpoint);
+    }
+  }
+
   if (c.problems.length) throw new ConfigFileError(file, c.problems);
-  return { demo: demo !== false, sources, datasets };
+  return { demo: demo !== false, sources, datasets, webhooks };
 }
 
 /** Reads and validates the config file: JSON when it ends in .json, YAML otherwise. */
