@@ -8,7 +8,7 @@ import { pino } from "pino";
 import { type Config, ConfigError, loadConfig, type Role } from "../config/index.js";
 import { SCOPES } from "../domain/scopes.js";
 import type { MetadataStore } from "../metadata/types.js";
-import { createService, openStore } from "../service.js";
+import { createService, openStore, webhookSecretsKey } from "../service.js";
 import {
   keysCommand,
   maintenanceCommand,
@@ -16,6 +16,7 @@ import {
   tenantsCommand,
   UsageError,
 } from "./admin-commands.js";
+import { WEBHOOKS_USAGE, webhooksCommand } from "./webhook-commands.js";
 
 const USAGE = `Usage: exportd <command> [options]
 
@@ -32,6 +33,7 @@ Commands:
   plans set NAME [limits]                    Create or change a plan
   maintenance on [--retry-after S] [--message M] | off | status
                                              Writes answer 503 while on; reads keep working
+${WEBHOOKS_USAGE}
   migrate                                    Apply pending database migrations
 
 Limits: --max-running N (exports at once), --max-queued N (waiting exports),
@@ -102,6 +104,8 @@ async function main(argv: string[]): Promise<void> {
     case "plans":
     case "maintenance":
       return withStore(config, (store) => ADMIN[command](store, args, Date.now()));
+    case "webhooks":
+      return withStore(config, (store) => webhooksCommand(store, args, config, webhookSecretsKey(config)));
     case "migrate": {
       const store = await openStore(config);
       await store.close();
