@@ -7,10 +7,12 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { generateWebhookSecret } from "../../src/domain/webhooks.js";
+import { listTroubledEndpoints, listWebhookEndpoints } from "../../src/usecases/webhook-endpoints.js";
 import { listen } from "../helpers/http.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
 import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";
-import { assertSigned, Receiver } from "../helpers/webhook-receiver.js";
+import { assertSigned, type Received, Receiver } from "../helpers/webhook-receiver.js";
 
 const HOUR = 3_600_000;
 const ENV = {
@@ -37,6 +39,7 @@ interface AttemptView {
 interface DeliveryView {
   state: string;
   event_id: string;
+  endpoint_id: string;
   /** Typed as at least three attempts: the tests read the ones they wait for. */
   log: [AttemptView, AttemptView, AttemptView, ...AttemptView[]];
 }
@@ -381,6 +384,93 @@ describe("webhook URLs that resolve to forbidden addresses are refused at create
       assert.match(res.json.error.message, /https/);
     } finally {
       await strict.dispose();
+    }
+  });
+});
+
+describe("product-wide endpoints from the configuration, and endpoints failing for days", () => {
+  const ctx = {} as Ctx;
+  const productWide = new Receiver();
+  const secret = generateWebhookSecret();
+  before(async () => {
+    await productWide.start();
+    ctx.svc = await startTestService({
+      ...ENV,
+      EXPORTD_WEBHOOK_URL: productWide.url,
+      EXPORTD_WEBHOOK_SECRET: secret,
+      EXPORTD_WEBHOOK_EVENTS: "export.succeeded",
+      // 1.7 seconds of failing on every attempt disables an endpoint here (5 days by default).
+      EXPORTD_WEBHOOK_DISABLE_AFTER_DAYS: "0.00002",
+    });
+    ctx.base = await listen(ctx.svc);
+  });
+  after(async () => {
+    await ctx.svc.dispose();
+    await productWide.stop();
+  });
+
+  test("a product-wide endpoint receives every tenant's events; a tenant's only its own", async () => {
+    const keyA = await ctx.svc.key("pw-a");
+    const keyB = await ctx.svc.key("pw-b");
+    const own = await new Receiver().start();
+    try {
+      const a = await endpoint(ctx, keyA, own.url, ["export.succeeded"]);
+      const ids = [await createExport(ctx, keyA), await createExport(ctx, keyB)];
+      await waitFor(
+        () => productWide.received.length,
+        (n) => n === 2,
+      );
+      await waitFor(
+        () => own.received.length,
+        (n) => n === 1,
+      );
+      const exportOf = (x: { json: { data: Record<string, unknown> } }) =>
+        (x.json.data as { export: { id: string } }).export.id;
+      assert.deepEqual(productWide.received.map(exportOf).sort(), [...ids].sort());
+      assert.deepEqual(productWide.received.map((x) => x.json.tenant?.name).sort(), ["pw-a", "pw-b"]);
+      for (const x of productWide.received) assertSigned(secret, x);
+      assert.equal(exportOf(own.received[0] as Received), ids[0]);
+      assertSigned(a.secret, own.received[0] as Received);
+      // Tenants do not see the product-wide endpoint or its deliveries.
+      const list = await call(ctx, keyA, "GET", "/v1/webhook_endpoints");
+      assert.deepEqual(
+        list.json.data.map((e) => e.id),
+        [a.id],
+      );
+      const event = await call(ctx, keyA, "GET", `/v1/webhook_events/${own.received[0]?.id}`);
+      assert.equal(event.json.deliveries.length, 1);
+      assert.equal(event.json.deliveries[0].endpoint_id, a.id);
+      const operator = await listWebhookEndpoints({ store: ctx.svc.store }, null);
+      assert.deepEqual(
+        operator.map((e) => [e.id, e.source]),
+        [["config:env", "config"]],
+      );
+    } finally {
+      await own.stop();
+    }
+  });
+
+  test("an endpoint whose every attempt fails for too long is disabled, and the operator sees it", async () => {
+    const key = await ctx.svc.key("failing");
+    const r = await new Receiver().start();
+    r.fallback = { status: 500 };
+    try {
+      const ep = await endpoint(ctx, key, r.url, ["export.succeeded"]);
+      await createExport(ctx, key);
+      const got = await waitFor(
+        () => call(ctx, key, "GET", `/v1/webhook_endpoints/${ep.id}`),
+        (x) => x.json.enabled === false,
+      );
+      assert.equal(got.json.disabled_reason, "failing");
+      assert.ok(r.received.length >= 3);
+      const troubled = await listTroubledEndpoints({ store: ctx.svc.store });
+      assert.ok(troubled.some((e) => e.id === ep.id && e.disabledReason === "failing"));
+      const metrics = await (await fetch(`${ctx.base}/metrics`)).text();
+      assert.match(metrics, /exportd_webhook_endpoints_disabled_total\{reason="failing"\} 1/);
+      const d = first(await deliveries(ctx, key, ep.id));
+      assert.equal(d.state, "abandoned");
+    } finally {
+      await r.stop();
     }
   });
 });
