@@ -33,6 +33,8 @@ export class Receiver {
   /** Answers used in order; once empty, `fallback`. */
   script: Answer[] = [];
   fallback: Answer = { status: 204 };
+  /** How long each answer is held back (a slow receiver keeps deliveries in flight). */
+  delayMs = 0;
   private server: http.Server | null = null;
   private readonly hanging = new Set<http.ServerResponse>();
   port = 0;
@@ -61,8 +63,12 @@ export class Receiver {
           this.hanging.add(res);
           return;
         }
-        res.writeHead(answer.status, answer.location ? { location: answer.location } : {});
-        res.end(answer.body ?? "ok");
+        const send = () => {
+          res.writeHead(answer.status, answer.location ? { location: answer.location } : {});
+          res.end(answer.body ?? "ok");
+        };
+        if (this.delayMs > 0) setTimeout(send, this.delayMs);
+        else send();
       });
     });
     await new Promise<void>((resolve) => this.server?.listen(port, "127.0.0.1", resolve));
