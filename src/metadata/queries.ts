@@ -227,6 +227,14 @@ export function queries(d: Dialect) {
         JOIN webhook_endpoints w ON w.id = d.endpoint_id
       WHERE ${d.inList("d.id", "ids")} AND d.lease_owner = @owner AND w.enabled = 1
         AND (w.tenant_id IS NULL OR w.tenant_id = ev.tenant_id)`,
+    /**
+     * Claimed deliveries of an endpoint disabled meanwhile (an attempt in flight when it was
+     * disabled scheduled a retry) end abandoned instead of being claimed again and again.
+     */
+    abandonDisabled: `UPDATE webhook_deliveries SET state = ${abandoned}, next_attempt_at = NULL,
+        lease_owner = NULL, lease_expires_at = NULL
+      WHERE ${d.inList("id", "ids")} AND lease_owner = @owner
+        AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE enabled = 0)`,
     /** Ends one attempt, only while this deliverer still holds the delivery's lease. */
     finishAttempt: `UPDATE webhook_deliveries SET state = @state, attempts = attempts + 1, next_attempt_at = @next,
         lease_owner = NULL, lease_expires_at = NULL, delivered_at = @deliveredAt, last_status = @status,

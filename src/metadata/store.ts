@@ -707,6 +707,7 @@ export class SqlMetadataStore implements MetadataStore {
       (function* (): SqlPlan<ClaimedDelivery[]> {
         const ids = (yield* rows(q.claimDeliveries, params)).map((r) => r[0] as string);
         if (ids.length === 0) return [];
+        yield* changes(q.abandonDisabled, { ids: list(ids), owner: lease.owner });
         return (yield* rows(q.deliveriesToSend, { ids: list(ids), owner: lease.owner })).map((r) => {
           const [
             id,

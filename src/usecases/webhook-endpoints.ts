@@ -7,7 +7,7 @@
  */
 
 import type { ConfigWebhookEndpoint } from "../config/index.js";
-import { AppError } from "../domain/errors.js";
+import { AppError, invalidRequest } from "../domain/errors.js";
 import { newId } from "../domain/ids.js";
 import {
   DEFAULT_EVENT_TYPES,
@@ -243,6 +243,11 @@ export async function redeliverWebhook(
   // A test event belongs to the endpoint it was made for.
   const testMatches = event && (event.type !== TEST_EVENT_TYPE || event.data.includes(`"${endpoint.id}"`));
   if (!event || !tenantMatches || !testMatches) throw new AppError("not_found", "No such webhook event.");
+  if (!endpoint.enabled)
+    throw invalidRequest(
+      [{ field: "id", code: "invalid", message: "The endpoint is disabled." }],
+      "The endpoint is disabled: enable it first, then redeliver.",
+    );
   await deps.store.redeliverWebhook(eventId, endpointId, deps.clock());
   deps.onDeliveryDue?.();
 }

@@ -246,7 +246,11 @@ function suite(engine: "sqlite" | "postgres") {
       assert.equal(r.received.length, 1);
       const d = first(await deliveries(ctx, key, ep.id));
       assert.equal(d.state, "abandoned");
-      // Enabled again by hand, a redelivery goes out with the same webhook-id.
+      // A disabled endpoint takes no redelivery; enabled again by hand, it goes out with the same webhook-id.
+      const refused = await call(ctx, key, "POST", `/v1/webhook_endpoints/${ep.id}/redeliver`, {
+        event_id: d.event_id,
+      });
+      assert.equal(refused.status, 400);
       r.fallback = { status: 200 };
       assert.equal(
         (await call(ctx, key, "POST", `/v1/webhook_endpoints/${ep.id}/enable`)).json.enabled,
