@@ -14,7 +14,7 @@ import type { DatasetRegistry } from "../sources/registry.js";
 import type { WebhookRouteDeps } from "./webhooks/routes.js";
 
 /** The ports of the metadata store the API uses. */
-export type HttpStore = TenancyPort & ExportsPort & Pick<StoreLifecycle, "ping"> & Partial<WebhooksPort>;
+export type HttpStore = TenancyPort & ExportsPort & Pick<StoreLifecycle, "ping">;
 
 export interface HttpDeps {
   config: Config;

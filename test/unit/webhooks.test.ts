@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { checkDatasetsConfig } from "../../src/config/file.js";
+import { ConfigError, loadConfig } from "../../src/config/index.js";
 import { formatIp, parseIp, parseNetwork, refusedAddress } from "../../src/domain/ip-address.js";
 import {
   decodeEventTypes,
@@ -133,4 +135,61 @@ test("secrets: whsec_ with 32 random bytes; sealed under a key, bound to the end
   assert.equal(box.open(sealed, "endpoint-1"), secret);
   assert.throws(() => box.open(sealed, "endpoint-2"), SecretBoxError);
   assert.throws(() => new SecretBox("x".repeat(40)).open(sealed, "endpoint-1"), SecretBoxError);
+});
+
+test("product-wide endpoints from the config file and from EXPORTD_WEBHOOK_URL, checked with key paths", () => {
+  const secret = generateWebhookSecret();
+  const doc = {
+    webhooks: {
+      backend: { url: "https://backend.example.com/hooks", events: ["export.failed"], secret },
+      all_ends: { url: "https://x.example.com/h", secret },
+    },
+  };
+  const parsed = checkDatasetsConfig(doc, "exportd.yaml", "/");
+  assert.deepEqual(
+    parsed.webhooks.map((w) => [w.name, w.events]),
+    [
+      ["backend", ["export.failed"]],
+      ["all_ends", ["export.succeeded", "export.failed", "export.canceled", "export.expired"]],
+    ],
+  );
+  assert.throws(
+    () =>
+      checkDatasetsConfig(
+        { webhooks: { bad: { url: "ftp://x", events: ["export.done"], secret: "nope", extra: 1 } } },
+        "exportd.yaml",
+        "/",
+      ),
+    (err: unknown) => {
+      const text = String((err as Error).message);
+      for (const path of [
+        "webhooks.bad.extra",
+        "webhooks.bad.url",
+        "webhooks.bad.events[0]",
+        "webhooks.bad.secret",
+      ])
+        assert.ok(text.includes(path), `${path} in ${text}`);
+      return true;
+    },
+  );
+  const config = loadConfig({
+    EXPORTD_WEBHOOK_URL: "https://hooks.example.com/x",
+    EXPORTD_WEBHOOK_SECRET: secret,
+    EXPORTD_WEBHOOK_EVENTS: "export.succeeded,export.created",
+    EXPORTD_WEBHOOK_ALLOW_NETWORKS: "10.0.0.0/8, fd00::/8",
+  });
+  assert.deepEqual(
+    config.webhooks.endpoints.map((w) => [w.name, w.events]),
+    [["env", ["export.succeeded", "export.created"]]],
+  );
+  assert.deepEqual(
+    config.webhooks.allowedNetworks.map((n) => n.label),
+    ["10.0.0.0/8", "fd00::/8"],
+  );
+  assert.equal(config.webhooks.timeoutMs, 10_000);
+  assert.throws(
+    () => loadConfig({ EXPORTD_WEBHOOK_URL: "https://h.example.com", EXPORTD_WEBHOOK_SECRET: "x" }),
+    ConfigError,
+  );
+  assert.throws(() => loadConfig({ EXPORTD_WEBHOOK_ALLOW_NETWORKS: "10.0.0.0/40" }), ConfigError);
 });
