@@ -142,28 +142,29 @@ export async function createService(
       })
     : null;
 
-  const webhooks = runsWorker
-    ? new WebhookRunner({
-        delivery: {
-          store,
-          secrets,
-          // The document of GET /v1/exports/{id}, without signed links.
-          present: (record) => presentExport(record, null, null),
-          publicUrl: config.publicUrl,
-          policy,
-          timeoutMs: config.webhooks.timeoutMs,
-          retryScale: config.webhooks.retryScale,
-          disableAfterMs: config.webhooks.disableAfterMs,
-          metrics,
+  const webhooks =
+    runsWorker && config.webhooks.concurrency > 0
+      ? new WebhookRunner({
+          delivery: {
+            store,
+            secrets,
+            // The document of GET /v1/exports/{id}, without signed links.
+            present: (record) => presentExport(record, null, null),
+            publicUrl: config.publicUrl,
+            policy,
+            timeoutMs: config.webhooks.timeoutMs,
+            retryScale: config.webhooks.retryScale,
+            disableAfterMs: config.webhooks.disableAfterMs,
+            metrics,
+            logger: logger.child({ component: "webhooks" }),
+            clock,
+          },
+          concurrency: config.webhooks.concurrency,
+          pollMs: config.worker.pollMs,
+          keepMs: config.webhooks.keepMs,
           logger: logger.child({ component: "webhooks" }),
-          clock,
-        },
-        concurrency: config.webhooks.concurrency,
-        pollMs: config.worker.pollMs,
-        keepMs: config.webhooks.keepMs,
-        logger: logger.child({ component: "webhooks" }),
-      })
-    : null;
+        })
+      : null;
 
   const app =
     config.role !== "worker"

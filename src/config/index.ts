@@ -30,7 +30,7 @@ export interface WebhookSettings {
   retryScale: number;
   /** An endpoint whose every attempt failed for this long is disabled (milliseconds). */
   disableAfterMs: number;
-  /** Deliveries in flight at once per worker process. */
+  /** Deliveries in flight at once per worker process; 0: this process delivers none. */
   concurrency: number;
   /** Finished deliveries, their attempts and events are forgotten after this (milliseconds). */
   keepMs: number;
@@ -270,7 +270,7 @@ function webhookSettings(env: Env, datasets: DatasetsConfig): WebhookSettings {
     secretsKey,
     retryScale: num(env, "EXPORTD_WEBHOOK_RETRY_SCALE", 1, 0.00001, 1),
     disableAfterMs: Math.round(num(env, "EXPORTD_WEBHOOK_DISABLE_AFTER_DAYS", 5, 0.00001, 365) * 86_400_000),
-    concurrency: int(env, "EXPORTD_WEBHOOK_CONCURRENCY", 16, 1, 256),
+    concurrency: int(env, "EXPORTD_WEBHOOK_CONCURRENCY", 16, 0, 256),
     keepMs: Math.round(num(env, "EXPORTD_WEBHOOK_KEEP_DAYS", 30, 1, 3650) * 86_400_000),
     endpoints: [...datasets.webhooks, ...fromEnv],
   };
