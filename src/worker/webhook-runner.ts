@@ -120,7 +120,9 @@ export class WebhookRunner {
       )
       .finally(() => {
         this.inFlight.delete(done);
-        this.wake();
+        // Claim in batches: once half the slots are free (or all, with a small concurrency),
+        // not after every delivery — a claim is a transaction, whatever its size.
+        if (this.inFlight.size <= Math.floor(this.deps.concurrency / 2)) this.wake();
       });
     this.inFlight.add(done);
   }
