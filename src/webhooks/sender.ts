@@ -31,6 +31,27 @@ export type Resolver = (host: string) => Promise<{ address: string; family: numb
 
 const systemResolver: Resolver = (host) => dnsLookup(host, { all: true, verbatim: true });
 
+/** `resolve` that gives up after `ms` (ETIMEOUT): a slow DNS holds neither a request nor a delivery. */
+export function boundedResolver(resolve: Resolver, ms: number): Resolver {
+  return (host) =>
+    new Promise((done, fail) => {
+      const timer = setTimeout(
+        () => fail(Object.assign(new Error(`no DNS answer within ${ms} ms`), { code: "ETIMEOUT" })),
+        ms,
+      );
+      resolve(host).then(
+        (found) => {
+          clearTimeout(timer);
+          done(found);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          fail(err);
+        },
+      );
+    });
+}
+
 /** The URL's form: absolute, https (or http when allowed), no credentials, at most 2,048 characters. */
 export function checkUrlForm(raw: string, policy: UrlPolicy): URL {
   if (raw.length > 2048) throw new WebhookUrlError("The URL is longer than 2,048 characters.");
@@ -62,7 +83,7 @@ function literalAddress(url: URL): IpAddress | null {
 export async function resolveAllowed(
   url: URL,
   policy: UrlPolicy,
-  resolve: Resolver = systemResolver,
+  resolve: Resolver = boundedResolver(systemResolver, 3000),
 ): Promise<{ address: string; family: 4 | 6 }> {
   const literal = literalAddress(url);
   const candidates: IpAddress[] = [];
@@ -123,7 +144,12 @@ export async function postWebhook(
   let pinned: { address: string; family: 4 | 6 };
   try {
     url = checkUrlForm(rawUrl, options.policy);
-    pinned = await resolveAllowed(url, options.policy, options.resolve);
+    // Name resolution counts against the attempt's timeout too.
+    pinned = await resolveAllowed(
+      url,
+      options.policy,
+      boundedResolver(options.resolve ?? systemResolver, options.timeoutMs),
+    );
   } catch (err) {
     return {
       status: null,

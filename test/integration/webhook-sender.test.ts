@@ -77,3 +77,16 @@ test("only the first KiB of the answer is kept", async () => {
   assert.equal(result.status, 200);
   assert.equal(result.response?.length, 1024);
 });
+
+test("a name that gets no DNS answer counts against the attempt's timeout", async () => {
+  const started = Date.now();
+  const never = () => new Promise<{ address: string; family: number }[]>(() => undefined);
+  const result = await postWebhook("https://silent.test/hooks", {}, body, {
+    policy: strict,
+    timeoutMs: 300,
+    resolve: never,
+  });
+  assert.equal(result.status, null);
+  assert.match(result.error ?? "", /silent\.test does not resolve \(ETIMEOUT\)/);
+  assert.ok(Date.now() - started < 2000);
+});
