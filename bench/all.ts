@@ -20,6 +20,7 @@ const BENCHES = [
   { name: "pickup", script: "bench/pickup.ts" },
   { name: "workers", script: "bench/workers.ts" },
   { name: "zip", script: "bench/zip.ts" },
+  { name: "webhooks", script: "bench/webhooks.ts" },
 ];
 
 const only = process.env.BENCH_ONLY?.split(",").map((s) => s.trim());

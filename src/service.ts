@@ -10,6 +10,7 @@ import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Config } from "./config/index.js";
 import { buildApp } from "./http/app.js";
+import { presentExport } from "./http/exports/presenter.js";
 import { openMetadataStore } from "./metadata/open.js";
 import type { MetadataStore } from "./metadata/types.js";
 import { Metrics } from "./metrics/metrics.js";
@@ -18,13 +19,33 @@ import { S3ObjectStore } from "./object-store/s3.js";
 import { LinkSigner } from "./object-store/signing.js";
 import type { ObjectStore } from "./object-store/types.js";
 import { buildDatasets } from "./sources/registry.js";
+import { syncConfigEndpoints } from "./usecases/webhook-endpoints.js";
+import { SecretBox } from "./webhooks/secret-box.js";
 import { RetentionSweeper } from "./worker/sweeper.js";
+import { WebhookRunner } from "./worker/webhook-runner.js";
 import { ExportWorker } from "./worker/worker.js";
 
 /** The configured secret, or one generated on first start and kept (0600) in the data folder. */
 export function signingSecret(config: Config): string {
   if (config.signingSecret) return config.signingSecret;
   const file = path.join(config.dataDir, "signing-secret");
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  try {
+    fs.writeFileSync(file, randomBytes(32).toString("base64url"), { flag: "wx", mode: 0o600 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  }
+  return fs.readFileSync(file, "utf8").trim();
+}
+
+/**
+ * The key that seals webhook signing secrets at rest (webhooks/secret-box.ts): the configured one,
+ * or one generated on first start and kept (0600) in the data folder. Processes that share a
+ * PostgreSQL store but not a data folder must be given the same EXPORTD_WEBHOOK_SECRETS_KEY.
+ */
+export function webhookSecretsKey(config: Config): string {
+  if (config.webhooks.secretsKey) return config.webhooks.secretsKey;
+  const file = path.join(config.dataDir, "webhook-secrets-key");
   fs.mkdirSync(config.dataDir, { recursive: true });
   try {
     fs.writeFileSync(file, randomBytes(32).toString("base64url"), { flag: "wx", mode: 0o600 });
@@ -66,6 +87,8 @@ export interface Service {
   adminApp: FastifyInstance | null;
   worker: ExportWorker | null;
   sweeper: RetentionSweeper | null;
+  /** The webhook deliverer (worker roles). */
+  webhooks: WebhookRunner | null;
   /**
    * Stops accepting requests and claiming exports; running exports may finish their current part
    * (EXPORTD_SHUTDOWN_GRACE_SECONDS) and go back to the queue; then connections close.
@@ -85,7 +108,13 @@ export async function createService(
   const local = config.storage.kind === "local";
   const { storage, signer } = await openObjectStore(config);
   const datasets = buildDatasets(config.datasets);
-  const metrics = new Metrics(() => store.countExportsByStatus());
+  const metrics = new Metrics(
+    () => store.countExportsByStatus(),
+    () => store.countPendingWebhooks(),
+  );
+  const secrets = new SecretBox(webhookSecretsKey(config));
+  const policy = { allowHttp: config.webhooks.allowHttp, allowedNetworks: config.webhooks.allowedNetworks };
+  await syncConfigEndpoints({ store, secrets, clock }, config.webhooks.endpoints);
   // Redis may be down at start or later: the API then starts and answers anyway, counting rate
   // limits per process (http/shared-rate-limits.ts) with /readyz at 503 until Redis is back. The
   // client reconnects by itself (at most every 2 s); without the offline queue a command while it
@@ -126,6 +155,30 @@ export async function createService(
       })
     : null;
 
+  const webhooks =
+    runsWorker && config.webhooks.concurrency > 0
+      ? new WebhookRunner({
+          delivery: {
+            store,
+            secrets,
+            // The document of GET /v1/exports/{id}, without signed links.
+            present: (record) => presentExport(record, null, null),
+            publicUrl: config.publicUrl,
+            policy,
+            timeoutMs: config.webhooks.timeoutMs,
+            retryScale: config.webhooks.retryScale,
+            disableAfterMs: config.webhooks.disableAfterMs,
+            metrics,
+            logger: logger.child({ component: "webhooks" }),
+            clock,
+          },
+          concurrency: config.webhooks.concurrency,
+          pollMs: config.worker.pollMs,
+          keepMs: config.webhooks.keepMs,
+          logger: logger.child({ component: "webhooks" }),
+        })
+      : null;
+
   const httpDeps = {
     config,
     store,
@@ -137,6 +190,7 @@ export async function createService(
     redis,
     clock,
     onExportQueued: () => worker?.wake(),
+    webhooks: { store, secrets, policy, clock, onDeliveryDue: () => webhooks?.wake() },
   };
   const separateAdmin = config.admin.port !== null;
   const serves = config.role !== "worker";
@@ -146,6 +200,7 @@ export async function createService(
 
   worker?.start();
   sweeper?.start();
+  webhooks?.start();
 
   return {
     config,
@@ -154,10 +209,12 @@ export async function createService(
     adminApp,
     worker,
     sweeper,
+    webhooks,
     async close() {
       await app?.close();
       await adminApp?.close();
       await worker?.stop(config.worker.shutdownGraceMs);
+      await webhooks?.stop();
       await sweeper?.stop();
       await datasets.close();
       await store.close();

@@ -10,8 +10,9 @@ import { type Config, ConfigError, loadConfig, type Role } from "../config/index
 import { AppError } from "../domain/errors.js";
 import { OPERATOR_SCOPES } from "../domain/operator-scopes.js";
 import { SCOPES } from "../domain/scopes.js";
+import type { MetadataStore } from "../metadata/types.js";
 import type { ObjectStore } from "../object-store/types.js";
-import { createService, openObjectStore, openStore } from "../service.js";
+import { createService, openObjectStore, openStore, webhookSecretsKey } from "../service.js";
 import { actors } from "../usecases/audit.js";
 import {
   type AdminContext,
@@ -22,6 +23,7 @@ import {
   UsageError,
 } from "./admin-commands.js";
 import { auditCommand, exportsCommand, operatorKeysCommand } from "./operator-commands.js";
+import { WEBHOOKS_USAGE, webhooksCommand } from "./webhook-commands.js";
 
 const USAGE = `Usage: exportd <command> [options]
 
@@ -50,6 +52,7 @@ Commands:
   exports get ID | cancel ID                 One export of any tenant; cancel it
   audit list [--tenant T] [--action A] [--limit N]
                                              Operator writes, newest first
+${WEBHOOKS_USAGE}
   migrate                                    Apply pending database migrations
 
 Limits: --max-running N (exports at once), --max-queued N (waiting exports),
@@ -144,6 +147,15 @@ async function runAdmin(config: Config, command: string, args: string[]): Promis
   }
 }
 
+async function withStore(config: Config, run: (store: MetadataStore) => Promise<void>): Promise<void> {
+  const store = await openStore(config);
+  try {
+    await run(store);
+  } finally {
+    await store.close();
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
   const config = loadConfig();
@@ -158,6 +170,8 @@ async function main(argv: string[]): Promise<void> {
     case "exports":
     case "audit":
       return runAdmin(config, command, args);
+    case "webhooks":
+      return withStore(config, (store) => webhooksCommand(store, args, config, webhookSecretsKey(config)));
     case "migrate": {
       const store = await openStore(config);
       await store.close();

@@ -17,6 +17,7 @@ import {
 } from "../domain/dataset.js";
 import { FORMATS, type Format } from "../domain/export.js";
 import { canonicalTimeZone } from "../domain/time.js";
+import { DEFAULT_EVENT_TYPES, EXPORT_EVENT_TYPES, type ExportEventType } from "../domain/webhooks.js";
 import type { TokenSettingsInput } from "./tokens.js";
 
 export interface PostgresSourceConfig {
@@ -86,11 +87,35 @@ export interface DatasetsConfig {
    * `EXPORTD_JWT_*` and checks it. Null: no section.
    */
   tokens: TokenSettingsInput | null;
+  /** Product-wide webhook endpoints the operator declares (`webhooks:` in the file). */
+  webhooks: ConfigWebhookEndpoint[];
   /** Named sets of datasets exported together (`"bundle": "account"`); absent when none. */
   bundles?: BundleDescriptor[];
 }
 
-export const NO_CONFIG_FILE: DatasetsConfig = { demo: true, sources: {}, datasets: [], tokens: null };
+export const NO_CONFIG_FILE: DatasetsConfig = {
+  demo: true,
+  sources: {},
+  datasets: [],
+  tokens: null,
+  webhooks: [],
+};
+
+/**
+ * A product-wide webhook endpoint declared in the config file (or the EXPORTD_WEBHOOK_URL
+ * variables): it receives every tenant's events of the listed types, signed with `secret`.
+ */
+export interface ConfigWebhookEndpoint {
+  name: string;
+  url: string;
+  events: ExportEventType[];
+  description: string;
+  /** `whsec_` and base64: the secret the receiver verifies with. */
+  secret: string;
+}
+
+/** A Standard Webhooks secret: `whsec_` and at least 24 bytes in base64. */
+export const WEBHOOK_SECRET = /^whsec_[A-Za-z0-9+/]{32,}={0,2}$/;
 
 export const DEFAULT_LIMITS = { maxRangeDays: 366, maxRows: 10_000_000, maxBytes: 10 * 1024 ** 3 };
 
@@ -404,10 +429,31 @@ function checkBundle(
   };
 }
 
+function checkWebhook(c: Checker, name: string, value: unknown, at: string): ConfigWebhookEndpoint | null {
+  const o = c.object(value, at, ["url", "events", "description", "secret"]);
+  if (!o) return null;
+  const url = c.string(o, "url", at, {
+    pattern: /^https?:\/\//,
+    hint: "must be an https:// (or http://) URL",
+  });
+  const events = c.list(o, "events", at, [...DEFAULT_EVENT_TYPES]);
+  events.forEach((e, i) => {
+    if (!(EXPORT_EVENT_TYPES as readonly unknown[]).includes(e))
+      c.fail(`${at}.events[${i}]`, `must be one of ${EXPORT_EVENT_TYPES.join(", ")}`);
+  });
+  const secret = c.string(o, "secret", at, {
+    pattern: WEBHOOK_SECRET,
+    hint: "must be a Standard Webhooks secret: whsec_ and at least 24 bytes in base64",
+  });
+  const description = typeof o.description === "string" ? o.description : "";
+  return { name, url, events: events as ExportEventType[], description, secret };
+}
+
 /** Validates a parsed config document. Throws ConfigFileError listing every problem. */
 export function checkDatasetsConfig(doc: unknown, file: string, baseDir: string): DatasetsConfig {
   const c = new Checker();
-  const root = c.object(doc ?? {}, "", ["demo", "sources", "datasets", "tokens", "bundles"]) ?? {};
+  const root =
+    c.object(doc ?? {}, "", ["demo", "sources", "datasets", "tokens", "bundles", "webhooks"]) ?? {};
   const demo = root.demo ?? true;
   if (typeof demo !== "boolean") c.fail("demo", "must be true or false");
 
@@ -452,9 +498,28 @@ export function checkDatasetsConfig(doc: unknown, file: string, baseDir: string)
     }
   }
 
+  const webhooks: ConfigWebhookEndpoint[] = [];
+  const webhooksObj = root.webhooks === undefined ? {} : root.webhooks;
+  if (typeof webhooksObj !== "object" || webhooksObj === null || Array.isArray(webhooksObj)) {
+    c.fail("webhooks", "must be an object of endpoint name → endpoint");
+  } else {
+    for (const [name, value] of Object.entries(webhooksObj)) {
+      if (!NAME.test(name)) c.fail(`webhooks.${name}`, datasetName.hint);
+      const endpoint = checkWebhook(c, name, value, `webhooks.${name}`);
+      if (endpoint) webhooks.push(endpoint);
+    }
+  }
+
   const tokens = root.tokens === undefined ? null : checkTokens(c, root.tokens);
   if (c.problems.length) throw new ConfigFileError(file, c.problems);
-  return { demo: demo !== false, sources, datasets, tokens, ...(bundles.length ? { bundles } : {}) };
+  return {
+    demo: demo !== false,
+    sources,
+    datasets,
+    tokens,
+    webhooks,
+    ...(bundles.length ? { bundles } : {}),
+  };
 }
 
 /** Reads and validates the config file: JSON when it ends in .json, YAML otherwise. */

@@ -3,17 +3,43 @@
  * No other module reads process.env. A bad value stops the start with a message naming the variable.
  */
 import path from "node:path";
+import { type Network, parseNetwork } from "../domain/ip-address.js";
+import { DEFAULT_EVENT_TYPES, type ExportEventType, isExportEventType } from "../domain/webhooks.js";
 import {
   ConfigFileError,
+  type ConfigWebhookEndpoint,
   type DatasetsConfig,
   NO_CONFIG_FILE,
   readDatasetsConfig,
   TOKEN_FILE_KEYS,
+  WEBHOOK_SECRET,
 } from "./file.js";
 import { resolveTokenSettings, type TokenSettings } from "./tokens.js";
 
-export type { DatasetConfig, DatasetsConfig, SourceConfig } from "./file.js";
+export type { ConfigWebhookEndpoint, DatasetConfig, DatasetsConfig, SourceConfig } from "./file.js";
 export type { TokenSettings } from "./tokens.js";
+
+/** Webhook delivery settings (docs/configuration.md, docs/webhooks.md). */
+export interface WebhookSettings {
+  /** One POST, connect to last byte read, in milliseconds (10 s by default). */
+  timeoutMs: number;
+  /** Whether endpoint URLs may use plain http (https only by default). */
+  allowHttp: boolean;
+  /** Networks a webhook may reach although they are private, loopback, link-local… (CIDR). */
+  allowedNetworks: Network[];
+  /** Key material sealing endpoint secrets at rest; null: generated once in the data folder. */
+  secretsKey: string | null;
+  /** Multiplies the retry schedule (1 in production; tests shrink it). */
+  retryScale: number;
+  /** An endpoint whose every attempt failed for this long is disabled (milliseconds). */
+  disableAfterMs: number;
+  /** Deliveries in flight at once per worker process; 0: this process delivers none. */
+  concurrency: number;
+  /** Finished deliveries, their attempts and events are forgotten after this (milliseconds). */
+  keepMs: number;
+  /** Product-wide endpoints from the config file and EXPORTD_WEBHOOK_URL. */
+  endpoints: ConfigWebhookEndpoint[];
+}
 
 export type Role = "api" | "worker" | "all";
 
@@ -111,6 +137,7 @@ export interface Config {
    * `port` beside the public API).
    */
   admin: { token: string | null; port: number | null; host: string };
+  webhooks: WebhookSettings;
 }
 
 export class ConfigError extends Error {
@@ -233,6 +260,65 @@ function corsOrigins(env: Env): string[] | null {
   return origins;
 }
 
+function networks(env: Env, name: string): Network[] {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return [];
+  return raw.split(",").map((text) => {
+    const network = parseNetwork(text);
+    if (!network)
+      throw new ConfigError(`${name} must be a comma-separated list of CIDR networks, got "${text}".`);
+    return network;
+  });
+}
+
+/** The product-wide endpoint of EXPORTD_WEBHOOK_URL / _SECRET / _EVENTS, named `env`, if set. */
+function envWebhook(env: Env): ConfigWebhookEndpoint[] {
+  const endpointUrl = url(env, "EXPORTD_WEBHOOK_URL", ["https:", "http:"]);
+  if (endpointUrl === null) return [];
+  const secret = env.EXPORTD_WEBHOOK_SECRET ?? "";
+  if (!WEBHOOK_SECRET.test(secret))
+    throw new ConfigError(
+      "EXPORTD_WEBHOOK_SECRET must be whsec_ and at least 24 bytes in base64 when EXPORTD_WEBHOOK_URL is set.",
+    );
+  const events = (env.EXPORTD_WEBHOOK_EVENTS || DEFAULT_EVENT_TYPES.join(","))
+    .split(",")
+    .map((e) => e.trim());
+  const bad = events.find((e) => !isExportEventType(e));
+  if (bad !== undefined)
+    throw new ConfigError(`EXPORTD_WEBHOOK_EVENTS names an unknown event type "${bad}".`);
+  return [
+    {
+      name: "env",
+      url: endpointUrl,
+      events: events as ExportEventType[],
+      description: "EXPORTD_WEBHOOK_URL",
+      secret,
+    },
+  ];
+}
+
+function webhookSettings(env: Env, datasets: DatasetsConfig): WebhookSettings {
+  const secretsKey = env.EXPORTD_WEBHOOK_SECRETS_KEY || null;
+  if (secretsKey !== null && secretsKey.length < 32)
+    throw new ConfigError("EXPORTD_WEBHOOK_SECRETS_KEY must be at least 32 characters.");
+  const fromEnv = envWebhook(env);
+  if (fromEnv.length && datasets.webhooks.some((w) => w.name === "env"))
+    throw new ConfigError(
+      'EXPORTD_WEBHOOK_URL and a config-file webhook named "env" clash; rename the latter.',
+    );
+  return {
+    timeoutMs: Math.round(num(env, "EXPORTD_WEBHOOK_TIMEOUT_SECONDS", 10, 0.05, 60) * 1000),
+    allowHttp: bool(env, "EXPORTD_WEBHOOK_ALLOW_HTTP", false),
+    allowedNetworks: networks(env, "EXPORTD_WEBHOOK_ALLOW_NETWORKS"),
+    secretsKey,
+    retryScale: num(env, "EXPORTD_WEBHOOK_RETRY_SCALE", 1, 0.00001, 1),
+    disableAfterMs: Math.round(num(env, "EXPORTD_WEBHOOK_DISABLE_AFTER_DAYS", 5, 0.00001, 365) * 86_400_000),
+    concurrency: int(env, "EXPORTD_WEBHOOK_CONCURRENCY", 16, 0, 256),
+    keepMs: Math.round(num(env, "EXPORTD_WEBHOOK_KEEP_DAYS", 30, 1, 3650) * 86_400_000),
+    endpoints: [...datasets.webhooks, ...fromEnv],
+  };
+}
+
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
   const port = int(env, "PORT", 8080, 0, 65535);
   const host = env.HOST || "0.0.0.0";
@@ -298,6 +384,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     datasets,
     tokens,
     corsOrigins: corsOrigins(env),
+    webhooks: webhookSettings(env, datasets),
     logLevel: oneOf(
       env,
       "EXPORTD_LOG_LEVEL",

@@ -31,6 +31,12 @@ export const ERROR_CATALOGUE = {
     on: "every",
     when: "The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.",
   },
+  invalid_webhook_url: {
+    status: 400,
+    retryable: false,
+    on: "named",
+    when: "A webhook endpoint's URL is refused: not https (unless the operator allows http), carries credentials or a fragment, or its host is — or resolves to — an address exportd does not send to (loopback, private, link-local and cloud metadata, carrier-grade NAT, unique-local IPv6, IPv4-mapped IPv6…; see docs/webhooks.md). The message says why.",
+  },
   invalid_date_range: {
     status: 400,
     retryable: false,

@@ -46,6 +46,7 @@ import { installMaintenance } from "./maintenance.js";
 import { documentHeaders, documentRoute } from "./openapi.js";
 import { ErrorEnvelopeSchema } from "./schemas.js";
 import { redisWithFallback, watchRedis } from "./shared-rate-limits.js";
+import { webhookRoutes } from "./webhooks/routes.js";
 
 /** reg-name, IPv4 or [IPv6], then an optional port (RFC 9110 §7.2, RFC 3986 §3.2.2). */
 const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$/;
@@ -337,6 +338,7 @@ export async function buildApp(
   if (surface !== "admin") {
     datasetRoutes(app, deps);
     exportRoutes(app, { ...deps, exports: deps.store });
+    if (deps.webhooks) webhookRoutes(app, deps.webhooks);
     if (deps.signer && deps.filesRoot)
       fileRoutes(app, { ...deps, exports: deps.store }, deps.signer, deps.filesRoot);
     consoleRoutes(app);

@@ -6,11 +6,18 @@
 
 import type { Redis } from "ioredis";
 import type { Config } from "../config/index.js";
-import type { ExportsPort, OperatorPort, StoreLifecycle, TenancyPort } from "../metadata/types.js";
+import type {
+  ExportsPort,
+  OperatorPort,
+  StoreLifecycle,
+  TenancyPort,
+  WebhooksPort,
+} from "../metadata/types.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { LinkSigner } from "../object-store/signing.js";
 import type { ObjectStore } from "../object-store/types.js";
 import type { DatasetRegistry } from "../sources/registry.js";
+import type { WebhookRouteDeps } from "./webhooks/routes.js";
 
 /** The ports of the metadata store the API uses (the operator API: OperatorPort). */
 export type HttpStore = TenancyPort & ExportsPort & OperatorPort & Pick<StoreLifecycle, "ping">;
@@ -31,4 +38,9 @@ export interface HttpDeps {
   clock: () => number;
   /** Called after an export is queued, so an in-process worker starts at once. */
   onExportQueued: () => void;
+  /**
+   * The webhook routes' needs (endpoints in the store, the secret box, the URL policy); absent,
+   * /v1/webhook_endpoints is not served.
+   */
+  webhooks?: Omit<WebhookRouteDeps, "store"> & { store: WebhooksPort };
 }

@@ -8,7 +8,7 @@
  * records version 3 has it; one that records only older versions predates the takeover counters
  * and was never released, so `migrate` refuses it instead of guessing.
  */
-import { QUEUE_CHANNEL } from "./dialect/postgres.js";
+import { QUEUE_CHANNEL, WEBHOOK_CHANNEL } from "./dialect/postgres.js";
 import { changes, type Dialect, type Plan, rows, STATUS, script } from "./sql.js";
 
 export interface Migration {
@@ -184,6 +184,86 @@ export const MIGRATIONS: readonly Migration[] = [
     // operator:<prefix>); NULL for exports created before it was kept.
     version: 6,
     sql: () => "ALTER TABLE exports ADD COLUMN created_by TEXT;",
+  },
+  {
+    // Webhooks (issue 14): endpoints (tenant_id NULL = product-wide, the operator's), the outbox of
+    // events (written in the transaction of the status change they report, with the export as it
+    // was then), one delivery per event and endpoint (fanned out in that same transaction, claimed
+    // under a lease like exports), and the log of every attempt. Secrets are sealed
+    // (webhooks/secret-box.ts). PostgreSQL's trigger sends the NOTIFY that wakes deliverers
+    // whenever a delivery becomes due now (a new one, or one sent again by hand).
+    version: 7,
+    sql: (d) => {
+      const tables = `
+        CREATE TABLE webhook_endpoints (
+          id TEXT PRIMARY KEY,
+          tenant_id TEXT REFERENCES tenants(id),
+          url TEXT NOT NULL,
+          description TEXT NOT NULL,
+          events TEXT NOT NULL,
+          enabled INTEGER NOT NULL,
+          disabled_reason TEXT,
+          disabled_at ${d.bigint},
+          failing_since ${d.bigint},
+          source TEXT NOT NULL,
+          secret TEXT NOT NULL,
+          previous_secret TEXT,
+          previous_secret_expires_at ${d.bigint},
+          created_at ${d.bigint} NOT NULL,
+          updated_at ${d.bigint} NOT NULL
+        );
+        CREATE INDEX webhook_endpoints_by_tenant ON webhook_endpoints (tenant_id, id);
+        CREATE TABLE webhook_events (
+          id TEXT PRIMARY KEY,
+          type TEXT NOT NULL,
+          tenant_id TEXT NOT NULL,
+          export_id TEXT,
+          created_at ${d.bigint} NOT NULL,
+          data TEXT NOT NULL
+        );
+        CREATE INDEX webhook_events_by_tenant ON webhook_events (tenant_id, id);
+        CREATE INDEX webhook_events_by_created ON webhook_events (created_at);
+        CREATE TABLE webhook_deliveries (
+          id TEXT PRIMARY KEY,
+          event_id TEXT NOT NULL REFERENCES webhook_events(id) ON DELETE CASCADE,
+          endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
+          state TEXT NOT NULL,
+          attempts INTEGER NOT NULL DEFAULT 0,
+          next_attempt_at ${d.bigint},
+          lease_owner TEXT,
+          lease_expires_at ${d.bigint},
+          created_at ${d.bigint} NOT NULL,
+          delivered_at ${d.bigint},
+          last_status INTEGER,
+          last_error TEXT,
+          UNIQUE (event_id, endpoint_id)
+        );
+        CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+        CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, id);
+        CREATE TABLE webhook_attempts (
+          id TEXT PRIMARY KEY,
+          delivery_id TEXT NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+          event_id TEXT NOT NULL,
+          endpoint_id TEXT NOT NULL,
+          attempted_at ${d.bigint} NOT NULL,
+          status INTEGER,
+          duration_ms INTEGER NOT NULL,
+          error TEXT,
+          response TEXT
+        );
+        CREATE INDEX webhook_attempts_by_delivery ON webhook_attempts (delivery_id, id);`;
+      if (d.name === "sqlite") return tables;
+      return `${tables}
+        CREATE FUNCTION webhook_due() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.state = 'pending' AND NEW.lease_owner IS NULL THEN
+            PERFORM pg_notify('${WEBHOOK_CHANNEL}', '');
+          END IF;
+          RETURN NULL;
+        END $$;
+        CREATE TRIGGER webhook_due AFTER INSERT OR UPDATE OF state, next_attempt_at ON webhook_deliveries
+          FOR EACH ROW EXECUTE FUNCTION webhook_due();`;
+    },
   },
   {
     // Archives (issue 16): a part's dataset (multi-dataset exports), whether it ends its dataset (a

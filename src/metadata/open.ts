@@ -3,7 +3,7 @@
  * are the same store (store.ts) on their driver; only PostgreSQL can tell other processes that an
  * export was queued (LISTEN/NOTIFY), so only it has `subscribeToQueue`.
  */
-import { PostgresDriver } from "./dialect/postgres.js";
+import { PostgresDriver, WEBHOOK_CHANNEL } from "./dialect/postgres.js";
 import { SqliteDriver } from "./dialect/sqlite.js";
 import { SqlMetadataStore } from "./store.js";
 import type { MetadataStore } from "./types.js";
@@ -27,6 +27,15 @@ export class PostgresStore extends SqlMetadataStore {
     onConnection?: (connected: boolean, err?: unknown) => void,
   ): Promise<void> {
     return (this.driver as PostgresDriver).subscribe(listener, onConnection);
+  }
+
+  /** In-process wake-ups, and NOTIFY from any process (migration 7's trigger). */
+  override async subscribeToWebhooks(
+    listener: () => void,
+    onConnection?: (connected: boolean, err?: unknown) => void,
+  ): Promise<void> {
+    await super.subscribeToWebhooks(listener);
+    return (this.driver as PostgresDriver).subscribe(listener, onConnection, WEBHOOK_CHANNEL);
   }
 }
 

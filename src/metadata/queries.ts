@@ -3,8 +3,13 @@
  * spell differently. Statuses come from the domain's table (STATUS, statusIn), never spelled here.
  */
 import { DISCARDED_STATUSES, fromStatesFor } from "../domain/export.js";
+import { DELIVERY } from "../domain/webhooks.js";
 import {
+  ATTEMPT_COLUMNS,
   AUDIT_COLUMNS,
+  DELIVERY_SELECT,
+  ENDPOINT_COLUMNS,
+  EVENT_COLUMNS,
   EXPORT_COLUMNS,
   KEY_COLUMNS,
   OPERATOR_KEY_COLUMNS,
@@ -24,6 +29,18 @@ const POSITION = `(SELECT count(*) FROM exports q
 /** A worker-side update that only happens while the worker still holds the running export's lease. */
 const leased = (set: string) =>
   `UPDATE exports SET ${set} WHERE id = @id AND status = ${running} AND lease_owner = @owner`;
+
+const pending = `'${DELIVERY.pending}'`;
+const delivered = `'${DELIVERY.delivered}'`;
+const abandoned = `'${DELIVERY.abandoned}'`;
+/**
+ * An endpoint's owner as one comparable value: the tenant id, or '' for a product-wide endpoint
+ * (tenant_id NULL), so one text serves both with `@owner`.
+ */
+const OWNER = "COALESCE(w.tenant_id, '')";
+/** The endpoints that receive events of tenant @tenantId of type @pattern (LIKE on `,a,b,`). */
+const SUBSCRIBED =
+  "w.enabled = 1 AND (w.tenant_id IS NULL OR w.tenant_id = @tenantId) AND w.events LIKE @pattern";
 
 /** Progress only moves forward, whichever write lands last. */
 const progress = (d: Dialect) =>
@@ -172,6 +189,113 @@ export function queries(d: Dialect) {
     forgetExports: `DELETE FROM exports WHERE id IN (
       SELECT id FROM exports WHERE created_at < @before AND purged_at IS NOT NULL LIMIT @limit)`,
     forgetKeys: "DELETE FROM idempotency_keys WHERE created_at < @before",
+
+    // Webhooks: the outbox (written inside the status change's transaction)
+    /** Whether any enabled endpoint takes this event of this export's tenant: no endpoint, no event row. */
+    subscriberOf: `SELECT 1 FROM webhook_endpoints w
+      WHERE ${SUBSCRIBED.replaceAll("@tenantId", "(SELECT tenant_id FROM exports WHERE id = @id)")} LIMIT 1`,
+    insertEvent: `INSERT INTO webhook_events (${EVENT_COLUMNS})
+      VALUES (@eventId, @type, @tenantId, @exportId, @now, @data)`,
+    /**
+     * Fan-out at write time: one delivery per subscribed endpoint, in the event's transaction, so an
+     * endpoint created later never gets older events and tenant isolation is this one WHERE. The
+     * delivery id is the event id and the endpoint id (unique together, no id generated in SQL).
+     */
+    fanOut: `INSERT INTO webhook_deliveries (id, event_id, endpoint_id, state, attempts, next_attempt_at, created_at)
+      SELECT CAST(@eventId AS TEXT) || ':' || w.id, @eventId, w.id, ${pending}, 0,
+        CAST(@now AS ${d.bigint}), CAST(@now AS ${d.bigint})
+      FROM webhook_endpoints w WHERE ${SUBSCRIBED}`,
+    insertDelivery: `INSERT INTO webhook_deliveries (id, event_id, endpoint_id, state, attempts, next_attempt_at, created_at)
+      VALUES (@id, @eventId, @endpointId, ${pending}, 0, @now, @now)`,
+
+    // Webhooks: endpoints (every read and write scoped by @owner: the tenant id, or '' for product-wide)
+    insertEndpoint: `INSERT INTO webhook_endpoints (${ENDPOINT_COLUMNS}, secret, previous_secret)
+      VALUES (@id, @tenantId, @url, @description, @events, @enabled, @disabledReason, @disabledAt, @failingSince,
+        @source, @createdAt, @updatedAt, @previousSecretExpiresAt, @secret, NULL)`,
+    endpoint: `SELECT ${ENDPOINT_COLUMNS} FROM webhook_endpoints w WHERE w.id = @id AND ${OWNER} = @owner`,
+    endpointsOf: `SELECT ${ENDPOINT_COLUMNS} FROM webhook_endpoints w WHERE ${OWNER} = @owner ORDER BY w.id`,
+    /** Endpoints the operator should look at: disabled by a 410 or by failing, or failing now. */
+    troubledEndpoints: `SELECT ${ENDPOINT_COLUMNS} FROM webhook_endpoints w
+      WHERE w.failing_since IS NOT NULL OR (w.enabled = 0 AND w.disabled_reason <> 'manual') ORDER BY w.id`,
+    deleteEndpoint: `DELETE FROM webhook_endpoints WHERE id IN (
+      SELECT w.id FROM webhook_endpoints w WHERE w.id = @id AND ${OWNER} = @owner)`,
+    rotateSecret: `UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = @until,
+        secret = @secret, updated_at = @now
+      WHERE id IN (SELECT w.id FROM webhook_endpoints w WHERE w.id = @id AND ${OWNER} = @owner)`,
+    setEnabled: `UPDATE webhook_endpoints SET enabled = @enabled, disabled_reason = @reason, disabled_at = @disabledAt,
+        failing_since = NULL, updated_at = @now
+      WHERE id IN (SELECT w.id FROM webhook_endpoints w WHERE w.id = @id AND ${OWNER} = @owner)`,
+    /** A disabled endpoint's deliveries will not be tried: they end abandoned (a redelivery revives one). */
+    abandonPending: `UPDATE webhook_deliveries SET state = ${abandoned}, next_attempt_at = NULL,
+        lease_owner = NULL, lease_expires_at = NULL
+      WHERE endpoint_id = @id AND state = ${pending}`,
+    /** Config-declared endpoints: the file's url, events and secret win; enabled and failing state stay. */
+    upsertConfigEndpoint: `INSERT INTO webhook_endpoints (${ENDPOINT_COLUMNS}, secret, previous_secret)
+      VALUES (@id, NULL, @url, @description, @events, 1, NULL, NULL, NULL, 'config', @now, @now, NULL, @secret, NULL)
+      ON CONFLICT (id) DO UPDATE SET url = excluded.url, description = excluded.description,
+        events = excluded.events, secret = excluded.secret, updated_at = excluded.updated_at`,
+    configEndpointIds: "SELECT id FROM webhook_endpoints WHERE source = 'config'",
+
+    // Webhooks: delivery (claimed under a lease like exports; SKIP LOCKED on PostgreSQL)
+    /**
+     * Takes up to @limit due deliveries under a lease: pending and due, and not leased by a live
+     * deliverer (one that died leaves its lease to lapse, then anyone takes it).
+     */
+    claimDeliveries: `UPDATE webhook_deliveries SET lease_owner = @owner, lease_expires_at = @until
+      WHERE id IN (SELECT e.id FROM webhook_deliveries e
+        WHERE e.state = ${pending} AND e.next_attempt_at <= @now
+          AND (e.lease_expires_at IS NULL OR e.lease_expires_at < @now)
+        ORDER BY e.next_attempt_at LIMIT @limit ${d.skipLocked})
+      RETURNING id`,
+    /**
+     * What a claimed delivery needs to be sent: event, endpoint and its sealed secrets. The join
+     * checks the tenant once more: an endpoint of tenant A is never sent tenant B's event.
+     */
+    deliveriesToSend: `SELECT d.id, d.event_id, d.endpoint_id, d.attempts, ev.type, ev.tenant_id, ev.export_id,
+        ev.created_at, ev.data, w.url, w.secret, w.previous_secret, w.previous_secret_expires_at, w.tenant_id
+      FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id
+        JOIN webhook_endpoints w ON w.id = d.endpoint_id
+      WHERE ${d.inList("d.id", "ids")} AND d.lease_owner = @owner AND w.enabled = 1
+        AND (w.tenant_id IS NULL OR w.tenant_id = ev.tenant_id)`,
+    /**
+     * Claimed deliveries of an endpoint disabled meanwhile (an attempt in flight when it was
+     * disabled scheduled a retry) end abandoned instead of being claimed again and again.
+     */
+    abandonDisabled: `UPDATE webhook_deliveries SET state = ${abandoned}, next_attempt_at = NULL,
+        lease_owner = NULL, lease_expires_at = NULL
+      WHERE ${d.inList("id", "ids")} AND lease_owner = @owner
+        AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE enabled = 0)`,
+    /** Ends one attempt, only while this deliverer still holds the delivery's lease. */
+    finishAttempt: `UPDATE webhook_deliveries SET state = @state, attempts = attempts + 1, next_attempt_at = @next,
+        lease_owner = NULL, lease_expires_at = NULL, delivered_at = @deliveredAt, last_status = @status,
+        last_error = @error
+      WHERE id = @id AND lease_owner = @owner`,
+    insertAttempt: `INSERT INTO webhook_attempts (${ATTEMPT_COLUMNS})
+      VALUES (@attemptId, @id, @eventId, @endpointId, @now, @status, @durationMs, @error, @response)`,
+    endpointSucceeded: "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = @endpointId",
+    endpointFailed: `UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, @now) WHERE id = @endpointId
+      RETURNING failing_since`,
+    /** Sends a delivery again now (by hand): whatever its state, with a fresh schedule. */
+    redeliver: `UPDATE webhook_deliveries SET state = ${pending}, attempts = 0, next_attempt_at = @now,
+        lease_owner = NULL, lease_expires_at = NULL
+      WHERE event_id = @eventId AND endpoint_id = @endpointId`,
+    outboxDepth: `SELECT count(*) FROM webhook_deliveries WHERE state = ${pending}`,
+
+    // Webhooks: the delivery log
+    event: `SELECT ${EVENT_COLUMNS} FROM webhook_events WHERE id = @id`,
+    deliveriesOfEndpoint: `${DELIVERY_SELECT} WHERE d.endpoint_id = @endpointId
+        AND (CAST(@before AS TEXT) IS NULL OR d.id < @before)
+      ORDER BY d.id DESC LIMIT @limit`,
+    /** An event's deliveries to the endpoints of @owner only: a tenant never sees the operator's. */
+    deliveriesOfEvent: `${DELIVERY_SELECT} JOIN webhook_endpoints w ON w.id = d.endpoint_id
+      WHERE d.event_id = @eventId AND ${OWNER} = @owner ORDER BY d.id`,
+    attemptsOf: `SELECT ${ATTEMPT_COLUMNS} FROM webhook_attempts WHERE ${d.inList("delivery_id", "ids")}
+      ORDER BY delivery_id, attempted_at, id`,
+    /** Delivered (or abandoned) deliveries and their log are kept this long; events with them. */
+    forgetDeliveries: `DELETE FROM webhook_deliveries WHERE created_at < @before AND state <> ${pending}`,
+    forgetEvents: `DELETE FROM webhook_events WHERE created_at < @before
+      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)`,
+    countDelivered: `SELECT count(*) FROM webhook_deliveries WHERE state = ${delivered}`,
   };
 }
 

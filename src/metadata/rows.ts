@@ -6,6 +6,16 @@ import type { ExportError, ExportPart, ExportRecord, ExportRequest, ExportStatus
 import type { OperatorScope } from "../domain/operator-scopes.js";
 import type { Scope } from "../domain/scopes.js";
 import { effectiveLimits, type Plan, type Tenant, type TenantLimits } from "../domain/tenant.js";
+import {
+  type DeliveryState,
+  type DisabledReason,
+  decodeEventTypes,
+  type EventType,
+  type WebhookAttempt,
+  type WebhookDelivery,
+  type WebhookEndpoint,
+  type WebhookEvent,
+} from "../domain/webhooks.js";
 import type { Row } from "./sql.js";
 import type { ApiKeyRecord, AuditEntry, OperatorKeyRecord } from "./types.js";
 
@@ -193,5 +203,131 @@ export function toAudit(r: Row): AuditEntry {
     target: r[5] as string,
     before: json(r[6]),
     after: json(r[7]),
+  };
+}
+
+// Webhooks
+
+/** The columns an endpoint is read with (never its secrets), in this order (toEndpoint). */
+export const ENDPOINT_COLUMNS = `id, tenant_id, url, description, events, enabled, disabled_reason, disabled_at,
+  failing_since, source, created_at, updated_at, previous_secret_expires_at`;
+export const EVENT_COLUMNS = "id, type, tenant_id, export_id, created_at, data";
+export const ATTEMPT_COLUMNS =
+  "id, delivery_id, event_id, endpoint_id, attempted_at, status, duration_ms, error, response";
+/** A delivery with its event's type (toDelivery); queries add their WHERE. */
+export const DELIVERY_SELECT = `SELECT d.id, d.event_id, d.endpoint_id, ev.type, d.state, d.attempts,
+    d.next_attempt_at, d.created_at, d.delivered_at, d.last_status, d.last_error
+  FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id`;
+
+export function toEndpoint(row: Row): WebhookEndpoint {
+  const [
+    id,
+    tenantId,
+    url,
+    description,
+    events,
+    enabled,
+    disabledReason,
+    disabledAt,
+    failingSince,
+    source,
+    createdAt,
+    updatedAt,
+    previousSecretExpiresAt,
+  ] = row as [
+    string,
+    string | null,
+    string,
+    string,
+    string,
+    number,
+    DisabledReason | null,
+    Num,
+    Num,
+    WebhookEndpoint["source"],
+    number,
+    number,
+    Num,
+  ];
+  return {
+    id,
+    tenantId,
+    url,
+    description,
+    events: decodeEventTypes(events),
+    enabled: Number(enabled) === 1,
+    disabledReason,
+    disabledAt,
+    failingSince,
+    source,
+    createdAt,
+    updatedAt,
+    previousSecretExpiresAt,
+  };
+}
+
+export function toEvent(row: Row): WebhookEvent {
+  const [id, type, tenantId, exportId, createdAt, data] = row as [
+    string,
+    EventType,
+    string,
+    string | null,
+    number,
+    string,
+  ];
+  return { id, type, tenantId, exportId, createdAt, data };
+}
+
+export function toDelivery(row: Row): WebhookDelivery {
+  const [
+    id,
+    eventId,
+    endpointId,
+    eventType,
+    state,
+    attempts,
+    nextAttemptAt,
+    createdAt,
+    deliveredAt,
+    lastStatus,
+    lastError,
+  ] = row as [string, string, string, EventType, DeliveryState, number, Num, number, Num, Num, string | null];
+  return {
+    id,
+    eventId,
+    endpointId,
+    eventType,
+    state,
+    attempts: Number(attempts),
+    nextAttemptAt,
+    createdAt,
+    deliveredAt,
+    lastStatus: lastStatus === null ? null : Number(lastStatus),
+    lastError,
+  };
+}
+
+export function toAttempt(row: Row): WebhookAttempt {
+  const [id, deliveryId, eventId, endpointId, attemptedAt, status, durationMs, error, response] = row as [
+    string,
+    string,
+    string,
+    string,
+    number,
+    Num,
+    number,
+    string | null,
+    string | null,
+  ];
+  return {
+    id,
+    deliveryId,
+    eventId,
+    endpointId,
+    attemptedAt,
+    status: status === null ? null : Number(status),
+    durationMs: Number(durationMs),
+    error,
+    response,
   };
 }

@@ -10,9 +10,21 @@ import {
   type ExportRecord,
   type ExportStatus,
   IDEMPOTENCY_KEY_TTL_MS,
+  STATUS,
 } from "../domain/export.js";
 import { newId } from "../domain/ids.js";
 import { DEFAULT_PLAN, type Plan, type Tenant, type TenantLimits } from "../domain/tenant.js";
+import {
+  DELIVERY,
+  type DisabledReason,
+  EVENT_OF_STATUS,
+  type EventType,
+  type ExportEventType,
+  encodeEventTypes,
+  eventTypePattern,
+  type WebhookEndpoint,
+  type WebhookEvent,
+} from "../domain/webhooks.js";
 import { migrate } from "./migrations.js";
 import { type Queries, queries } from "./queries.js";
 import {
@@ -20,7 +32,11 @@ import {
   EXPORT_COLUMNS,
   idsWithParts,
   LIMIT_COLUMNS,
+  toAttempt,
   toAudit,
+  toDelivery,
+  toEndpoint,
+  toEvent,
   toExport,
   toKey,
   toOperatorKey,
@@ -32,20 +48,26 @@ import { changes, type Driver, type Params, type Row, rows, type Plan as SqlPlan
 import type {
   AllExportsQuery,
   ApiKeyRecord,
+  AttemptRecord,
   AuditEntry,
   AuditQuery,
   AuditStamp,
+  ClaimedDelivery,
   ClaimedExport,
   CreateExportOptions,
   CreateOutcome,
+  DeliveryWithAttempts,
+  EndpointOwner,
   ExportVersion,
   ExportWithPosition,
   Lease,
   LeaseCheck,
   ListExportsQuery,
   MetadataStore,
+  NewWebhookEndpoint,
   OperatorKeyRecord,
   TenantChange,
+  WebhookEndpointChange,
 } from "./types.js";
 
 /** The parameters every leased write names: the export, its owner, now and the renewed lease end. */
@@ -83,11 +105,66 @@ function auditParams(entry: AuditEntry): Params {
   return { ...entry, beforeJson: text(entry.before), afterJson: text(entry.after) };
 }
 
+/** Deliveries a transaction's outbox writes queued; the deliverers are woken after its commit. */
+interface Outbox {
+  queued: number;
+}
+
+/** The owner parameter of endpoint queries: the tenant id, or '' for product-wide (see queries.ts OWNER). */
+const ownerParam = (owner: EndpointOwner) => owner ?? "";
+
 export class SqlMetadataStore implements MetadataStore {
   private readonly q: Queries;
+  /** In-process listeners for deliveries that became due (subscribeToWebhooks). */
+  private readonly webhookListeners = new Set<() => void>();
 
   constructor(protected readonly driver: Driver) {
     this.q = queries(driver.dialect);
+  }
+
+  /**
+   * Runs a plan in one transaction with an outbox: deliveries its status changes queued wake this
+   * process's deliverers once it committed (PostgreSQL's trigger wakes the other processes').
+   */
+  private async withOutbox<T>(make: (outbox: Outbox) => SqlPlan<T>): Promise<T> {
+    const outbox: Outbox = { queued: 0 };
+    const result = await this.driver.run(make(outbox), true);
+    if (outbox.queued > 0) this.wakeDeliverers();
+    return result;
+  }
+
+  private wakeDeliverers(): void {
+    for (const listener of this.webhookListeners) listener();
+  }
+
+  /**
+   * The outbox, inside the transaction of export `id`'s status change to `status`: when any
+   * enabled endpoint of its tenant (or a product-wide one) takes the event, the event is written
+   * with the export as it is now (parts included) and one delivery per such endpoint. Every status
+   * change of the store goes through here, so none can commit without its event.
+   */
+  private *outbox(
+    status: keyof typeof EVENT_OF_STATUS,
+    id: string,
+    now: number,
+    outbox: Outbox,
+  ): SqlPlan<void> {
+    const type: ExportEventType = EVENT_OF_STATUS[status];
+    const pattern = eventTypePattern(type);
+    if ((yield* rows(this.q.subscriberOf, { id, pattern })).length === 0) return;
+    const [record] = yield* this.withParts(yield* rows(this.q.exportById, { id }));
+    if (!record) return;
+    const eventId = newId();
+    const event = {
+      eventId,
+      type,
+      tenantId: record.tenantId,
+      exportId: id,
+      now,
+      data: JSON.stringify(record),
+    };
+    yield* changes(this.q.insertEvent, event);
+    outbox.queued += yield* changes(this.q.fanOut, { eventId, tenantId: record.tenantId, pattern, now });
   }
 
   /** Applies pending migrations (migrations.ts). Returns how many ran. */
@@ -423,11 +500,15 @@ export class SqlMetadataStore implements MetadataStore {
   }
 
   createExport(record: ExportRecord, options: CreateExportOptions): Promise<CreateOutcome> {
-    // Without a key, the create is the one statement that checks the cap and inserts.
-    return this.driver.run(this.create(record, options), options.idempotency !== null);
+    // The statement that checks the cap and inserts, its idempotency key and its event: one transaction.
+    return this.withOutbox((outbox) => this.create(record, options, outbox));
   }
 
-  private *create(record: ExportRecord, options: CreateExportOptions): SqlPlan<CreateOutcome> {
+  private *create(
+    record: ExportRecord,
+    options: CreateExportOptions,
+    outbox: Outbox,
+  ): SqlPlan<CreateOutcome> {
     const q = this.q;
     const params = { ...this.exportParams(record), maxQueued: options.maxQueued };
     const idem = options.idempotency;
@@ -454,6 +535,7 @@ export class SqlMetadataStore implements MetadataStore {
       return { kind: "queue_full", queued: Number(tenant[0]) };
     }
     if (keyParams) yield* changes(q.insertIdempotencyKey, keyParams);
+    yield* this.outbox(STATUS.queued, record.id, record.createdAt, outbox);
     return { kind: "created", record };
   }
 
@@ -531,7 +613,14 @@ export class SqlMetadataStore implements MetadataStore {
     id: string,
     now: number,
   ): Promise<{ record: ExportRecord; canceled: boolean } | null> {
-    const canceled = (await this.driver.changes(this.q.cancel, { id, tenantId, now })) === 1;
+    const q = this.q;
+    const canceled = await this.withOutbox(
+      function* (this: SqlMetadataStore, outbox: Outbox): SqlPlan<boolean> {
+        if ((yield* changes(q.cancel, { id, tenantId, now })) !== 1) return false;
+        yield* this.outbox(STATUS.canceled, id, now, outbox);
+        return true;
+      }.bind(this),
+    );
     const record = await this.getExport(tenantId, id);
     return record ? { record, canceled } : null;
   }
@@ -539,17 +628,20 @@ export class SqlMetadataStore implements MetadataStore {
   // Jobs: claiming, leases, results
 
   claimExport(lease: Lease): Promise<ClaimedExport | null> {
-    return this.driver.run(this.claim(lease), true);
+    return this.withOutbox((outbox) => this.claim(lease, outbox));
   }
 
-  private *claim(lease: Lease): SqlPlan<ClaimedExport | null> {
+  private *claim(lease: Lease, outbox: Outbox): SqlPlan<ClaimedExport | null> {
     const lock = this.driver.dialect.claimLock;
     const params = leaseParams("", lease);
     if (lock) yield* rows(lock);
     const [next] = yield* rows(this.q.nextRunnable, params);
     if (!next) return null;
     const [record] = yield* this.withParts(yield* rows(this.q.claim, { ...params, id: next[0] }));
-    return { ...(record as ExportRecord), takenOver: Boolean(next[1]) };
+    const claimed = record as ExportRecord;
+    // export.started once: on the first run, not on a retry's or a takeover's.
+    if (claimed.runs === 1) yield* this.outbox(STATUS.running, claimed.id, lease.now, outbox);
+    return { ...claimed, takenOver: Boolean(next[1]) };
   }
 
   async leaseOwners(): Promise<string[]> {
@@ -609,13 +701,28 @@ export class SqlMetadataStore implements MetadataStore {
     return check(await this.driver.changes(this.q.updateProgress, params));
   }
 
-  async completeExport(id: string, lease: Lease, expiresAt: number): Promise<LeaseCheck> {
-    return check(await this.driver.changes(this.q.complete, leaseParams(id, lease, { expiresAt })));
+  /** A leased status change and its event, in one transaction. */
+  private leasedChange(
+    text: string,
+    params: Params,
+    status: keyof typeof EVENT_OF_STATUS,
+  ): Promise<LeaseCheck> {
+    return this.withOutbox(
+      function* (this: SqlMetadataStore, outbox: Outbox): SqlPlan<LeaseCheck> {
+        if ((yield* changes(text, params)) !== 1) return "lost";
+        yield* this.outbox(status, params.id as string, params.now as number, outbox);
+        return "ok";
+      }.bind(this),
+    );
   }
 
-  async failExport(id: string, lease: Lease, error: ExportError): Promise<LeaseCheck> {
+  completeExport(id: string, lease: Lease, expiresAt: number): Promise<LeaseCheck> {
+    return this.leasedChange(this.q.complete, leaseParams(id, lease, { expiresAt }), STATUS.succeeded);
+  }
+
+  failExport(id: string, lease: Lease, error: ExportError): Promise<LeaseCheck> {
     const params = leaseParams(id, lease, { ...error, retryable: error.retryable ? 1 : 0 });
-    return check(await this.driver.changes(this.q.fail, params));
+    return this.leasedChange(this.q.fail, params, STATUS.failed);
   }
 
   async requeueExport(
@@ -643,13 +750,15 @@ export class SqlMetadataStore implements MetadataStore {
 
   async markPurged(id: string, now: number): Promise<void> {
     const q = this.q;
-    await this.driver.run(
-      (function* (): SqlPlan<void> {
-        if ((yield* changes(q.expire, { id, now })) > 0) return;
+    await this.withOutbox(
+      function* (this: SqlMetadataStore, outbox: Outbox): SqlPlan<void> {
+        if ((yield* changes(q.expire, { id, now })) > 0) {
+          yield* this.outbox(STATUS.expired, id, now, outbox);
+          return;
+        }
         yield* changes(q.markPurged, { id, now });
         yield* changes(q.dropDiscardedParts, { id });
-      })(),
-      true,
+      }.bind(this),
     );
   }
 
@@ -659,5 +768,301 @@ export class SqlMetadataStore implements MetadataStore {
 
   async forgetIdempotencyKeys(createdBefore: number): Promise<number> {
     return this.driver.changes(this.q.forgetKeys, { before: createdBefore });
+  }
+
+  // Webhooks: endpoints
+
+  async insertWebhookEndpoint(e: NewWebhookEndpoint): Promise<void> {
+    await this.driver.changes(this.q.insertEndpoint, {
+      ...e,
+      events: encodeEventTypes(e.events),
+      enabled: e.enabled ? 1 : 0,
+      secret: e.sealedSecret,
+    });
+  }
+
+  async getWebhookEndpoint(owner: EndpointOwner, id: string): Promise<WebhookEndpoint | null> {
+    const [row] = await this.driver.rows(this.q.endpoint, { id, owner: ownerParam(owner) });
+    return row ? toEndpoint(row) : null;
+  }
+
+  async listWebhookEndpoints(owner: EndpointOwner): Promise<WebhookEndpoint[]> {
+    return (await this.driver.rows(this.q.endpointsOf, { owner: ownerParam(owner) })).map(toEndpoint);
+  }
+
+  async updateWebhookEndpoint(
+    owner: EndpointOwner,
+    id: string,
+    change: WebhookEndpointChange,
+    now: number,
+  ): Promise<WebhookEndpoint | null> {
+    const sets = ["updated_at = @now"];
+    const params: Params = { id, owner: ownerParam(owner), now };
+    if (change.url !== undefined) {
+      sets.push("url = @url");
+      params.url = change.url;
+    }
+    if (change.events !== undefined) {
+      sets.push("events = @events");
+      params.events = encodeEventTypes(change.events);
+    }
+    if (change.description !== undefined) {
+      sets.push("description = @description");
+      params.description = change.description;
+    }
+    const sql = `UPDATE webhook_endpoints SET ${sets.join(", ")}
+      WHERE id IN (SELECT w.id FROM webhook_endpoints w WHERE w.id = @id AND COALESCE(w.tenant_id, '') = @owner)`;
+    if ((await this.driver.changes(sql, params)) === 0) return null;
+    return this.getWebhookEndpoint(owner, id);
+  }
+
+  setWebhookEndpointEnabled(
+    owner: EndpointOwner,
+    id: string,
+    enabled: boolean,
+    reason: DisabledReason | null,
+    now: number,
+  ): Promise<boolean> {
+    const q = this.q;
+    const params = {
+      id,
+      owner: ownerParam(owner),
+      enabled: enabled ? 1 : 0,
+      reason: enabled ? null : reason,
+      disabledAt: enabled ? null : now,
+      now,
+    };
+    return this.driver.run(
+      (function* (): SqlPlan<boolean> {
+        if ((yield* changes(q.setEnabled, params)) === 0) return false;
+        if (!enabled) yield* changes(q.abandonPending, { id });
+        return true;
+      })(),
+      true,
+    );
+  }
+
+  async deleteWebhookEndpoint(owner: EndpointOwner, id: string): Promise<boolean> {
+    return (await this.driver.changes(this.q.deleteEndpoint, { id, owner: ownerParam(owner) })) === 1;
+  }
+
+  async rotateWebhookSecret(
+    owner: EndpointOwner,
+    id: string,
+    sealedSecret: string,
+    previousUntil: number,
+    now: number,
+  ): Promise<boolean> {
+    const params = { id, owner: ownerParam(owner), secret: sealedSecret, until: previousUntil, now };
+    return (await this.driver.changes(this.q.rotateSecret, params)) === 1;
+  }
+
+  async listTroubledWebhookEndpoints(): Promise<WebhookEndpoint[]> {
+    return (await this.driver.rows(this.q.troubledEndpoints, {})).map(toEndpoint);
+  }
+
+  async syncConfigWebhookEndpoints(
+    endpoints: {
+      id: string;
+      url: string;
+      events: ExportEventType[];
+      description: string;
+      sealedSecret: string;
+    }[],
+    now: number,
+  ): Promise<void> {
+    const q = this.q;
+    await this.driver.run(
+      (function* (): SqlPlan<void> {
+        const keep = new Set(endpoints.map((e) => e.id));
+        for (const [id] of yield* rows(q.configEndpointIds))
+          if (!keep.has(id as string)) yield* changes(q.deleteEndpoint, { id, owner: "" });
+        for (const e of endpoints)
+          yield* changes(q.upsertConfigEndpoint, {
+            id: e.id,
+            url: e.url,
+            description: e.description,
+            events: encodeEventTypes(e.events),
+            secret: e.sealedSecret,
+            now,
+          });
+      })(),
+      true,
+    );
+  }
+
+  // Webhooks: events and the delivery log
+
+  async getWebhookEvent(id: string): Promise<WebhookEvent | null> {
+    const [row] = await this.driver.rows(this.q.event, { id });
+    return row ? toEvent(row) : null;
+  }
+
+  async insertWebhookTestEvent(event: WebhookEvent, endpointId: string): Promise<void> {
+    const q = this.q;
+    await this.withOutbox((outbox) =>
+      (function* (): SqlPlan<void> {
+        yield* changes(q.insertEvent, {
+          eventId: event.id,
+          type: event.type,
+          tenantId: event.tenantId,
+          exportId: event.exportId,
+          now: event.createdAt,
+          data: event.data,
+        });
+        yield* changes(q.insertDelivery, {
+          id: `${event.id}:${endpointId}`,
+          eventId: event.id,
+          endpointId,
+          now: event.createdAt,
+        });
+        outbox.queued += 1;
+      })(),
+    );
+  }
+
+  /** Deliveries with their attempts (one query for all the attempts). */
+  private async withAttempts(deliveryRows: Row[]): Promise<DeliveryWithAttempts[]> {
+    const deliveries = deliveryRows.map(toDelivery);
+    if (deliveries.length === 0) return [];
+    const ids = this.driver.dialect.list(deliveries.map((d) => d.id));
+    const byDelivery = new Map<string, DeliveryWithAttempts["log"]>();
+    for (const row of await this.driver.rows(this.q.attemptsOf, { ids })) {
+      const attempt = toAttempt(row);
+      const list = byDelivery.get(attempt.deliveryId) ?? [];
+      list.push(attempt);
+      byDelivery.set(attempt.deliveryId, list);
+    }
+    return deliveries.map((d) => ({ ...d, log: byDelivery.get(d.id) ?? [] }));
+  }
+
+  async listEndpointDeliveries(
+    endpointId: string,
+    query: { before?: string; limit: number },
+  ): Promise<DeliveryWithAttempts[]> {
+    const params = { endpointId, before: query.before ?? null, limit: query.limit };
+    return this.withAttempts(await this.driver.rows(this.q.deliveriesOfEndpoint, params));
+  }
+
+  async listEventDeliveries(owner: EndpointOwner, eventId: string): Promise<DeliveryWithAttempts[]> {
+    const params = { eventId, owner: ownerParam(owner) };
+    return this.withAttempts(await this.driver.rows(this.q.deliveriesOfEvent, params));
+  }
+
+  async redeliverWebhook(eventId: string, endpointId: string, now: number): Promise<void> {
+    const q = this.q;
+    await this.withOutbox((outbox) =>
+      (function* (): SqlPlan<void> {
+        if ((yield* changes(q.redeliver, { eventId, endpointId, now })) === 0)
+          yield* changes(q.insertDelivery, { id: `${eventId}:${endpointId}`, eventId, endpointId, now });
+        outbox.queued += 1;
+      })(),
+    );
+  }
+
+  // Webhooks: delivery
+
+  /** In-process wake-ups only; PostgresStore adds LISTEN for the other processes'. */
+  async subscribeToWebhooks(listener: () => void): Promise<void> {
+    this.webhookListeners.add(listener);
+  }
+
+  claimWebhookDeliveries(lease: Lease, limit: number): Promise<ClaimedDelivery[]> {
+    const q = this.q;
+    const list = (ids: string[]) => this.driver.dialect.list(ids);
+    const params = leaseParams("", lease, { limit });
+    return this.driver.run(
+      (function* (): SqlPlan<ClaimedDelivery[]> {
+        const ids = (yield* rows(q.claimDeliveries, params)).map((r) => r[0] as string);
+        if (ids.length === 0) return [];
+        yield* changes(q.abandonDisabled, { ids: list(ids), owner: lease.owner });
+        return (yield* rows(q.deliveriesToSend, { ids: list(ids), owner: lease.owner })).map((r) => {
+          const [
+            id,
+            eventId,
+            endpointId,
+            attempts,
+            eventType,
+            tenantId,
+            exportId,
+            eventCreatedAt,
+            data,
+            url,
+          ] = r as [
+            string,
+            string,
+            string,
+            number,
+            EventType,
+            string | null,
+            string | null,
+            number,
+            string,
+            string,
+          ];
+          return {
+            id,
+            eventId,
+            endpointId,
+            attempts: Number(attempts),
+            eventType,
+            tenantId,
+            exportId,
+            eventCreatedAt: Number(eventCreatedAt),
+            data,
+            url,
+            sealedSecret: r[10] as string,
+            sealedPreviousSecret: r[11] as string | null,
+            previousSecretExpiresAt: r[12] === null ? null : Number(r[12]),
+            endpointOwner: r[13] as string | null,
+          };
+        });
+      })(),
+      true,
+    );
+  }
+
+  recordWebhookAttempt(record: AttemptRecord): Promise<{ check: LeaseCheck; failingSince: number | null }> {
+    const q = this.q;
+    const { attempt } = record;
+    const params = {
+      id: record.deliveryId,
+      owner: record.owner,
+      eventId: record.eventId,
+      endpointId: record.endpointId,
+      state: record.state,
+      next: record.nextAttemptAt,
+      deliveredAt: record.state === DELIVERY.delivered ? attempt.attemptedAt : null,
+      status: attempt.status,
+      error: attempt.error,
+      attemptId: attempt.id,
+      now: attempt.attemptedAt,
+      durationMs: attempt.durationMs,
+      response: attempt.response,
+    };
+    return this.driver.run(
+      (function* (): SqlPlan<{ check: LeaseCheck; failingSince: number | null }> {
+        if ((yield* changes(q.finishAttempt, params)) !== 1) return { check: "lost", failingSince: null };
+        yield* changes(q.insertAttempt, params);
+        if (record.state === DELIVERY.delivered) {
+          yield* changes(q.endpointSucceeded, params);
+          return { check: "ok", failingSince: null };
+        }
+        const [row] = yield* rows(q.endpointFailed, params);
+        return { check: "ok", failingSince: row ? Number(row[0]) : null };
+      })(),
+      true,
+    );
+  }
+
+  async countPendingWebhooks(): Promise<number> {
+    const [row] = await this.driver.rows(this.q.outboxDepth, {});
+    return Number(row?.[0] ?? 0);
+  }
+
+  async forgetWebhookDeliveries(before: number): Promise<number> {
+    const forgotten = await this.driver.changes(this.q.forgetDeliveries, { before });
+    await this.driver.changes(this.q.forgetEvents, { before });
+    return forgotten;
   }
 }

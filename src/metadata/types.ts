@@ -13,6 +13,16 @@ import type {
 import type { OperatorScope } from "../domain/operator-scopes.js";
 import type { Scope } from "../domain/scopes.js";
 import type { Plan, Tenant, TenantLimits } from "../domain/tenant.js";
+import type {
+  DeliveryState,
+  DisabledReason,
+  EventType,
+  ExportEventType,
+  WebhookAttempt,
+  WebhookDelivery,
+  WebhookEndpoint,
+  WebhookEvent,
+} from "../domain/webhooks.js";
 
 export type { Tenant };
 
@@ -309,6 +319,138 @@ export interface RetentionPort {
   forgetIdempotencyKeys(createdBefore: number): Promise<number>;
 }
 
+/**
+ * Whose endpoint: a tenant's id, or null for a product-wide endpoint (the operator's). Every
+ * endpoint read and write names it, so a tenant reaches only its own endpoints.
+ */
+export type EndpointOwner = string | null;
+
+/** A new endpoint as the store inserts it, its secret sealed (webhooks/secret-box.ts). */
+export type NewWebhookEndpoint = WebhookEndpoint & { sealedSecret: string };
+
+/** A change of an endpoint's url, events or description. */
+export interface WebhookEndpointChange {
+  url?: string;
+  events?: ExportEventType[];
+  description?: string;
+}
+
+/** A delivery with its attempts, newest delivery first (the delivery log). */
+export type DeliveryWithAttempts = WebhookDelivery & { log: WebhookAttempt[] };
+
+/** Endpoints, the outbox and the delivery log as the API, the CLI and the operator use them. */
+export interface WebhooksPort {
+  insertWebhookEndpoint(endpoint: NewWebhookEndpoint): Promise<void>;
+  getWebhookEndpoint(owner: EndpointOwner, id: string): Promise<WebhookEndpoint | null>;
+  listWebhookEndpoints(owner: EndpointOwner): Promise<WebhookEndpoint[]>;
+  /** Returns the endpoint after the change; null when it is not the owner's. */
+  updateWebhookEndpoint(
+    owner: EndpointOwner,
+    id: string,
+    change: WebhookEndpointChange,
+    now: number,
+  ): Promise<WebhookEndpoint | null>;
+  /**
+   * Enables, or disables (with the reason) an endpoint; disabling abandons its pending
+   * deliveries. False when it is not the owner's.
+   */
+  setWebhookEndpointEnabled(
+    owner: EndpointOwner,
+    id: string,
+    enabled: boolean,
+    reason: DisabledReason | null,
+    now: number,
+  ): Promise<boolean>;
+  deleteWebhookEndpoint(owner: EndpointOwner, id: string): Promise<boolean>;
+  /** The new sealed secret signs from now on; the old one keeps signing until `previousUntil`. */
+  rotateWebhookSecret(
+    owner: EndpointOwner,
+    id: string,
+    sealedSecret: string,
+    previousUntil: number,
+    now: number,
+  ): Promise<boolean>;
+  /** Endpoints failing now, or disabled by a 410 or by failing too long (the operator's view). */
+  listTroubledWebhookEndpoints(): Promise<WebhookEndpoint[]>;
+  /** The config file's product-wide endpoints (ids `config:<name>`), others of the file removed. */
+  syncConfigWebhookEndpoints(
+    endpoints: {
+      id: string;
+      url: string;
+      events: ExportEventType[];
+      description: string;
+      sealedSecret: string;
+    }[],
+    now: number,
+  ): Promise<void>;
+  getWebhookEvent(id: string): Promise<WebhookEvent | null>;
+  /** An event that no export status change made (a test event), with its one delivery, due now. */
+  insertWebhookTestEvent(event: WebhookEvent, endpointId: string): Promise<void>;
+  /** The endpoint's deliveries, newest first, with every attempt. */
+  listEndpointDeliveries(
+    endpointId: string,
+    query: { before?: string; limit: number },
+  ): Promise<DeliveryWithAttempts[]>;
+  /** The event's deliveries to the owner's endpoints only, with every attempt. */
+  listEventDeliveries(owner: EndpointOwner, eventId: string): Promise<DeliveryWithAttempts[]>;
+  /** Makes the event's delivery to the endpoint pending and due now (creating it when there was none). */
+  redeliverWebhook(eventId: string, endpointId: string, now: number): Promise<void>;
+}
+
+/** A delivery claimed for sending, with what signing and posting it needs. */
+export interface ClaimedDelivery {
+  id: string;
+  eventId: string;
+  endpointId: string;
+  /** The endpoint's owner: its tenant, or null (product-wide). */
+  endpointOwner: string | null;
+  /** Failed attempts so far (the schedule's position). */
+  attempts: number;
+  eventType: EventType;
+  tenantId: string | null;
+  exportId: string | null;
+  eventCreatedAt: number;
+  data: string;
+  url: string;
+  sealedSecret: string;
+  sealedPreviousSecret: string | null;
+  previousSecretExpiresAt: number | null;
+}
+
+/** How an attempt ended, as the deliverer records it. */
+export interface AttemptRecord {
+  deliveryId: string;
+  eventId: string;
+  endpointId: string;
+  owner: string;
+  attempt: WebhookAttempt;
+  /** The delivery's state after this attempt, and when to try again (pending only). */
+  state: DeliveryState;
+  nextAttemptAt: number | null;
+}
+
+/** The deliverer's side: claim due deliveries under a lease, record attempts, disable endpoints. */
+export interface WebhookQueuePort {
+  /** Calls `listener` when a delivery becomes due in any process (PostgreSQL NOTIFY) or in this one. */
+  subscribeToWebhooks(
+    listener: () => void,
+    onConnection?: (connected: boolean, err?: unknown) => void,
+  ): Promise<void>;
+  claimWebhookDeliveries(lease: Lease, limit: number): Promise<ClaimedDelivery[]>;
+  /**
+   * Records an attempt and the delivery's new state, only while the lease is held ("lost"
+   * otherwise: another deliverer owns it now). `failingSince`: since when the endpoint fails
+   * (null after a success).
+   */
+  recordWebhookAttempt(record: AttemptRecord): Promise<{ check: LeaseCheck; failingSince: number | null }>;
+  setWebhookEndpointEnabled: WebhooksPort["setWebhookEndpointEnabled"];
+  getWebhookEndpoint: WebhooksPort["getWebhookEndpoint"];
+  /** Pending deliveries (the outbox depth gauge). */
+  countPendingWebhooks(): Promise<number>;
+  /** Forgets finished deliveries (and their log) and events created before `before`. */
+  forgetWebhookDeliveries(before: number): Promise<number>;
+}
+
 /** Every port and the connection's life cycle. */
 export interface MetadataStore
   extends StoreLifecycle,
@@ -316,4 +458,6 @@ export interface MetadataStore
     ExportsPort,
     JobQueuePort,
     RetentionPort,
-    OperatorPort {}
+    OperatorPort,
+    WebhooksPort,
+    WebhookQueuePort {}

@@ -47,6 +47,25 @@ export class Metrics {
     help: "Requests whose rate limit was counted in this process because Redis was unavailable.",
     registers: [this.registry],
   });
+  private readonly webhookAttempts = new Histogram({
+    name: "exportd_webhook_attempt_seconds",
+    help: "Duration of one webhook POST by outcome: delivered, retrying, abandoned (schedule spent), gone (410), lost (lease).",
+    labelNames: ["outcome"],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  private readonly webhookLatency = new Histogram({
+    name: "exportd_webhook_delivery_latency_seconds",
+    help: "From the event (the status change's commit) to its delivery's 2xx answer, retries included.",
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 60, 300, 3600, 86_400],
+    registers: [this.registry],
+  });
+  private readonly webhookDisabled = new Counter({
+    name: "exportd_webhook_endpoints_disabled_total",
+    help: "Webhook endpoints disabled by exportd: gone (answered 410) or failing (every attempt failed for EXPORTD_WEBHOOK_DISABLE_AFTER_DAYS).",
+    labelNames: ["reason"],
+    registers: [this.registry],
+  });
   /** Only with Redis configured: a constant 0 would page whoever runs without Redis. */
   private redis: Gauge | null = null;
 
@@ -54,8 +73,24 @@ export class Metrics {
    * `countByStatus` is read on every scrape; while the store is unavailable, the gauges it feeds
    * are left out of the scrape rather than failing it.
    */
-  constructor(countByStatus: () => Promise<Partial<Record<ExportStatus, number>>>) {
+  constructor(
+    countByStatus: () => Promise<Partial<Record<ExportStatus, number>>>,
+    pendingWebhooks?: () => Promise<number>,
+  ) {
     collectDefaultMetrics({ register: this.registry, prefix: "exportd_" });
+    if (pendingWebhooks)
+      new Gauge({
+        name: "exportd_webhook_outbox_depth",
+        help: "Webhook deliveries waiting to be delivered (due now or retrying later), in every process.",
+        registers: [this.registry],
+        async collect() {
+          try {
+            this.set(await pendingWebhooks());
+          } catch {
+            this.reset();
+          }
+        },
+      });
     const queueDepth = new Gauge({
       name: "exportd_queue_depth",
       help: "Exports waiting to run.",
@@ -98,6 +133,20 @@ export class Metrics {
 
   runFinished(outcome: RunOutcome, seconds: number): void {
     this.runs.observe({ outcome }, seconds);
+  }
+
+  /** One webhook attempt ended (`outcome`: delivered, retrying, abandoned, gone, lost). */
+  webhookAttempted(outcome: string, seconds: number): void {
+    this.webhookAttempts.observe({ outcome }, seconds);
+  }
+
+  /** An event reached an endpoint `seconds` after it was written. */
+  webhookDelivered(seconds: number): void {
+    this.webhookLatency.observe(seconds);
+  }
+
+  webhookEndpointDisabled(reason: string): void {
+    this.webhookDisabled.inc({ reason });
   }
 
   /** Whether the configured Redis is reachable (`exportd_redis_up`, 1 or 0). */

@@ -220,6 +220,44 @@ describe("real answers match the document", () => {
     now += 30 * 60_000;
     await file(lateLink);
 
+    // Webhook endpoints: every operation, a success and an error each.
+    const hook = (method: string, route: string, url: string, payload?: unknown, who = key) =>
+      take(
+        `${method.toLowerCase()} ${route}`,
+        inject({
+          method: method as "GET",
+          url,
+          headers: payload === undefined ? bearer(who) : { ...bearer(who), ...json },
+          ...(payload === undefined ? {} : { payload: JSON.stringify(payload) }),
+        }),
+      );
+    const unknownId = "0190f5e4-0000-7000-8000-000000000000";
+    const EP = "/v1/webhook_endpoints";
+    const endpoint = (await hook("POST", EP, EP, { url: "https://hooks.acme.test/exportd" })).json()
+      .id as string;
+    await hook("POST", EP, EP, { url: "http://127.0.0.1/hook" });
+    await hook("GET", EP, EP);
+    await hook("GET", EP, EP, undefined, readOnly);
+    const one = `${EP}/{id}`;
+    await hook("GET", one, `${EP}/${endpoint}`);
+    await hook("GET", one, `${EP}/${unknownId}`);
+    await hook("PATCH", one, `${EP}/${endpoint}`, { description: "orders" });
+    await hook("PATCH", one, `${EP}/${unknownId}`, { description: "orders" });
+    for (const action of ["disable", "enable", "rotate_secret"]) {
+      await hook("POST", `${one}/${action}`, `${EP}/${endpoint}/${action}`);
+      await hook("POST", `${one}/${action}`, `${EP}/${unknownId}/${action}`);
+    }
+    const event = (await hook("POST", `${one}/test`, `${EP}/${endpoint}/test`)).json().id as string;
+    await hook("POST", `${one}/test`, `${EP}/${unknownId}/test`);
+    await hook("GET", `${one}/deliveries`, `${EP}/${endpoint}/deliveries?limit=5`);
+    await hook("GET", `${one}/deliveries`, `${EP}/${unknownId}/deliveries`);
+    await hook("POST", `${one}/redeliver`, `${EP}/${endpoint}/redeliver`, { event_id: event });
+    await hook("POST", `${one}/redeliver`, `${EP}/${endpoint}/redeliver`, { event_id: unknownId });
+    await hook("GET", "/v1/webhook_events/{id}", `/v1/webhook_events/${event}`);
+    await hook("GET", "/v1/webhook_events/{id}", `/v1/webhook_events/${unknownId}`);
+    await hook("DELETE", one, `${EP}/${endpoint}`);
+    await hook("DELETE", one, `${EP}/${endpoint}`);
+
     // The queue cap, then the rate limit (this key already sent more than one request this minute).
     await svc.store.updateTenant("acme", { overrides: { maxQueued: 0 } });
     now += 2_000;

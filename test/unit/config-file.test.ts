@@ -118,7 +118,13 @@ test("EXPORTD_CONFIG: YAML or JSON, read once by loadConfig; errors stop the sta
     assert.equal(readDatasetsConfig(path.join(dir, "a.json")).demo, false);
     const config = loadConfig({ EXPORTD_CONFIG: "a.json" }, dir);
     assert.equal(config.datasets.datasets[0]?.name, "orders");
-    assert.deepEqual(loadConfig({}, dir).datasets, { demo: true, sources: {}, datasets: [], tokens: null });
+    assert.deepEqual(loadConfig({}, dir).datasets, {
+      demo: true,
+      sources: {},
+      datasets: [],
+      tokens: null,
+      webhooks: [],
+    });
     assert.throws(
       () => loadConfig({ EXPORTD_CONFIG: "b.yaml" }, dir),
       (err: unknown) => {

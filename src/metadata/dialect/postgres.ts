@@ -9,6 +9,8 @@ import type { Dialect, Driver, Mode, Params, Plan, Row } from "../sql.js";
 import { storeError } from "../unavailable.js";
 
 export const QUEUE_CHANNEL = "exportd_export_queued";
+/** NOTIFY channel of webhook deliveries that became due (migration 7's trigger). */
+export const WEBHOOK_CHANNEL = "exportd_webhook_due";
 /** Serialise migrations, and claims, across processes (arbitrary constants for pg_advisory_xact_lock). */
 const MIGRATION_LOCK = 7_231_001;
 const CLAIM_LOCK = 7_231_002;
@@ -83,7 +85,8 @@ export class PostgresDriver implements Driver {
   readonly dialect = POSTGRES;
   private readonly pool: pg.Pool;
   private readonly compiled = new Map<string, Compiled>();
-  private listener: pg.Client | null = null;
+  /** The LISTEN connections (one per channel subscribed to). */
+  private readonly listeners = new Set<pg.Client>();
   private closed = false;
 
   constructor(readonly url: string) {
@@ -191,8 +194,8 @@ export class PostgresDriver implements Driver {
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.listener?.end().catch(() => undefined);
-    this.listener = null;
+    await Promise.all([...this.listeners].map((c) => c.end().catch(() => undefined)));
+    this.listeners.clear();
     try {
       await this.pool.end();
     } catch (err) {
@@ -201,7 +204,7 @@ export class PostgresDriver implements Driver {
   }
 
   /**
-   * Calls `listener` whenever any process queues an export (LISTEN/NOTIFY on a dedicated
+   * Calls `listener` whenever any process notifies `channel` (by default: queues an export; LISTEN/NOTIFY on a dedicated
    * connection). When that connection drops, it is opened again with back-off (RELISTEN_FIRST_MS
    * doubling to RELISTEN_MAX_MS) until the server answers — also when the first attempt fails;
    * `listener` is then called once, since notifications sent meanwhile are lost. `onConnection`
@@ -210,6 +213,7 @@ export class PostgresDriver implements Driver {
   async subscribe(
     listener: () => void,
     onConnection: (connected: boolean, err?: unknown) => void = () => undefined,
+    channel: string = QUEUE_CHANNEL,
   ): Promise<void> {
     const open = async (): Promise<void> => {
       const client = new pg.Client({
@@ -223,7 +227,7 @@ export class PostgresDriver implements Driver {
       const reconnect = (err?: unknown) => {
         if (!live || this.closed) return;
         live = false;
-        if (this.listener === client) this.listener = null;
+        this.listeners.delete(client);
         client.end().catch(() => undefined);
         onConnection(false, err);
         void retry(RELISTEN_FIRST_MS);
@@ -232,7 +236,7 @@ export class PostgresDriver implements Driver {
       client.on("end", () => reconnect());
       try {
         await client.connect();
-        await client.query(`LISTEN ${QUEUE_CHANNEL}`);
+        await client.query(`LISTEN ${channel}`);
       } catch (err) {
         client.end().catch(() => undefined);
         throw err;
@@ -242,7 +246,7 @@ export class PostgresDriver implements Driver {
         return;
       }
       live = true;
-      this.listener = client;
+      this.listeners.add(client);
     };
     const retry = async (delayMs: number): Promise<void> => {
       await new Promise((resolve) => setTimeout(resolve, delayMs).unref());
