@@ -86,6 +86,19 @@ export function queries(d: Dialect) {
     deleteTenantIdempotencyKeys: "DELETE FROM idempotency_keys WHERE tenant_id = @tenantId",
     deleteTenantExports: "DELETE FROM exports WHERE tenant_id = @tenantId",
     deleteTenantKeys: "DELETE FROM api_keys WHERE tenant_id = @tenantId",
+    /**
+     * A deleted tenant's webhooks: its own endpoints, every event about its exports (also those
+     * queued for product-wide endpoints: the event carries the export's request), their deliveries
+     * and attempt log. Children first, so neither engine relies on cascades.
+     */
+    deleteTenantWebhookAttempts: `DELETE FROM webhook_attempts
+      WHERE event_id IN (SELECT id FROM webhook_events WHERE tenant_id = @tenantId)
+         OR endpoint_id IN (SELECT id FROM webhook_endpoints WHERE tenant_id = @tenantId)`,
+    deleteTenantWebhookDeliveries: `DELETE FROM webhook_deliveries
+      WHERE event_id IN (SELECT id FROM webhook_events WHERE tenant_id = @tenantId)
+         OR endpoint_id IN (SELECT id FROM webhook_endpoints WHERE tenant_id = @tenantId)`,
+    deleteTenantWebhookEvents: "DELETE FROM webhook_events WHERE tenant_id = @tenantId",
+    deleteTenantWebhookEndpoints: "DELETE FROM webhook_endpoints WHERE tenant_id = @tenantId",
     deleteTenant: "DELETE FROM tenants WHERE id = @tenantId",
     insertPlan: `INSERT INTO plans (name, max_running, max_queued, requests_per_minute, created_at)
       VALUES (@name, @maxRunning, @maxQueued, @requestsPerMinute, @now) ON CONFLICT (name) DO NOTHING`,

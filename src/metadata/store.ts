@@ -356,10 +356,15 @@ export class SqlMetadataStore implements MetadataStore {
         yield* changes(q.deleteTenantIdempotencyKeys, params);
         const exports = yield* changes(q.deleteTenantExports, params);
         const keys = yield* changes(q.deleteTenantKeys, params);
+        yield* changes(q.deleteTenantWebhookAttempts, params);
+        yield* changes(q.deleteTenantWebhookDeliveries, params);
+        yield* changes(q.deleteTenantWebhookEvents, params);
+        const webhookEndpoints = yield* changes(q.deleteTenantWebhookEndpoints, params);
         yield* changes(q.deleteTenant, params);
         yield* self.audit(stamp, "tenant.delete", name, `tenant:${name}`, before, {
           deleted_exports: exports,
           deleted_keys: keys,
+          deleted_webhook_endpoints: webhookEndpoints,
         });
         return { exports, keys };
       })(),

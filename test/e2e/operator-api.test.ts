@@ -17,6 +17,7 @@ import { pino } from "pino";
 import { loadConfig } from "../../src/config/index.js";
 import { partObjectKey } from "../../src/domain/naming.js";
 import { OPERATOR_SCOPES, type OperatorScope } from "../../src/domain/operator-scopes.js";
+import { EXPORT_EVENT_TYPES } from "../../src/domain/webhooks.js";
 import type { Lease } from "../../src/metadata/types.js";
 import { createService, openObjectStore, type Service } from "../../src/service.js";
 import { stampOf } from "../../src/usecases/audit.js";
@@ -324,6 +325,28 @@ for (const engine of ["sqlite", "postgres"] as const) {
         .key;
       const other = (await h.call("POST", "/admin/v1/tenants/acme/keys", admin, {})).json<{ key: string }>()
         .key;
+      // Webhooks: an endpoint of the tenant's own and a product-wide one, both subscribed to every
+      // event, so the outbox holds the tenant's events and deliveries when it is deleted. Their URL
+      // resolves nowhere: deliveries stay pending.
+      const endpoint = (id: string, tenantId: string | null) => ({
+        id,
+        tenantId,
+        url: "https://doomed.invalid/hook",
+        description: "",
+        events: [...EXPORT_EVENT_TYPES],
+        enabled: true,
+        disabledReason: null,
+        disabledAt: null,
+        failingSince: null,
+        source: tenantId === null ? ("operator" as const) : ("api" as const),
+        createdAt: Date.now(),
+        updatedAt: Date.now(),
+        previousSecretExpiresAt: null,
+        sealedSecret: "sealed",
+      });
+      const doomedId = (await store.findTenantByName("doomed"))?.id as string;
+      await store.insertWebhookEndpoint(endpoint("wh-doomed", doomedId));
+      await store.insertWebhookEndpoint(endpoint("wh-product", null));
       // acme's export first: claims take the oldest runnable export, so five claims take it and
       // doomed's first four, and doomed's fifth stays queued.
       const otherExport = (await h.call("POST", "/v1/exports", other, JSON.parse(createBody))).json<{
@@ -422,6 +445,12 @@ for (const engine of ["sqlite", "postgres"] as const) {
         deleted_keys: 1,
       });
       assert.deepEqual(tenantFiles(), []);
+      // Its webhooks too: its endpoint, every event about its exports (those queued for the
+      // product-wide endpoint included), their deliveries and attempts; the product-wide endpoint stays.
+      assert.equal(await h.count("webhook_endpoints", "tenant_id = ?", tenantId), 0);
+      assert.equal(await h.count("webhook_events", "tenant_id = ?", tenantId), 0);
+      assert.equal(await h.count("webhook_deliveries", "endpoint_id = ?", "wh-doomed"), 0);
+      assert.equal(await h.count("webhook_endpoints", "id = ?", "wh-product"), 1);
       assert.equal(await h.count("tenants", "name = ?", "doomed"), 0);
       for (const table of ["exports", "api_keys", "idempotency_keys"])
         assert.equal(await h.count(table, "tenant_id = ?", tenantId), 0, table);
@@ -438,7 +467,7 @@ for (const engine of ["sqlite", "postgres"] as const) {
       }>().data[0];
       assert.equal(entry?.tenant, "doomed");
       assert.equal(entry?.before.name, "doomed");
-      assert.deepEqual(entry?.after, { deleted_exports: 5, deleted_keys: 1 });
+      assert.deepEqual(entry?.after, { deleted_exports: 5, deleted_keys: 1, deleted_webhook_endpoints: 1 });
     });
 
     test("keys of a tenant: create (shown once), list, rotate, revoke — scoped to the tenant named", async () => {

@@ -474,7 +474,11 @@ for (const [name, open, openAnother] of stores) {
       };
       assert.equal(disable.before.disabledAt, null);
       assert.equal(disable.after.disabledAt, 701);
-      assert.deepEqual(entries[0]?.after, { deleted_exports: 2, deleted_keys: 0 });
+      assert.deepEqual(entries[0]?.after, {
+        deleted_exports: 2,
+        deleted_keys: 0,
+        deleted_webhook_endpoints: 0,
+      });
       assert.equal(
         (await store.listAudit({ tenant: tenantName, action: "tenant.enable", limit: 10 })).length,
         1,
