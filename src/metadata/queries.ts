@@ -77,6 +77,13 @@ export function queries(d: Dialect) {
      */
     exportWithPosition: `SELECT ${EXPORT_COLUMNS}, CASE WHEN status = ${queued} THEN ${POSITION} END
       FROM exports e WHERE id = @id AND tenant_id = @tenantId`,
+    /**
+     * The status read of many exports at once (progress streams: one query per tick for all of
+     * them), each scoped by its tenant: the id list and the tenant list are both in the WHERE, and
+     * the store keeps only the rows whose (tenant, id) pair was asked for.
+     */
+    exportsWithPosition: `SELECT ${EXPORT_COLUMNS}, CASE WHEN status = ${queued} THEN ${POSITION} END
+      FROM exports e WHERE ${d.inList("id", "ids")} AND ${d.inList("tenant_id", "tenantIds")}`,
     queuePosition: `SELECT ${POSITION} FROM exports e WHERE id = @id AND tenant_id = @tenantId AND status = ${queued}`,
     partsOf: `SELECT ${PART_COLUMNS} FROM export_parts WHERE ${d.inList("export_id", "ids")} ORDER BY export_id, idx`,
     countByStatus: "SELECT status, count(*) FROM exports GROUP BY status",

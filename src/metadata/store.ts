@@ -249,6 +249,24 @@ export class SqlMetadataStore implements MetadataStore {
     return Object.assign(record, { queuePosition: position === null ? null : Number(position) });
   }
 
+  async readExports(watched: readonly { tenantId: string; id: string }[]): Promise<ExportWithPosition[]> {
+    if (watched.length === 0) return [];
+    const asked = new Set(watched.map((w) => `${w.tenantId}/${w.id}`));
+    const { dialect } = this.driver;
+    const found = (
+      await this.driver.rows(this.q.exportsWithPosition, {
+        ids: dialect.list([...new Set(watched.map((w) => w.id))]),
+        tenantIds: dialect.list([...new Set(watched.map((w) => w.tenantId))]),
+      })
+    ).filter((row) => asked.has(`${row[1]}/${row[0]}`));
+    const records = await this.driver.run(this.withParts(found), false);
+    return records.map((record, i) => {
+      const row = found[i] as Row;
+      const position = row[row.length - 1];
+      return Object.assign(record, { queuePosition: position === null ? null : Number(position) });
+    });
+  }
+
   async getExport(tenantId: string, id: string): Promise<ExportRecord | null> {
     return (await this.oneExport(this.q.exportOfTenant, tenantId, id))?.[0] ?? null;
   }

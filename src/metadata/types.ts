@@ -115,6 +115,11 @@ export interface ExportsPort {
   getExport(tenantId: string, id: string): Promise<ExportRecord | null>;
   /** The status read: the export and its queue position in one query (null if not found). */
   readExport(tenantId: string, id: string): Promise<ExportWithPosition | null>;
+  /**
+   * The status read of several exports in one query, each named with its tenant (an export of
+   * another tenant than the one named is not returned); unknown ones are left out, order is not kept.
+   */
+  readExports(watched: readonly { tenantId: string; id: string }[]): Promise<ExportWithPosition[]>;
   listExports(tenantId: string, query: ListExportsQuery): Promise<ExportRecord[]>;
   /** Cancels a queued or running export. Returns the export after the attempt (null if not found). */
   cancelExport(
