@@ -201,7 +201,7 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
       config: { scope: "exports:read", errors: ["not_found", "too_many_event_streams"] },
       schema: {
         tags: TAGS,
-        summary: "Watch an export's progress",
+        summary: "Stream progress events",
         description:
           "Server-Sent Events: the export document whenever it changes, then the final one, then the stream ends. Read it with a streaming fetch (it needs the Authorization header). Streams are capped per server process (`EXPORTD_MAX_EVENT_STREAMS`, then 503 `too_many_event_streams`): poll `GET /v1/exports/{id}` meanwhile.",
         params: ExportIdParams,
