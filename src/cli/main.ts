@@ -16,6 +16,7 @@ import {
   tenantsCommand,
   UsageError,
 } from "./admin-commands.js";
+import { CLIENT_USAGE, runClientCommand } from "./client-commands.js";
 
 const USAGE = `Usage: exportd <command> [options]
 
@@ -38,7 +39,9 @@ Limits: --max-running N (exports at once), --max-queued N (waiting exports),
         --requests-per-minute N (per key).
 
 Scopes: ${SCOPES.join(", ")} (all of them when --scopes is left out).
-Configuration comes from the environment: PORT, EXPORTD_DATA_DIR, … (see docs/configuration.md).`;
+Configuration comes from the environment: PORT, EXPORTD_DATA_DIR, … (see docs/configuration.md).
+
+${CLIENT_USAGE}`;
 
 async function serve(config: Config, args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { role: { type: "string" } } });
@@ -93,6 +96,11 @@ async function withStore(config: Config, run: (store: MetadataStore) => Promise<
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
+  // The client commands talk to a server over HTTP: no server configuration is read for them.
+  if (command === "export" || command === "exports") {
+    process.exitCode = await runClientCommand(command, args);
+    return;
+  }
   const config = loadConfig();
   switch (command) {
     case "serve":
