@@ -35,6 +35,7 @@ export const EXIT = {
 } as const;
 
 export const CLIENT_USAGE = `Client commands (talk to a running exportd; server from --url or EXPORTD_URL, key from --key or EXPORTD_API_KEY, or --token):
+  Every command: [--url URL] [--key KEY | --token TOKEN] [--json] [--retries N (after 429/503 or a lost connection; default 4)]
   export --dataset D --from F --to T [--filter k=v …] [--columns a,b] [--format csv|jsonl] [--tz ZONE]
          [--wait] [--download DIR] [--json] [--cancel-on-interrupt]
                                              Create an export; --wait follows its progress, --download DIR
@@ -54,6 +55,7 @@ const COMMON = {
   key: { type: "string" },
   token: { type: "string" },
   json: { type: "boolean" },
+  retries: { type: "string" },
 } as const;
 
 interface Output {
@@ -61,7 +63,7 @@ interface Output {
   tty: boolean;
 }
 
-function clientFrom(values: { url?: string; key?: string; token?: string }): ExportdClient {
+function clientFrom(values: { url?: string; key?: string; token?: string; retries?: string }): ExportdClient {
   const baseUrl = values.url ?? process.env.EXPORTD_URL ?? "http://localhost:8080";
   const token = values.token ?? process.env.EXPORTD_TOKEN;
   const apiKey = values.key ?? process.env.EXPORTD_API_KEY;
@@ -71,7 +73,10 @@ function clientFrom(values: { url?: string; key?: string; token?: string }): Exp
   } catch {
     throw new ClientUsageError(`--url ${baseUrl} is not a URL.`);
   }
-  return new ExportdClient({ baseUrl, apiKey, token });
+  const maxRetries = values.retries === undefined ? 4 : Number(values.retries);
+  if (!Number.isInteger(maxRetries) || maxRetries < 0 || maxRetries > 20)
+    throw new ClientUsageError("--retries must be an integer from 0 to 20.");
+  return new ExportdClient({ baseUrl, apiKey, token, maxRetries });
 }
 
 /** `k=v` pairs into filters; a name given twice becomes a list. */
