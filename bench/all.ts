@@ -18,6 +18,7 @@ const BENCHES = [
   { name: "download", script: "bench/download.ts" },
   { name: "pickup", script: "bench/pickup.ts" },
   { name: "workers", script: "bench/workers.ts" },
+  { name: "sse", script: "bench/sse.ts" },
 ];
 
 const only = process.env.BENCH_ONLY?.split(",").map((s) => s.trim());

@@ -80,10 +80,18 @@ export function queries(d: Dialect) {
     /**
      * The status read of many exports at once (progress streams: one query per tick for all of
      * them), each scoped by its tenant: the id list and the tenant list are both in the WHERE, and
-     * the store keeps only the rows whose (tenant, id) pair was asked for.
+     * the store keeps only the rows whose (tenant, id) pair was asked for. Queue positions come from
+     * one ranking of the named tenants' queued exports (claim order), not a count per export, so
+     * a thousand watched exports of one tenant cost one pass over its queue.
      */
-    exportsWithPosition: `SELECT ${EXPORT_COLUMNS}, CASE WHEN status = ${queued} THEN ${POSITION} END
-      FROM exports e WHERE ${d.inList("id", "ids")} AND ${d.inList("tenant_id", "tenantIds")}`,
+    exportsWithPosition: `WITH positions AS (
+        SELECT id, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY run_after, id) AS position
+        FROM exports WHERE status = ${queued} AND ${d.inList("tenant_id", "tenantIds")})
+      SELECT ${EXPORT_COLUMNS.split(",")
+        .map((c) => `e.${c.trim()}`)
+        .join(", ")}, p.position
+      FROM exports e LEFT JOIN positions p ON p.id = e.id
+      WHERE ${d.inList("e.id", "ids")} AND ${d.inList("e.tenant_id", "tenantIds")}`,
     queuePosition: `SELECT ${POSITION} FROM exports e WHERE id = @id AND tenant_id = @tenantId AND status = ${queued}`,
     partsOf: `SELECT ${PART_COLUMNS} FROM export_parts WHERE ${d.inList("export_id", "ids")} ORDER BY export_id, idx`,
     countByStatus: "SELECT status, count(*) FROM exports GROUP BY status",
