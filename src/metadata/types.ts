@@ -56,6 +56,23 @@ export interface CreateExportOptions {
 /** An export as the status read returns it: with its 1-based queue position while queued, else null. */
 export type ExportWithPosition = ExportRecord & { queuePosition: number | null };
 
+/**
+ * What changes while an export waits and runs: the progress streams compare it tick by tick and
+ * read the whole export only when it moved.
+ */
+export interface ExportState {
+  id: string;
+  tenantId: string;
+  status: ExportStatus;
+  percent: number;
+  rows: number;
+  parts: number;
+  estimatedRows: number | null;
+  attempts: number;
+  errorCode: string | null;
+  queuePosition: number | null;
+}
+
 /** A claimed export; `takenOver` when it was running under another worker's expired lease. */
 export type ClaimedExport = ExportRecord & { takenOver: boolean };
 
@@ -120,6 +137,8 @@ export interface ExportsPort {
    * another tenant than the one named is not returned); unknown ones are left out, order is not kept.
    */
   readExports(watched: readonly { tenantId: string; id: string }[]): Promise<ExportWithPosition[]>;
+  /** The ExportState of several exports in one query, scoped and left out as `readExports`. */
+  readExportStates(watched: readonly { tenantId: string; id: string }[]): Promise<ExportState[]>;
   listExports(tenantId: string, query: ListExportsQuery): Promise<ExportRecord[]>;
   /** Cancels a queued or running export. Returns the export after the attempt (null if not found). */
   cancelExport(

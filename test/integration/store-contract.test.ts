@@ -310,6 +310,25 @@ for (const [name, open] of stores) {
         ]),
         [[other.id, 1]],
       );
+      // The states alone, scoped the same way.
+      const states = await store.readExportStates([
+        { tenantId: mine.id, id: a.id },
+        { tenantId: mine.id, id: other.id },
+      ]);
+      assert.deepEqual(states, [
+        {
+          id: a.id,
+          tenantId: mine.id,
+          status: STATUS.queued,
+          percent: 0,
+          rows: 0,
+          parts: 0,
+          estimatedRows: 10,
+          attempts: 0,
+          errorCode: null,
+          queuePosition: 1,
+        },
+      ]);
       // The same record the status read gives.
       const single = await store.readExport(mine.id, b.id);
       assert.deepEqual(byId.get(b.id), single);

@@ -19,7 +19,7 @@ import { createHash } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import type { FastifyBaseLogger } from "fastify";
 import { isFinal } from "../../domain/export.js";
-import type { ExportsPort, ExportWithPosition } from "../../metadata/types.js";
+import type { ExportState, ExportsPort, ExportWithPosition } from "../../metadata/types.js";
 
 /** What the client is told to wait before reconnecting (the SSE `retry` field), in ms. */
 export const RETRY_MS = 2_000;
@@ -31,20 +31,34 @@ const STATE_BITS = 8_192;
 /** A stream whose client does not read is not written more than this ahead (bytes); progress waits. */
 const MAX_BUFFERED = 256 * 1024;
 
-/** The state a progress event reports: what changes while an export runs (never its signed links). */
-function stateOf(record: ExportWithPosition): string {
-  const p = record.progress;
+/** The state a progress event reports (what changes while an export runs, never its signed links), as a key. */
+function stateKey(s: ExportState): string {
   return [
-    record.status,
-    p.rows,
-    p.percent,
-    p.parts,
-    record.parts.length,
-    record.estimatedRows,
-    record.attempts,
-    record.queuePosition,
-    record.error?.code ?? "",
+    s.status,
+    s.rows,
+    s.percent,
+    s.parts,
+    s.estimatedRows,
+    s.attempts,
+    s.queuePosition,
+    s.errorCode,
   ].join("|");
+}
+
+/** The state of a whole record, keyed as the store's ExportState of it would be. */
+function stateOf(record: ExportWithPosition): string {
+  return stateKey({
+    id: record.id,
+    tenantId: record.tenantId,
+    status: record.status,
+    percent: record.progress.percent,
+    rows: record.progress.rows,
+    parts: record.progress.parts,
+    estimatedRows: record.estimatedRows,
+    attempts: record.attempts,
+    errorCode: record.error?.code ?? null,
+    queuePosition: record.queuePosition,
+  });
 }
 
 /** 13 bits of the state's digest. */
@@ -76,7 +90,7 @@ interface Stream {
 }
 
 export interface EventStreamOptions {
-  exports: Pick<ExportsPort, "readExports">;
+  exports: Pick<ExportsPort, "readExports" | "readExportStates">;
   /** Streams this process holds open at most (EXPORTD_MAX_EVENT_STREAMS). */
   max: number;
   /** How often the store is read for all open streams (ms, EXPORTD_EVENT_POLL_MS). */
@@ -182,7 +196,10 @@ export class EventStreamHub {
     }
   }
 
-  /** One read of the store for every open stream, then an event where the state changed. */
+  /**
+   * One read of the store for every open stream (their exports' ExportState), then the whole
+   * records of the exports whose state moved, in one more read, and an event for each stream of them.
+   */
   private async tick(): Promise<void> {
     if (this.ticking || this.streams.size === 0) return;
     this.ticking = true;
@@ -190,32 +207,45 @@ export class EventStreamHub {
       const watched = new Map<string, { tenantId: string; id: string }>();
       for (const s of this.streams)
         watched.set(`${s.tenantId}/${s.exportId}`, { tenantId: s.tenantId, id: s.exportId });
-      let records: ExportWithPosition[];
-      try {
-        records = await this.options.exports.readExports([...watched.values()]);
-      } catch (err) {
-        // The store is away: streams stay open and the next tick reads again.
-        this.options.log.warn({ err }, "progress streams could not read the store");
-        return;
-      }
-      const byKey = new Map(records.map((r) => [`${r.tenantId}/${r.id}`, r]));
+      const states = new Map<string, { key: string; final: boolean }>();
+      for (const state of await this.options.exports.readExportStates([...watched.values()]))
+        states.set(`${state.tenantId}/${state.id}`, { key: stateKey(state), final: isFinal(state.status) });
       const now = this.options.clock();
-      const sends: Promise<void>[] = [];
+      const due: Stream[] = [];
       for (const stream of this.streams) {
         if (stream.busy) continue;
-        const record = byKey.get(`${stream.tenantId}/${stream.exportId}`);
-        if (!record) {
+        const key = `${stream.tenantId}/${stream.exportId}`;
+        const state = states.get(key);
+        if (state === undefined) {
           // Forgotten by retention meanwhile: nothing more will come.
           this.end(stream);
           continue;
         }
-        const state = stateOf(record);
-        if (state === stream.lastState) continue;
-        if (now - stream.lastSentAt < MIN_GAP_MS && !isFinal(record.status)) continue;
-        if (stream.res.writableLength > MAX_BUFFERED && !isFinal(record.status)) continue;
-        sends.push(this.send(stream, record, state));
+        if (state.key === stream.lastState) continue;
+        // Final statuses are never held back; progress waits for the gap and for a reading client.
+        if (!state.final && now - stream.lastSentAt < MIN_GAP_MS) continue;
+        if (!state.final && stream.res.writableLength > MAX_BUFFERED) continue;
+        due.push(stream);
       }
-      await Promise.all(sends);
+      if (due.length === 0) return;
+      const wanted = new Map(
+        due.map((s) => [`${s.tenantId}/${s.exportId}`, { tenantId: s.tenantId, id: s.exportId }]),
+      );
+      const records = new Map(
+        (await this.options.exports.readExports([...wanted.values()])).map((r) => [
+          `${r.tenantId}/${r.id}`,
+          r,
+        ]),
+      );
+      await Promise.all(
+        due.map((stream) => {
+          const record = records.get(`${stream.tenantId}/${stream.exportId}`);
+          return record ? this.send(stream, record, stateOf(record)) : undefined;
+        }),
+      );
+    } catch (err) {
+      // The store is away: streams stay open and the next tick reads again.
+      this.options.log.warn({ err }, "progress streams could not read the store");
     } finally {
       this.ticking = false;
     }
