@@ -105,10 +105,11 @@ function formatDuration(seconds: number): string {
 
 /**
  * Progress on stderr: a bar redrawn in place on a TTY, one line per change otherwise, nothing with
- * --json. The ETA comes from the percent done and the time since the export started running.
+ * --json. The ETA is the percent left at the pace seen since this view first saw the export running.
  */
 class ProgressView {
-  private startedAt: number | null = null;
+  /** When this view first saw the export running, and its percent then (a resumed wait starts midway). */
+  private first: { at: number; percent: number } | null = null;
   private drawn = false;
 
   constructor(private readonly out: Output) {}
@@ -116,10 +117,11 @@ class ProgressView {
   update(exp: Export): void {
     if (this.out.json) return;
     const { percent, rows, estimated_rows } = exp.progress;
-    if (exp.status === STATUS.running && this.startedAt === null) this.startedAt = Date.now();
+    if (exp.status === STATUS.running && this.first === null) this.first = { at: Date.now(), percent };
     let eta = "";
-    if (this.startedAt !== null && percent > 0 && percent < 100) {
-      eta = ` ETA ${formatDuration((((Date.now() - this.startedAt) / 1000) * (100 - percent)) / percent)}`;
+    if (this.first !== null && percent > this.first.percent && percent < 100) {
+      const rate = (percent - this.first.percent) / ((Date.now() - this.first.at) / 1000);
+      eta = ` ETA ${formatDuration((100 - percent) / rate)}`;
     }
     const of = estimated_rows === null ? "" : ` of ~${numberFormat.format(estimated_rows)}`;
     const queue = exp.queue_position === null ? "" : ` (place ${exp.queue_position} in the queue)`;
