@@ -116,8 +116,8 @@ const range = (values: number[], digits = 0) => {
   return `${s.min.toFixed(digits)}–${s.max.toFixed(digits)}`;
 };
 report({
-  id: "6-sse",
-  title: `6. Progress streams: ${STREAMS} open on one API process`,
+  id: "7-sse",
+  title: `7. Progress streams: ${STREAMS} open on one API process`,
   command: "npm run bench:sse   (BENCH_STREAMS=1000 BENCH_ROUNDS=3 BENCH_SECONDS=10)",
   method:
     `One API-only process of the built server on SQLite with ${STREAMS} queued exports (no worker, so they ` +

@@ -285,6 +285,8 @@ describe("progress stream of exports that stay queued (C: API only, nothing runs
         EXPORTD_EVENT_POLL_MS: "100",
         EXPORTD_EVENT_HEARTBEAT_SECONDS: "0.2",
         EXPORTD_MAX_EVENT_STREAMS: "2",
+        // A stream outlives the time a request's headers and body may take.
+        EXPORTD_REQUEST_TIMEOUT_SECONDS: "1",
       },
     });
     key = createKey(c.dataDir, "acme");
@@ -322,7 +324,9 @@ describe("progress stream of exports that stay queued (C: API only, nothing runs
     stale.controller.abort();
     assert.match(staleText, /event: progress\nid: \d+\n/);
 
-    // Cancel: the resumed stream gets the final document as `status`, with a larger id, and ends.
+    // Cancel (the resumed stream is open for longer than the request timeout by then): it gets the
+    // final document as `status`, with a larger id, and ends.
+    await sleep(1_200);
     await client.cancelExport(exp.id);
     const rest = await readUntil(resumedRes, () => false, 3_000);
     const final = /event: status\nid: (\d+)\ndata: (.*)\n\n/.exec(rest);
@@ -347,9 +351,10 @@ describe("progress stream of exports that stay queued (C: API only, nothing runs
     assert.ok(Number(third.headers.get("retry-after")) > 0);
     assert.equal(((await third.json()) as { error: { code: string } }).error.code, "too_many_event_streams");
 
-    const polling = new ExportdClient({ baseUrl: c.url, apiKey: key, maxRetries: 0 });
+    // The refused stream is not waited out (Retry-After 5 s): the client polls at once.
     const seen: string[] = [];
-    const waiting = polling.waitForExport(exp.id, {
+    const started = Date.now();
+    const waiting = client.waitForExport(exp.id, {
       pollIntervalMs: 100,
       onProgress: (e) => seen.push(e.status),
     });
@@ -358,7 +363,27 @@ describe("progress stream of exports that stay queued (C: API only, nothing runs
     const done = await waiting;
     assert.equal(done.status, "canceled");
     assert.deepEqual(seen, ["queued", "canceled"]);
+    assert.ok(Date.now() - started < 4_000, "no wait for the refusal's Retry-After");
     for (const s of open) s.controller.abort();
+  });
+
+  test("closing the server ends its open streams at once instead of waiting for them", async () => {
+    const exp = await client.createExport(oneDay);
+    // Room again once the aborted streams of the test before are gone.
+    let stream = openStream(c, key, exp.id);
+    for (let i = 0; (await stream.res).status !== 200 && i < 50; i++) {
+      await sleep(100);
+      stream = openStream(c, key, exp.id);
+    }
+    const res = await stream.res;
+    assert.equal(res.status, 200);
+    await readUntil(res, (t) => t.includes("event: progress"), 3_000);
+    const reader = res.body!.getReader();
+    const ended = (async () => {
+      for (;;) if ((await reader.read()).done) return true;
+    })();
+    c.child.kill("SIGTERM");
+    assert.equal(await Promise.race([ended, sleep(3_000).then(() => false)]), true, "the stream ended");
   });
 
   test("readEvents parses CRLF, multi-line data and comments", async () => {

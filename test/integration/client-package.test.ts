@@ -37,11 +37,14 @@ test("the browser entry and what it imports use no Node module", () => {
 });
 
 test("npm pack ships the built ESM entries with their types, the README and the license field", () => {
-  // --dry-run lists what would be packed; the build (npm run build) made dist/.
-  const out = execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], {
+  // The build (npm run build) made dist/; --ignore-scripts keeps prepack from building again.
+  const into = fs.mkdtempSync(path.join(os.tmpdir(), "exportd-pack-"));
+  const out = execFileSync("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", into], {
     cwd: CLIENT,
   }).toString();
-  const [pack] = JSON.parse(out) as { name: string; files: { path: string }[] }[];
+  const [pack] = JSON.parse(out) as { name: string; filename: string; files: { path: string }[] }[];
+  assert.ok(fs.statSync(path.join(into, pack!.filename)).size > 0, "the tarball is written");
+  fs.rmSync(into, { recursive: true, force: true });
   const files = pack!.files.map((f) => f.path);
   assert.equal(pack!.name, "@exportd/client");
   for (const f of [

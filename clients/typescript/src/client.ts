@@ -68,6 +68,8 @@ interface RequestOptions extends CallOptions {
   headers?: Record<string, string>;
   /** Whether a request lost on the network may be sent again (reads, creates with an Idempotency-Key). */
   repeatable: boolean;
+  /** Whether 429 and 503 are waited out and sent again (default true). */
+  retryRefusals?: boolean;
 }
 
 /** Waits `ms`, or rejects with ExportdAbortError when `signal` aborts first. */
@@ -166,7 +168,8 @@ export class ExportdClient {
       }
       if (res.status < 400) return res;
       const error = await this.apiError(res);
-      if ((res.status === 429 || res.status === 503) && attempt < this.maxRetries) {
+      const refusal = res.status === 429 || res.status === 503;
+      if (refusal && options.retryRefusals !== false && attempt < this.maxRetries) {
         const waitMs = (error.retryAfterSeconds ?? 2 ** attempt) * 1000;
         if (waitMs <= this.maxRetryWaitMs) {
           await sleep(waitMs, options.signal);
@@ -286,7 +289,8 @@ export class ExportdClient {
   /**
    * The progress stream of one export (one connection, no reconnect): `progress` events, then the
    * `status` event of the final document, after which the server ends the stream. `lastEventId`
-   * resumes: the current document comes first only if something changed since.
+   * resumes: the current document comes first only if something changed since. A 429 or 503 is
+   * thrown at once (ExportdApiError), not waited out: poll meanwhile, as `waitForExport` does.
    */
   async *events(
     id: string,
@@ -298,6 +302,8 @@ export class ExportdClient {
       signal: options.signal,
       headers,
       repeatable: true,
+      // A refused stream (cap reached, server busy) is the caller's cue to poll, not to wait.
+      retryRefusals: false,
     });
     if (!res.body) throw new ExportdNetworkError("The progress stream has no body.");
     try {

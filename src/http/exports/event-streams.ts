@@ -17,6 +17,7 @@
  */
 import { createHash } from "node:crypto";
 import type { ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import type { FastifyBaseLogger } from "fastify";
 import { isFinal } from "../../domain/export.js";
 import type { ExportState, ExportsPort, ExportWithPosition } from "../../metadata/types.js";
@@ -103,6 +104,7 @@ export interface EventStreamOptions {
 
 export class EventStreamHub {
   private readonly streams = new Set<Stream>();
+  private readonly sockets = new Set<Socket>();
   private poller: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private ticking = false;
@@ -143,6 +145,17 @@ export class EventStreamHub {
       closed: false,
     };
     res.on("close", () => this.drop(stream));
+    // Stream connections are never reused (`Connection: close`): the hub keeps each until it closes,
+    // so closing the server can end those a vanished client left open.
+    const socket = res.socket;
+    if (socket) {
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
+    }
+    // Counted from the start (the cap holds while first events are built); `send` marks it busy,
+    // so a tick in between leaves it alone.
+    this.streams.add(stream);
+    this.start();
     res.write(`retry: ${RETRY_MS}\n\n`);
     const state = stateOf(record);
     if (
@@ -155,9 +168,6 @@ export class EventStreamHub {
     } else {
       await this.send(stream, record, state);
     }
-    if (stream.closed || res.writableEnded) return;
-    this.streams.add(stream);
-    this.start();
   }
 
   /** Ends every stream and stops the timers (the server is closing). */
@@ -169,6 +179,11 @@ export class EventStreamHub {
       stream.res.end();
     }
     this.streams.clear();
+    // What is written is flushed by the kernel; a client that stopped reading holds nothing.
+    for (const socket of this.sockets) socket.destroySoon();
+    setTimeout(() => {
+      for (const socket of this.sockets) socket.destroy();
+    }, 1_000).unref();
   }
 
   private drop(stream: Stream): void {

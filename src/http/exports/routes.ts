@@ -220,7 +220,8 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
         );
       }
       const found = await reader.find(caller.tenantId, request.params.id);
-      const record = "queuePosition" in found ? found : Object.assign(found, { queuePosition: null });
+      // A final export may be the reader's cached object: never changed here.
+      const record = "queuePosition" in found ? found : { ...found, queuePosition: null };
       const callerLinks = linksFor(caller);
       reply.hijack();
       const res = reply.raw;
@@ -233,6 +234,9 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
         "cache-control": "no-store",
         // Proxies such as nginx would otherwise hold events back in their buffers.
         "x-accel-buffering": "no",
+        // The connection ends with the stream: it is not kept for another request, so closing the
+        // server (which ends every stream) leaves no connection to wait for.
+        connection: "close",
       });
       res.flushHeaders();
       await streams.open({
