@@ -17,7 +17,7 @@
  */
 import { createHash } from "node:crypto";
 import type { ServerResponse } from "node:http";
-import type { Socket } from "node:net";
+import { Socket } from "node:net";
 import type { FastifyBaseLogger } from "fastify";
 import { isFinal } from "../../domain/export.js";
 import type { ExportState, ExportsPort, ExportWithPosition } from "../../metadata/types.js";
@@ -148,7 +148,8 @@ export class EventStreamHub {
     // Stream connections are never reused (`Connection: close`): the hub keeps each until it closes,
     // so closing the server can end those a vanished client left open.
     const socket = res.socket;
-    if (socket) {
+    // (In-process test requests have a stand-in socket of their own: nothing to close there.)
+    if (socket instanceof Socket) {
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
     }

@@ -80,8 +80,11 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
   });
   // Open streams would hold the server's close forever: end them first.
   app.addHook("preClose", (done) => {
-    streams.closeAll();
-    done();
+    try {
+      streams.closeAll();
+    } finally {
+      done();
+    }
   });
   api.post(
     "/v1/exports",
