@@ -21,6 +21,7 @@ const BENCHES = [
   { name: "workers", script: "bench/workers.ts" },
   { name: "zip", script: "bench/zip.ts" },
   { name: "webhooks", script: "bench/webhooks.ts" },
+  { name: "sse", script: "bench/sse.ts" },
 ];
 
 const only = process.env.BENCH_ONLY?.split(",").map((s) => s.trim());

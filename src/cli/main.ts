@@ -22,7 +22,8 @@ import {
   tenantsCommand,
   UsageError,
 } from "./admin-commands.js";
-import { auditCommand, exportsCommand, operatorKeysCommand } from "./operator-commands.js";
+import { CLIENT_USAGE, runClientCommand } from "./client-commands.js";
+import { auditCommand, operatorKeysCommand, supportCommand } from "./operator-commands.js";
 import { WEBHOOKS_USAGE, webhooksCommand } from "./webhook-commands.js";
 
 const USAGE = `Usage: exportd <command> [options]
@@ -47,9 +48,9 @@ Commands:
   operator-keys create --scopes a,b [--name N]
                                              Create an operator key (exo_…) for the operator API; last line
   operator-keys list | revoke PREFIX         List or revoke operator keys
-  exports list [--tenant T] [--status S] [--dataset D] [--limit N]
+  support list [--tenant T] [--status S] [--dataset D] [--limit N]
                                              Exports of any tenant, newest first
-  exports get ID | cancel ID                 One export of any tenant; cancel it
+  support get ID | cancel ID                 One export of any tenant; cancel it
   audit list [--tenant T] [--action A] [--limit N]
                                              Operator writes, newest first
 ${WEBHOOKS_USAGE}
@@ -61,7 +62,9 @@ Limits: --max-running N (exports at once), --max-queued N (waiting exports),
 Scopes: ${SCOPES.join(", ")} (all of them when --scopes is left out).
 Operator scopes: ${OPERATOR_SCOPES.join(", ")}.
 Every write of these commands goes to the audit log as cli:<your user name>.
-Configuration comes from the environment: PORT, EXPORTD_DATA_DIR, … (see docs/configuration.md).`;
+Configuration comes from the environment: PORT, EXPORTD_DATA_DIR, … (see docs/configuration.md).
+
+${CLIENT_USAGE}`;
 
 async function serve(config: Config, args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { role: { type: "string" } } });
@@ -110,7 +113,8 @@ const ADMIN: Record<string, (ctx: AdminContext, args: string[]) => Promise<void>
   plans: plansCommand,
   maintenance: maintenanceCommand,
   "operator-keys": operatorKeysCommand,
-  exports: exportsCommand,
+  // The operator's support views of any tenant's exports ("exports" is the client's command).
+  support: supportCommand,
   audit: auditCommand,
 };
 
@@ -158,6 +162,11 @@ async function withStore(config: Config, run: (store: MetadataStore) => Promise<
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
+  // The client commands talk to a server over HTTP: no server configuration is read for them.
+  if (command === "export" || command === "exports") {
+    process.exitCode = await runClientCommand(command, args);
+    return;
+  }
   const config = loadConfig();
   switch (command) {
     case "serve":
@@ -167,7 +176,7 @@ async function main(argv: string[]): Promise<void> {
     case "plans":
     case "maintenance":
     case "operator-keys":
-    case "exports":
+    case "support":
     case "audit":
       return runAdmin(config, command, args);
     case "webhooks":

@@ -1,6 +1,6 @@
 /**
  * The operator's other commands: operator keys (create, list, revoke), the support views across
- * tenants (exports list, get, cancel) and the audit log. The same use cases as the operator API;
+ * tenants (`support list|get|cancel`) and the audit log. The same use cases as the operator API;
  * writes are audited as `cli:<user>`.
  */
 import { parseArgs } from "node:util";
@@ -83,7 +83,7 @@ function describeExport({ tenantName, record: e }: TenantExport): string {
   );
 }
 
-export async function exportsCommand(ctx: AdminContext, args: string[]): Promise<void> {
+export async function supportCommand(ctx: AdminContext, args: string[]): Promise<void> {
   const [action, ...rest] = args;
   const { values, positionals } = parseArgs({
     args: rest,
@@ -103,7 +103,7 @@ export async function exportsCommand(ctx: AdminContext, args: string[]): Promise
   });
   const id = (): string => {
     const value = positionals[0];
-    if (!value) throw new UsageError(`exports ${action} needs the export's ID.`);
+    if (!value) throw new UsageError(`support ${action} needs the export's ID.`);
     return value;
   };
   switch (action) {
@@ -128,7 +128,7 @@ export async function exportsCommand(ctx: AdminContext, args: string[]): Promise
       return;
     }
     default:
-      throw new UsageError(`Unknown exports command "${action ?? ""}".`);
+      throw new UsageError(`Unknown support command "${action ?? ""}".`);
   }
 }
 

@@ -110,6 +110,12 @@ export interface Config {
   /** Downloads of /files: how many bodies are written at once, their shared buffer budget, and
    * how long a client may take no bytes before its connection is closed. */
   downloads: { maxInFlight: number; bufferBudgetBytes: number; stallTimeoutMs: number };
+  /**
+   * Progress streams (`GET /v1/exports/{id}/events`): how many one API process holds open at once
+   * (past it, 503 `too_many_event_streams`), and how often (ms) it reads the store for all of them
+   * (one query per tick), and how often (ms) each gets a `: ping` comment.
+   */
+  eventStreams: { max: number; pollMs: number; heartbeatMs: number };
   /** Requests with a missing or invalid key a client address may send per minute (per process). */
   unauthenticatedPerMinute: number;
   logLevel: string;
@@ -379,6 +385,11 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       maxInFlight: int(env, "EXPORTD_MAX_DOWNLOADS", 128, 1, 100_000),
       bufferBudgetBytes: int(env, "EXPORTD_DOWNLOAD_BUFFER_MB", 32, 1, 4096) * 1024 * 1024,
       stallTimeoutMs: Math.round(num(env, "EXPORTD_DOWNLOAD_STALL_SECONDS", 60, 0.1, 3600) * 1000),
+    },
+    eventStreams: {
+      max: int(env, "EXPORTD_MAX_EVENT_STREAMS", 2000, 0, 1_000_000),
+      pollMs: int(env, "EXPORTD_EVENT_POLL_MS", 500, 50, 60_000),
+      heartbeatMs: Math.round(num(env, "EXPORTD_EVENT_HEARTBEAT_SECONDS", 15, 0.1, 3600) * 1000),
     },
     unauthenticatedPerMinute: int(env, "EXPORTD_UNAUTHENTICATED_PER_MINUTE", 120, 1, 1_000_000),
     datasets,

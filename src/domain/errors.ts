@@ -217,6 +217,12 @@ export const ERROR_CATALOGUE = {
     on: "named",
     when: "This server is already sending as many downloads as it allows at once (`EXPORTD_MAX_DOWNLOADS`). Retry after `Retry-After` seconds; the link stays valid until it expires.",
   },
+  too_many_event_streams: {
+    status: 503,
+    retryable: true,
+    on: "named",
+    when: "This server already holds as many progress streams (`GET /v1/exports/{id}/events`) open as it allows (`EXPORTD_MAX_EVENT_STREAMS`). Retry after `Retry-After` seconds, or poll `GET /v1/exports/{id}` meanwhile.",
+  },
   too_many_rows: {
     status: null,
     retryable: false,

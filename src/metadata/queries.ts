@@ -26,6 +26,14 @@ const running = STATUS.running;
 const POSITION = `(SELECT count(*) FROM exports q
   WHERE q.tenant_id = e.tenant_id AND q.status = ${queued} AND (q.run_after, q.id) < (e.run_after, e.id)) + 1`;
 
+/**
+ * Queue positions of the queued exports of the tenants in @tenantIds, ranked in claim order in one
+ * pass (a count per export would cost the queue's length for each of them).
+ */
+const WATCHED_POSITIONS = (d: Dialect) => `WITH positions AS (
+  SELECT id, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY run_after, id) AS position
+  FROM exports WHERE status = ${queued} AND ${d.inList("tenant_id", "tenantIds")})`;
+
 /** A worker-side update that only happens while the worker still holds the running export's lease. */
 const leased = (set: string) =>
   `UPDATE exports SET ${set} WHERE id = @id AND status = ${running} AND lease_owner = @owner`;
@@ -143,6 +151,29 @@ export function queries(d: Dialect) {
      */
     exportWithPosition: `SELECT ${EXPORT_COLUMNS}, CASE WHEN status = ${queued} THEN ${POSITION} END
       FROM exports e WHERE id = @id AND tenant_id = @tenantId`,
+    /**
+     * The status read of many exports at once (progress streams: one query per tick for all of
+     * them), each scoped by its tenant: the id list and the tenant list are both in the WHERE, and
+     * the store keeps only the rows whose (tenant, id) pair was asked for. Queue positions come from
+     * one ranking of the named tenants' queued exports (claim order), not a count per export, so
+     * a thousand watched exports of one tenant cost one pass over its queue.
+     */
+    exportsWithPosition: `${WATCHED_POSITIONS(d)}
+      SELECT ${EXPORT_COLUMNS.split(",")
+        .map((c) => `e.${c.trim()}`)
+        .join(", ")}, p.position
+      FROM exports e LEFT JOIN positions p ON p.id = e.id
+      WHERE ${d.inList("e.id", "ids")} AND ${d.inList("e.tenant_id", "tenantIds")}`,
+    /**
+     * What changes while exports wait and run (ExportState), of many exports at once, scoped as
+     * exportsWithPosition: the progress streams' tick reads only this, and whole records only for
+     * the exports whose state moved.
+     */
+    exportStates: `${WATCHED_POSITIONS(d)}
+      SELECT e.id, e.tenant_id, e.status, e.progress_percent, e.progress_rows, e.progress_parts,
+        e.estimated_rows, e.attempts, e.error_code, p.position
+      FROM exports e LEFT JOIN positions p ON p.id = e.id
+      WHERE ${d.inList("e.id", "ids")} AND ${d.inList("e.tenant_id", "tenantIds")}`,
     queuePosition: `SELECT ${POSITION} FROM exports e WHERE id = @id AND tenant_id = @tenantId AND status = ${queued}`,
     partsOf: `SELECT ${PART_COLUMNS} FROM export_parts WHERE ${d.inList("export_id", "ids")} ORDER BY export_id, idx`,
     countByStatus: "SELECT status, count(*) FROM exports GROUP BY status",

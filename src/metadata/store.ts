@@ -58,6 +58,7 @@ import type {
   CreateOutcome,
   DeliveryWithAttempts,
   EndpointOwner,
+  ExportState,
   ExportVersion,
   ExportWithPosition,
   Lease,
@@ -67,6 +68,7 @@ import type {
   NewWebhookEndpoint,
   OperatorKeyRecord,
   TenantChange,
+  VersionedExport,
   WebhookEndpointChange,
 } from "./types.js";
 
@@ -562,17 +564,17 @@ export class SqlMetadataStore implements MetadataStore {
     return record as ExportRecord;
   }
 
-  readExport(tenantId: string, id: string): Promise<ExportWithPosition | null>;
+  readExport(tenantId: string, id: string): Promise<VersionedExport | null>;
   readExport(
     tenantId: string,
     id: string,
     known: ExportVersion | undefined,
-  ): Promise<ExportWithPosition | "unchanged" | null>;
+  ): Promise<VersionedExport | "unchanged" | null>;
   async readExport(
     tenantId: string,
     id: string,
     known?: ExportVersion,
-  ): Promise<ExportWithPosition | "unchanged" | null> {
+  ): Promise<VersionedExport | "unchanged" | null> {
     // Taken before the read: a commit after it moves the mark, and the next read reads again.
     const mark = this.driver.changeMark();
     const last = known as SeenExport | undefined;
@@ -590,6 +592,48 @@ export class SqlMetadataStore implements MetadataStore {
       queuePosition: position === null ? null : Number(position),
       version: seen as unknown as ExportVersion,
     });
+  }
+
+  /** Runs a query of many (tenant, id) pairs and keeps the rows of the pairs asked for. */
+  private async watchedRows(
+    text: string,
+    watched: readonly { tenantId: string; id: string }[],
+  ): Promise<Row[]> {
+    const asked = new Set(watched.map((w) => `${w.tenantId}/${w.id}`));
+    const { dialect } = this.driver;
+    const found = await this.driver.rows(text, {
+      ids: dialect.list([...new Set(watched.map((w) => w.id))]),
+      tenantIds: dialect.list([...new Set(watched.map((w) => w.tenantId))]),
+    });
+    return found.filter((row) => asked.has(`${row[1]}/${row[0]}`));
+  }
+
+  async readExports(watched: readonly { tenantId: string; id: string }[]): Promise<ExportWithPosition[]> {
+    if (watched.length === 0) return [];
+    const found = await this.watchedRows(this.q.exportsWithPosition, watched);
+    const records = await this.driver.run(this.withParts(found), false);
+    return records.map((record, i) => {
+      const row = found[i] as Row;
+      const position = row[row.length - 1];
+      return Object.assign(record, { queuePosition: position === null ? null : Number(position) });
+    });
+  }
+
+  async readExportStates(watched: readonly { tenantId: string; id: string }[]): Promise<ExportState[]> {
+    if (watched.length === 0) return [];
+    const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+    return (await this.watchedRows(this.q.exportStates, watched)).map((r) => ({
+      id: r[0] as string,
+      tenantId: r[1] as string,
+      status: r[2] as ExportStatus,
+      percent: Number(r[3]),
+      rows: Number(r[4]),
+      parts: Number(r[5]),
+      estimatedRows: num(r[6]),
+      attempts: Number(r[7]),
+      errorCode: (r[8] as string | null) ?? null,
+      queuePosition: num(r[9]),
+    }));
   }
 
   async getExport(tenantId: string, id: string): Promise<ExportRecord | null> {

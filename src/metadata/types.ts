@@ -121,7 +121,26 @@ export type ExportVersion = { readonly [VERSION]: true };
  * An export as the status read returns it: with its 1-based queue position while queued, else null,
  * and the version it was read at.
  */
-export type ExportWithPosition = ExportRecord & { queuePosition: number | null; version: ExportVersion };
+export type ExportWithPosition = ExportRecord & { queuePosition: number | null };
+/** The status read's answer: the export with the version a later read of it compares against. */
+export type VersionedExport = ExportWithPosition & { version: ExportVersion };
+
+/**
+ * What changes while an export waits and runs: the progress streams compare it tick by tick and
+ * read the whole export only when it moved.
+ */
+export interface ExportState {
+  id: string;
+  tenantId: string;
+  status: ExportStatus;
+  percent: number;
+  rows: number;
+  parts: number;
+  estimatedRows: number | null;
+  attempts: number;
+  errorCode: string | null;
+  queuePosition: number | null;
+}
 
 /** A claimed export; `takenOver` when it was running under another worker's expired lease. */
 export type ClaimedExport = ExportRecord & { takenOver: boolean };
@@ -242,12 +261,19 @@ export interface ExportsPort {
    * parts are not read (a part is recorded in the transaction that moves the row's cursor and
    * progress).
    */
-  readExport(tenantId: string, id: string): Promise<ExportWithPosition | null>;
+  readExport(tenantId: string, id: string): Promise<VersionedExport | null>;
   readExport(
     tenantId: string,
     id: string,
     known: ExportVersion | undefined,
-  ): Promise<ExportWithPosition | "unchanged" | null>;
+  ): Promise<VersionedExport | "unchanged" | null>;
+  /**
+   * The status read of several exports in one query, each named with its tenant (an export of
+   * another tenant than the one named is not returned); unknown ones are left out, order is not kept.
+   */
+  readExports(watched: readonly { tenantId: string; id: string }[]): Promise<ExportWithPosition[]>;
+  /** The ExportState of several exports in one query, scoped and left out as `readExports`. */
+  readExportStates(watched: readonly { tenantId: string; id: string }[]): Promise<ExportState[]>;
   listExports(tenantId: string, query: ListExportsQuery): Promise<ExportRecord[]>;
   /** Cancels a queued or running export. Returns the export after the attempt (null if not found). */
   cancelExport(

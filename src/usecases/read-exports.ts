@@ -12,7 +12,7 @@ import {
   isFinal,
 } from "../domain/export.js";
 import { isUuid } from "../domain/ids.js";
-import type { ExportsPort, ExportWithPosition, ListExportsQuery } from "../metadata/types.js";
+import type { ExportsPort, ListExportsQuery, VersionedExport } from "../metadata/types.js";
 import { TtlCache } from "./ttl-cache.js";
 
 const FINAL_EXPORT_CACHE_MS = 1_000;
@@ -29,7 +29,7 @@ export class ExportReader {
   // The last read of each queued or running export: while its row (and queue position) reads the
   // same, `find` answers that same object, so callers' caches keyed on it (the serialized
   // document) stay valid exactly as long as the export does not change.
-  private readonly liveExports = new TtlCache<ExportWithPosition>(LIVE_EXPORT_KEEP_MS);
+  private readonly liveExports = new TtlCache<VersionedExport>(LIVE_EXPORT_KEEP_MS);
 
   constructor(
     private readonly exports: ExportsPort,
@@ -41,7 +41,7 @@ export class ExportReader {
    * export may be the same object for a second; a queued or running one is the same object for as
    * long as it reads unchanged. Callers may key caches of their own on it, and must not change it.
    */
-  async find(tenantId: string, id: string): Promise<ExportRecord | ExportWithPosition> {
+  async find(tenantId: string, id: string): Promise<ExportRecord | VersionedExport> {
     const cacheKey = `${tenantId}/${id}`;
     const now = this.clock();
     const cached = this.finalExports.get(cacheKey, now);
@@ -51,7 +51,7 @@ export class ExportReader {
     // changed since the last read.
     const last = this.liveExports.get(cacheKey, now);
     const read = await this.exports.readExport(tenantId, id, last?.version);
-    if (read === "unchanged") return last as ExportWithPosition;
+    if (read === "unchanged") return last as VersionedExport;
     if (!read) {
       this.liveExports.delete(cacheKey);
       throw new AppError("not_found", "No export with this id.");
@@ -107,7 +107,7 @@ export class ExportReader {
    * Only a queued export has a place in the queue; asking for the others costs a query for nothing.
    * An export read with `find` already carries it.
    */
-  queuePosition(record: ExportRecord | ExportWithPosition): Promise<number | null> | number | null {
+  queuePosition(record: ExportRecord | VersionedExport): Promise<number | null> | number | null {
     if ("queuePosition" in record) return record.queuePosition;
     return hasQueuePlace(record.status) ? this.exports.queuePosition(record.tenantId, record.id) : null;
   }

@@ -649,7 +649,7 @@ describe("the built binary: EXPORTD_ADMIN_PORT and the CLI", () => {
     );
     assertError(refused, 403, "tenant_disabled");
     cli(server.dataDir, ["tenants", "enable", "acme"]);
-    assert.match(cli(server.dataDir, ["exports", "list", "--tenant", "acme"]), /^$/);
+    assert.match(cli(server.dataDir, ["support", "list", "--tenant", "acme"]), /^$/);
     assert.throws(() => cli(server.dataDir, ["tenants", "delete", "acme"]), /--yes/);
     assert.match(
       cli(server.dataDir, ["tenants", "delete", "acme", "--yes"]),

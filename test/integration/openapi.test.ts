@@ -190,6 +190,13 @@ describe("real answers match the document", () => {
       inject({ method: "GET", url: "/v1/exports?cursor=nope", headers: bearer(key) }),
     );
     await status("0190f5e4-0000-7000-8000-000000000000");
+    const events = (exportId: string) =>
+      take(
+        "get /v1/exports/{id}/events",
+        inject({ method: "GET", url: `/v1/exports/${exportId}/events`, headers: bearer(key) }),
+      );
+    await events(id);
+    await events("0190f5e4-0000-7000-8000-000000000000");
     await download(id);
     const link = (await download(id, "?redirect=false")).json().url as string;
     await download(id, "?part=7");

@@ -384,6 +384,63 @@ for (const [name, open, openAnother] of stores) {
       );
     });
 
+    test("readExports: many exports in one read, each only with its own tenant, positions included", async () => {
+      const mine = await store.ensureTenant(`${name}-streams`, 1);
+      const theirs = await store.ensureTenant(`${name}-streams-other`, 1);
+      // No worker claims them: the tenant runs nothing.
+      await store.updateTenant(`${name}-streams`, { overrides: { maxRunning: 0 } });
+      await store.updateTenant(`${name}-streams-other`, { overrides: { maxRunning: 0 } });
+      const a = await queued(mine.id, 500_000_000);
+      const b = await queued(mine.id, 500_000_001);
+      const other = await queued(theirs.id, 500_000_002);
+      assert.deepEqual(await store.readExports([]), []);
+      const found = await store.readExports([
+        { tenantId: mine.id, id: a.id },
+        { tenantId: mine.id, id: b.id },
+        // Another tenant's export named with this tenant: not returned.
+        { tenantId: mine.id, id: other.id },
+        { tenantId: theirs.id, id: a.id },
+        { tenantId: mine.id, id: newId() },
+      ]);
+      const byId = new Map(found.map((r) => [r.id, r]));
+      assert.deepEqual([...byId.keys()].sort(), [a.id, b.id].sort());
+      assert.equal(byId.get(a.id)?.queuePosition, 1);
+      assert.equal(byId.get(b.id)?.queuePosition, 2);
+      assert.deepEqual(
+        (await store.readExports([{ tenantId: theirs.id, id: other.id }])).map((r) => [
+          r.id,
+          r.queuePosition,
+        ]),
+        [[other.id, 1]],
+      );
+      // The states alone, scoped the same way.
+      const states = await store.readExportStates([
+        { tenantId: mine.id, id: a.id },
+        { tenantId: mine.id, id: other.id },
+      ]);
+      assert.deepEqual(states, [
+        {
+          id: a.id,
+          tenantId: mine.id,
+          status: STATUS.queued,
+          percent: 0,
+          rows: 0,
+          parts: 0,
+          estimatedRows: 10,
+          attempts: 0,
+          errorCode: null,
+          queuePosition: 1,
+        },
+      ]);
+      // The same record the status read gives.
+      const single = await store.readExport(mine.id, b.id);
+      assert.deepEqual(byId.get(b.id), single);
+      await store.cancelExport(mine.id, a.id, 500_000_010);
+      const [after] = await store.readExports([{ tenantId: mine.id, id: a.id }]);
+      assert.equal(after?.status, STATUS.canceled);
+      assert.equal(after?.queuePosition, null);
+    });
+
     test("retention: purge expires succeeded exports and drops failed parts; forget deletes", async () => {
       const tenant = await store.ensureTenant(`${name}-retention`, 1);
       await store.updateTenant(`${name}-retention`, { overrides: { maxRunning: 100 } });

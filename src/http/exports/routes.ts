@@ -5,7 +5,7 @@
 
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyReply } from "fastify";
-import { AppError, invalidRequest } from "../../domain/errors.js";
+import { AppError, invalidRequest, UNAVAILABLE_RETRY_AFTER_SECONDS } from "../../domain/errors.js";
 import { downloadRefusal, type ExportRecord, hasArchive, isFinal, itemRequest } from "../../domain/export.js";
 import { isUuid } from "../../domain/ids.js";
 import { archiveDownloadName, archiveKey, partDownloadName } from "../../domain/naming.js";
@@ -16,6 +16,7 @@ import { ExportReader } from "../../usecases/read-exports.js";
 import { type AuthContext, callerOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 import { PartLinks } from "../part-links.js";
+import { EventStreamHub, parseEventId } from "./event-streams.js";
 import { presentDryRun, presentExport } from "./presenter.js";
 import {
   CancelResponse,
@@ -24,6 +25,8 @@ import {
   CreateExportResponses,
   DownloadQuery,
   DownloadResponses,
+  EventsHeaders,
+  EventsResponses,
   ExportIdParams,
   ExportListSchema,
   ListExportsQuery,
@@ -69,6 +72,22 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
   /** Signed links only for keys that may download; the others see the parts without them. */
   const linksFor = (caller: AuthContext): PartLinks | null =>
     caller.scopes.includes("exports:download") ? links : null;
+  const streams = new EventStreamHub({
+    exports,
+    max: config.eventStreams.max,
+    pollMs: config.eventStreams.pollMs,
+    heartbeatMs: config.eventStreams.heartbeatMs,
+    clock,
+    log: app.log,
+  });
+  // Open streams would hold the server's close forever: end them first.
+  app.addHook("preClose", (done) => {
+    try {
+      streams.closeAll();
+    } finally {
+      done();
+    }
+  });
   api.post(
     "/v1/exports",
     {
@@ -179,6 +198,59 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
       }
       // A string with a JSON content type is sent as it is, not serialized again.
       return (reply as FastifyReply).type("application/json; charset=utf-8").send(document.body);
+    },
+  );
+
+  api.get(
+    "/v1/exports/:id/events",
+    {
+      config: { scope: "exports:read", errors: ["not_found", "too_many_event_streams"] },
+      schema: {
+        tags: TAGS,
+        summary: "Stream progress events",
+        description:
+          "Server-Sent Events: the export document whenever it changes, then the final one, then the stream ends. Read it with a streaming fetch (it needs the Authorization header). Streams are capped per server process (`EXPORTD_MAX_EVENT_STREAMS`, then 503 `too_many_event_streams`): poll `GET /v1/exports/{id}` meanwhile.",
+        params: ExportIdParams,
+        headers: EventsHeaders,
+        response: EventsResponses,
+      },
+    },
+    async (request, reply) => {
+      const caller = callerOf(request);
+      if (!streams.hasRoom()) {
+        throw new AppError(
+          "too_many_event_streams",
+          "This server holds as many progress streams open as it allows; poll the export meanwhile.",
+          [],
+          { "retry-after": String(UNAVAILABLE_RETRY_AFTER_SECONDS) },
+        );
+      }
+      const found = await reader.find(caller.tenantId, request.params.id);
+      // A final export may be the reader's cached object: never changed here.
+      const record = "queuePosition" in found ? found : { ...found, queuePosition: null };
+      const callerLinks = linksFor(caller);
+      reply.hijack();
+      const res = reply.raw;
+      // The headers hooks set (X-Request-Id, RateLimit-*) go out with the stream's own.
+      for (const [name, value] of Object.entries(reply.getHeaders())) {
+        if (value !== undefined) res.setHeader(name, typeof value === "number" ? String(value) : value);
+      }
+      res.writeHead(200, {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-store",
+        // Proxies such as nginx would otherwise hold events back in their buffers.
+        "x-accel-buffering": "no",
+        // The connection ends with the stream: it is not kept for another request, so closing the
+        // server (which ends every stream) leaves no connection to wait for.
+        connection: "close",
+      });
+      res.flushHeaders();
+      await streams.open({
+        res,
+        record,
+        lastEventId: parseEventId(request.headers["last-event-id"]),
+        present: async (r) => JSON.stringify(await presentExport(r, callerLinks, r.queuePosition)),
+      });
     },
   );
 

@@ -349,3 +349,24 @@ export const DownloadResponses = {
     "Cache-Control": CACHE_CONTROL,
   }),
 };
+
+/** Headers of `GET /v1/exports/{id}/events`: a reconnecting client's last event id. */
+export const EventsHeaders = Type.Object({
+  "last-event-id": Type.Optional(
+    Type.String({
+      maxLength: 64,
+      description:
+        "The `id` of the last event received, sent by a reconnecting client: the current document comes first only if the export changed since.",
+    }),
+  ),
+});
+
+/** The progress stream: Server-Sent Events (text/event-stream), documented as text. */
+export const EventsResponses = {
+  200: {
+    description:
+      "A Server-Sent Events stream. `retry: 2000` first; `event: progress` with `id: <n>` (increasing per export) and `data:` the export document exactly as `GET /v1/exports/{id}` answers it — first the current one, then whenever status, rows, percent, parts, estimate, attempts or queue position change (at least 250 ms apart); `event: status` with the final document once the export is final, after which the server closes the stream; a `: ping` comment every 15 seconds. Reconnect with `Last-Event-ID`.",
+    content: { "text/event-stream": { schema: { type: "string" } } },
+    headers: { "Cache-Control": responseHeader("`no-store`.") },
+  },
+};

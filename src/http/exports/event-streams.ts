@@ -1,0 +1,296 @@
+/**
+ * Progress streams (`GET /v1/exports/{id}/events`, Server-Sent Events) of one API process. The hub
+ * holds every open stream and, while any is open, reads the store once per tick for all the exports
+ * they watch (`ExportsPort.readExports`: one query, not one per stream), so any number of API
+ * processes serve streams of exports that workers anywhere move. Per stream it writes:
+ * - `retry: 2000` first, then `event: progress` with the export document (exactly what
+ *   `GET /v1/exports/{id}` answers) whenever status, rows, percent, parts, estimate, attempts or
+ *   queue position change, at least MIN_GAP_MS apart;
+ * - `event: status` with the final document once the export is final, then it ends the response;
+ * - a comment `: ping` every heartbeat, so proxies and clients see a live connection.
+ *
+ * Event ids are numbers, increasing per export: the emission's millisecond (since ID_EPOCH_MS)
+ * times 2^13 plus 13 bits of a digest of the state the document shows. A reconnect with
+ * `Last-Event-ID` gets the current document first only when the state it shows differs from the one
+ * that id carried (a final export always gets its `status` event); two different states share
+ * their 13 bits once in 8,192, and then the next change is what the client sees first.
+ */
+import { createHash } from "node:crypto";
+import type { ServerResponse } from "node:http";
+import { Socket } from "node:net";
+import type { FastifyBaseLogger } from "fastify";
+import { isFinal } from "../../domain/export.js";
+import type { ExportState, ExportsPort, ExportWithPosition } from "../../metadata/types.js";
+
+/** What the client is told to wait before reconnecting (the SSE `retry` field), in ms. */
+export const RETRY_MS = 2_000;
+/** Two events of one stream are at least this far apart (ms); changes in between are merged. */
+export const MIN_GAP_MS = 250;
+/** Event ids count milliseconds from here (2024-01-01T00:00:00Z), so they stay safe integers until 2058. */
+const ID_EPOCH_MS = 1_704_067_200_000;
+const STATE_BITS = 8_192;
+/** A stream whose client does not read is not written more than this ahead (bytes); progress waits. */
+const MAX_BUFFERED = 256 * 1024;
+
+/** The state a progress event reports (what changes while an export runs, never its signed links), as a key. */
+function stateKey(s: ExportState): string {
+  return [
+    s.status,
+    s.rows,
+    s.percent,
+    s.parts,
+    s.estimatedRows,
+    s.attempts,
+    s.queuePosition,
+    s.errorCode,
+  ].join("|");
+}
+
+/** The state of a whole record, keyed as the store's ExportState of it would be. */
+function stateOf(record: ExportWithPosition): string {
+  return stateKey({
+    id: record.id,
+    tenantId: record.tenantId,
+    status: record.status,
+    percent: record.progress.percent,
+    rows: record.progress.rows,
+    parts: record.progress.parts,
+    estimatedRows: record.estimatedRows,
+    attempts: record.attempts,
+    errorCode: record.error?.code ?? null,
+    queuePosition: record.queuePosition,
+  });
+}
+
+/** 13 bits of the state's digest. */
+function stateBits(state: string): number {
+  return createHash("sha256").update(state).digest().readUInt16BE(0) % STATE_BITS;
+}
+
+/** Reads a `Last-Event-ID` this server wrote; null for anything else. */
+export function parseEventId(header: string | string[] | undefined): number | null {
+  const text = Array.isArray(header) ? header[0] : header;
+  if (text === undefined || !/^[0-9]{1,16}$/.test(text)) return null;
+  const id = Number(text);
+  return Number.isSafeInteger(id) ? id : null;
+}
+
+/** One open stream: its export, the caller's document for a record, where it stands. */
+interface Stream {
+  tenantId: string;
+  exportId: string;
+  res: ServerResponse;
+  /** The export document for this caller (links only for keys that may download), as JSON text. */
+  present: (record: ExportWithPosition) => Promise<string>;
+  lastState: string | null;
+  lastId: number;
+  lastSentAt: number;
+  /** An event is being built (links signed): the next tick leaves the stream alone. */
+  busy: boolean;
+  closed: boolean;
+}
+
+export interface EventStreamOptions {
+  exports: Pick<ExportsPort, "readExports" | "readExportStates">;
+  /** Streams this process holds open at most (EXPORTD_MAX_EVENT_STREAMS). */
+  max: number;
+  /** How often the store is read for all open streams (ms, EXPORTD_EVENT_POLL_MS). */
+  pollMs: number;
+  /** How often each stream gets a `: ping` comment (ms). */
+  heartbeatMs: number;
+  clock: () => number;
+  log: FastifyBaseLogger;
+}
+
+export class EventStreamHub {
+  private readonly streams = new Set<Stream>();
+  private readonly sockets = new Set<Socket>();
+  private poller: NodeJS.Timeout | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private ticking = false;
+  private closing = false;
+
+  constructor(private readonly options: EventStreamOptions) {}
+
+  /** How many streams are open now. */
+  get size(): number {
+    return this.streams.size;
+  }
+
+  /** Whether one more stream may open (the cap is per process). */
+  hasRoom(): boolean {
+    return !this.closing && this.streams.size < this.options.max;
+  }
+
+  /**
+   * Starts a stream on `res` (headers already written by the route) for `record`, read just now
+   * with the caller's tenant. `lastEventId` comes from the reconnecting client's `Last-Event-ID`.
+   */
+  async open(init: {
+    res: ServerResponse;
+    record: ExportWithPosition;
+    present: (record: ExportWithPosition) => Promise<string>;
+    lastEventId: number | null;
+  }): Promise<void> {
+    const { res, record } = init;
+    const stream: Stream = {
+      tenantId: record.tenantId,
+      exportId: record.id,
+      res,
+      present: init.present,
+      lastState: null,
+      lastId: init.lastEventId ?? 0,
+      lastSentAt: 0,
+      busy: false,
+      closed: false,
+    };
+    res.on("close", () => this.drop(stream));
+    // Stream connections are never reused (`Connection: close`): the hub keeps each until it closes,
+    // so closing the server can end those a vanished client left open.
+    const socket = res.socket;
+    // (In-process test requests have a stand-in socket of their own: nothing to close there.)
+    if (socket instanceof Socket) {
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
+    }
+    // Counted from the start (the cap holds while first events are built); `send` marks it busy,
+    // so a tick in between leaves it alone.
+    this.streams.add(stream);
+    this.start();
+    res.write(`retry: ${RETRY_MS}\n\n`);
+    const state = stateOf(record);
+    if (
+      init.lastEventId !== null &&
+      !isFinal(record.status) &&
+      stateBits(state) === init.lastEventId % STATE_BITS
+    ) {
+      // The client already saw this state: the next change is its next event.
+      stream.lastState = state;
+    } else {
+      await this.send(stream, record, state);
+    }
+  }
+
+  /** Ends every stream and stops the timers (the server is closing). */
+  closeAll(): void {
+    this.closing = true;
+    this.stop();
+    for (const stream of this.streams) {
+      stream.closed = true;
+      stream.res.end();
+    }
+    this.streams.clear();
+    // What is written is flushed by the kernel; a client that stopped reading holds nothing.
+    for (const socket of this.sockets) socket.destroySoon();
+    setTimeout(() => {
+      for (const socket of this.sockets) socket.destroy();
+    }, 1_000).unref();
+  }
+
+  private drop(stream: Stream): void {
+    stream.closed = true;
+    this.streams.delete(stream);
+    if (this.streams.size === 0) this.stop();
+  }
+
+  private start(): void {
+    if (this.poller) return;
+    this.poller = setInterval(() => void this.tick(), this.options.pollMs);
+    this.heartbeat = setInterval(() => this.ping(), this.options.heartbeatMs);
+  }
+
+  private stop(): void {
+    if (this.poller) clearInterval(this.poller);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.poller = null;
+    this.heartbeat = null;
+  }
+
+  private ping(): void {
+    for (const stream of this.streams) {
+      if (!stream.res.writableNeedDrain) stream.res.write(": ping\n\n");
+    }
+  }
+
+  /**
+   * One read of the store for every open stream (their exports' ExportState), then the whole
+   * records of the exports whose state moved, in one more read, and an event for each stream of them.
+   */
+  private async tick(): Promise<void> {
+    if (this.ticking || this.streams.size === 0) return;
+    this.ticking = true;
+    try {
+      const watched = new Map<string, { tenantId: string; id: string }>();
+      for (const s of this.streams)
+        watched.set(`${s.tenantId}/${s.exportId}`, { tenantId: s.tenantId, id: s.exportId });
+      const states = new Map<string, { key: string; final: boolean }>();
+      for (const state of await this.options.exports.readExportStates([...watched.values()]))
+        states.set(`${state.tenantId}/${state.id}`, { key: stateKey(state), final: isFinal(state.status) });
+      const now = this.options.clock();
+      const due: Stream[] = [];
+      for (const stream of this.streams) {
+        if (stream.busy) continue;
+        const key = `${stream.tenantId}/${stream.exportId}`;
+        const state = states.get(key);
+        if (state === undefined) {
+          // Forgotten by retention meanwhile: nothing more will come.
+          this.end(stream);
+          continue;
+        }
+        if (state.key === stream.lastState) continue;
+        // Final statuses are never held back; progress waits for the gap and for a reading client.
+        if (!state.final && now - stream.lastSentAt < MIN_GAP_MS) continue;
+        if (!state.final && stream.res.writableLength > MAX_BUFFERED) continue;
+        due.push(stream);
+      }
+      if (due.length === 0) return;
+      const wanted = new Map(
+        due.map((s) => [`${s.tenantId}/${s.exportId}`, { tenantId: s.tenantId, id: s.exportId }]),
+      );
+      const records = new Map(
+        (await this.options.exports.readExports([...wanted.values()])).map((r) => [
+          `${r.tenantId}/${r.id}`,
+          r,
+        ]),
+      );
+      await Promise.all(
+        due.map((stream) => {
+          const record = records.get(`${stream.tenantId}/${stream.exportId}`);
+          return record ? this.send(stream, record, stateOf(record)) : undefined;
+        }),
+      );
+    } catch (err) {
+      // The store is away: streams stay open and the next tick reads again.
+      this.options.log.warn({ err }, "progress streams could not read the store");
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  /** Writes the document as a `progress` event, or as the `status` event that ends a final export's stream. */
+  private async send(stream: Stream, record: ExportWithPosition, state: string): Promise<void> {
+    stream.busy = true;
+    try {
+      const body = await stream.present(record);
+      if (stream.closed) return;
+      const now = this.options.clock();
+      const id = Math.max(stream.lastId + 1, (now - ID_EPOCH_MS) * STATE_BITS + stateBits(state));
+      const final = isFinal(record.status);
+      stream.res.write(`event: ${final ? "status" : "progress"}\nid: ${id}\ndata: ${body}\n\n`);
+      stream.lastId = id;
+      stream.lastState = state;
+      stream.lastSentAt = now;
+      if (final) this.end(stream);
+    } catch (err) {
+      this.options.log.warn({ err, export_id: stream.exportId }, "progress event failed; stream closed");
+      this.end(stream);
+    } finally {
+      stream.busy = false;
+    }
+  }
+
+  private end(stream: Stream): void {
+    this.drop(stream);
+    stream.res.end();
+  }
+}
