@@ -65,11 +65,12 @@ export async function createService(
 ): Promise<Service> {
   const store = await openStore(config);
   const local = config.storage.kind === "local";
-  const signer = local ? new LinkSigner(signingSecret(config)) : null;
+  // Signs /files links: every part with local storage, the zip archives with any object store.
+  const signer = new LinkSigner(signingSecret(config));
   const storage: ObjectStore =
     config.storage.kind === "s3"
       ? new S3ObjectStore(config.storage)
-      : new LocalObjectStore(config.objectsDir, signer as LinkSigner, config.publicUrl);
+      : new LocalObjectStore(config.objectsDir, signer, config.publicUrl);
   await storage.ping();
   const datasets = buildDatasets(config.datasets);
   const metrics = new Metrics(() => store.countExportsByStatus());

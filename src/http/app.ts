@@ -291,8 +291,7 @@ export async function buildApp(deps: HttpDeps, logger: Logger): Promise<FastifyI
   healthRoutes(app, deps);
   datasetRoutes(app, deps);
   exportRoutes(app, { ...deps, exports: deps.store });
-  if (deps.signer && deps.filesRoot)
-    fileRoutes(app, { ...deps, exports: deps.store }, deps.signer, deps.filesRoot);
+  if (deps.signer) fileRoutes(app, { ...deps, exports: deps.store }, deps.signer, deps.filesRoot);
   consoleRoutes(app);
   return app;
 }
