@@ -35,6 +35,24 @@ export function signingSecret(config: Config): string {
 }
 
 /**
+ * The secret of zip archive links with S3 storage: the configured or generated one (signingSecret).
+ * An S3 deployment may run its API on a read-only data folder, which had no need to be writable
+ * before archives were served with S3: there a secret of this process only is used, with a warning
+ * (archive links then work on this process until it restarts; EXPORTD_SIGNING_SECRET fixes it).
+ */
+function archiveSigningSecret(config: Config, logger: Logger): string {
+  try {
+    return signingSecret(config);
+  } catch (err) {
+    logger.warn(
+      { err },
+      "EXPORTD_SIGNING_SECRET is unset and the data folder cannot hold a generated one: zip archive links are signed with a secret of this process only. Set EXPORTD_SIGNING_SECRET.",
+    );
+    return randomBytes(32).toString("base64url");
+  }
+}
+
+/**
  * The configured metadata store, migrated: PostgreSQL when EXPORTD_DATABASE_URL is set, else SQLite.
  * Its methods throw StoreUnavailableError while the database cannot serve (metadata/unavailable.ts).
  */
@@ -65,12 +83,17 @@ export async function createService(
 ): Promise<Service> {
   const store = await openStore(config);
   const local = config.storage.kind === "local";
-  // Signs /files links: every part with local storage, the zip archives with any object store.
-  const signer = new LinkSigner(signingSecret(config));
+  // Signs /files links: every part with local storage, the zip archives with any object store (a
+  // worker of an S3 deployment serves and signs nothing).
+  const signer = local
+    ? new LinkSigner(signingSecret(config))
+    : config.role === "worker"
+      ? null
+      : new LinkSigner(archiveSigningSecret(config, logger));
   const storage: ObjectStore =
     config.storage.kind === "s3"
       ? new S3ObjectStore(config.storage)
-      : new LocalObjectStore(config.objectsDir, signer, config.publicUrl);
+      : new LocalObjectStore(config.objectsDir, signer as LinkSigner, config.publicUrl);
   await storage.ping();
   const datasets = buildDatasets(config.datasets);
   const metrics = new Metrics(() => store.countExportsByStatus());
