@@ -13,6 +13,7 @@ import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { S3ObjectStore } from "../../src/object-store/s3.js";
 import { listen } from "../helpers/http.js";
 import { startTestS3, type TestS3 } from "../helpers/s3.js";
 import { pastMidnight, startTestService, type TestService, tempDir, waitFor } from "../helpers/service.js";
@@ -171,6 +172,27 @@ describe("zip archives with S3 storage", () => {
     );
     const part = await fetch(link.url);
     assert.equal(part.status, 404);
+  });
+
+  test("a part gone from the bucket is answered before any header (404), not with a cut body", async () => {
+    const one = await run({
+      dataset: "events",
+      from: new Date(to - HOUR).toISOString(),
+      to: new Date(to).toISOString(),
+      archive: "zip",
+    });
+    assert.equal(one.status, "succeeded");
+    const store = new S3ObjectStore(s3.settings);
+    try {
+      const keys = (await store.list("exports/")).filter((k) => k.includes(one.id));
+      assert.equal(keys.length, 1);
+      await store.delete(keys[0] as string);
+    } finally {
+      await store.close();
+    }
+    const res = await fetch(local(one.archive?.url as string));
+    assert.equal(res.status, 404);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, "not_found");
   });
 
   test("clients that leave mid-download free their slot and their S3 connection (60 in a row)", async () => {

@@ -3,8 +3,9 @@
  * export's zip archive whatever the object store (with S3 the archive streams from ranged GETs of
  * the parts; the parts themselves are presigned links to the bucket, so with S3 only archive keys
  * are served here). No Authorization: the HMAC signature (checked in constant time, before the disk
- * or the store is touched) and the expiry are the authorization. Range, ETag and conditional requests come from @fastify/send; the
- * body of a 200 or 206 is written by file-body.ts (pooled buffers, not send's stream). At most
+ * or the store is touched) and the expiry are the authorization. Range, ETag and conditional
+ * requests of parts come from @fastify/send; the body of a 200 or 206 is written by file-body.ts
+ * (pooled buffers, not send's stream). At most
  * EXPORTD_MAX_DOWNLOADS downloads are served at once; past that, 503 too_many_downloads.
  */
 import type { FileHandle } from "node:fs/promises";
@@ -47,10 +48,6 @@ function bodyRange(
 export type FileRouteDeps = Pick<HttpDeps, "config" | "clock" | "storage"> & { exports: ExportsPort };
 
 /**
- * Registers /files. `root`: the local object store's folder (parts and archives read from disk), or
- * null with another object store (S3): archives only, their parts read through `deps.storage`.
- */
-/**
  * Opens the first stream piece (an S3 ranged GET) before any header goes out, so a store that is
  * away or a part that is gone is answered with the error envelope (503, 410, 404), not a cut body.
  */
@@ -62,6 +59,10 @@ async function openFirstStream(pieces: BodyPiece[]): Promise<void> {
   }
 }
 
+/**
+ * Registers /files. `root`: the local object store's folder (parts and archives read from disk), or
+ * null with another object store (S3): archives only, their parts read through `deps.storage`.
+ */
 export function fileRoutes(
   app: FastifyInstance,
   deps: FileRouteDeps,
@@ -183,7 +184,8 @@ export function fileRoutes(
             else await openFirstStream(pieces);
           } catch (err) {
             const e = err as { code?: unknown; name?: unknown };
-            throw await missingOrUnavailable(key, e.code ?? e.name);
+            // S3's errors name themselves (NoSuchKey); network failures carry an errno code.
+            throw await missingOrUnavailable(key, root !== null ? e.code : (e.code ?? e.name));
           }
           reply
             .code(answer.status)
