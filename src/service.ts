@@ -56,6 +56,24 @@ export function webhookSecretsKey(config: Config): string {
 }
 
 /**
+ * The secret of zip archive links with S3 storage: the configured or generated one (signingSecret).
+ * An S3 deployment may run its API on a read-only data folder, which had no need to be writable
+ * before archives were served with S3: there a secret of this process only is used, with a warning
+ * (archive links then work on this process until it restarts; EXPORTD_SIGNING_SECRET fixes it).
+ */
+function archiveSigningSecret(config: Config, logger: Logger): string {
+  try {
+    return signingSecret(config);
+  } catch (err) {
+    logger.warn(
+      { err },
+      "EXPORTD_SIGNING_SECRET is unset and the data folder cannot hold a generated one: zip archive links are signed with a secret of this process only. Set EXPORTD_SIGNING_SECRET.",
+    );
+    return randomBytes(32).toString("base64url");
+  }
+}
+
+/**
  * The configured metadata store, migrated: PostgreSQL when EXPORTD_DATABASE_URL is set, else SQLite.
  * Its methods throw StoreUnavailableError while the database cannot serve (metadata/unavailable.ts).
  */
@@ -64,13 +82,22 @@ export async function openStore(config: Config): Promise<MetadataStore> {
 }
 
 /**
- * The configured object store, checked (`ping`), and the signer of its links when it is the local
- * one (S3 presigns its own): the service and the CLI's commands that delete files use it.
+ * The configured object store, checked (`ping`), and the signer of exportd's /files links: every
+ * part's with local storage, the zip archives' with any object store (S3 presigns its parts).
+ * `servesArchives`: the logger of a process that serves archive links (null: it serves none — an
+ * S3 deployment's worker, the CLI — and gets no signer with S3). The service and the CLI's
+ * commands that delete files use it.
  */
 export async function openObjectStore(
   config: Config,
+  servesArchives: Logger | null = null,
 ): Promise<{ storage: ObjectStore; signer: LinkSigner | null }> {
-  const signer = config.storage.kind === "local" ? new LinkSigner(signingSecret(config)) : null;
+  const signer =
+    config.storage.kind === "local"
+      ? new LinkSigner(signingSecret(config))
+      : servesArchives
+        ? new LinkSigner(archiveSigningSecret(config, servesArchives))
+        : null;
   const storage: ObjectStore =
     config.storage.kind === "s3"
       ? new S3ObjectStore(config.storage)
@@ -106,7 +133,7 @@ export async function createService(
 ): Promise<Service> {
   const store = await openStore(config);
   const local = config.storage.kind === "local";
-  const { storage, signer } = await openObjectStore(config);
+  const { storage, signer } = await openObjectStore(config, config.role === "worker" ? null : logger);
   const datasets = buildDatasets(config.datasets);
   const metrics = new Metrics(
     () => store.countExportsByStatus(),

@@ -339,8 +339,7 @@ export async function buildApp(
     datasetRoutes(app, deps);
     exportRoutes(app, { ...deps, exports: deps.store });
     if (deps.webhooks) webhookRoutes(app, deps.webhooks);
-    if (deps.signer && deps.filesRoot)
-      fileRoutes(app, { ...deps, exports: deps.store }, deps.signer, deps.filesRoot);
+    if (deps.signer) fileRoutes(app, { ...deps, exports: deps.store }, deps.signer, deps.filesRoot);
     consoleRoutes(app);
   }
   if (surface !== "public") {

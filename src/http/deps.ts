@@ -28,9 +28,12 @@ export interface HttpDeps {
   store: HttpStore;
   storage: ObjectStore;
   datasets: DatasetRegistry;
-  /** Verifies /files links; null when the object store serves its own links (S3). */
+  /**
+   * Signs and verifies /files links (parts with local storage, zip archives with any); null: no
+   * /files route (tests of other routes).
+   */
   signer: LinkSigner | null;
-  /** Root of the local object store for /files; null when not local. */
+  /** Root of the local object store for /files; null when not local (then /files serves archives only). */
   filesRoot: string | null;
   metrics: Metrics;
   /** Shared store for rate-limit counters when several API processes run; null: in process. */

@@ -16,6 +16,7 @@
  */
 import type { FileHandle } from "node:fs/promises";
 import type { ServerResponse } from "node:http";
+import type { Readable } from "node:stream";
 
 /** The chunk every download may always have, whatever the budget. */
 export const MIN_CHUNK_BYTES = 16 * 1024;
@@ -90,9 +91,10 @@ export class DownloadSlots {
 }
 
 /**
- * One run of a response body: bytes in memory (a zip archive's headers), or `length` bytes of a file
- * from `position`. A file given as `open` is opened when its turn comes and closed after it, so a
- * body of many files holds one open at a time.
+ * One run of a response body: bytes in memory (a zip archive's headers), `length` bytes of a file
+ * from `position`, or a stream of exactly `length` bytes (a ranged read of an S3 object). A file or
+ * stream given as a function is opened when its turn comes and closed after it, so a body of many
+ * parts holds one open at a time.
  */
 export type BodyPiece =
   | { kind: "bytes"; data: Buffer }
@@ -101,7 +103,8 @@ export type BodyPiece =
       file: FileHandle | (() => Promise<FileHandle>);
       position: number;
       length: number;
-    };
+    }
+  | { kind: "stream"; stream: Readable | (() => Promise<Readable>); length: number };
 
 /**
  * Writes `length` bytes from `start` and ends the response. A client that takes no bytes for
@@ -124,7 +127,11 @@ export function writeFileRange(
 /**
  * Writes `pieces` one after the other and ends the response, as writeFileRange does for one file:
  * file bytes in pooled chunks (one read while the previous chunk is written), in-memory bytes as they
- * are. A download of many files (a zip archive) costs what a download of one does.
+ * are, a stream's chunks as they come (the next one read while the previous is written, so what is
+ * held is the stream's own buffer plus one chunk). A download of many files (a zip archive) costs
+ * what a download of one does. The stream being read is destroyed as soon as the client goes away
+ * or stalls, so no connection to the store outlives the download; a stream that ends short of its
+ * length, or errors, rejects like a short file.
  */
 export async function writeBody(
   res: ServerResponse,
@@ -134,10 +141,13 @@ export async function writeBody(
 ): Promise<void> {
   // A response whose socket is gone never calls a write callback: the close event settles instead.
   let gone = false;
+  /** The stream piece being read: destroyed when the client goes (its read may be waiting on the store). */
+  let reading: Readable | null = null;
   let onGone = (): void => undefined;
   const closed = new Promise<false>((resolve) => {
     onGone = () => {
       gone = true;
+      reading?.destroy();
       resolve(false);
     };
     res.once("close", onGone);
@@ -178,6 +188,33 @@ export async function writeBody(
         if (!(await settle())) return;
         writtenAt = Date.now();
         pending = write(piece.data, piece.data.length, false);
+        continue;
+      }
+      if (piece.kind === "stream") {
+        const stream = typeof piece.stream === "function" ? await piece.stream() : piece.stream;
+        reading = stream;
+        try {
+          if (gone) return;
+          let taken = 0;
+          for await (const chunk of stream) {
+            const data = chunk as Buffer;
+            taken += data.length;
+            if (taken > piece.length) throw new Error(`stream gave more than its ${piece.length} bytes`);
+            if (!(await settle())) return;
+            writtenAt = Date.now();
+            pending = write(data, data.length, false);
+          }
+          if (gone) return;
+          if (taken !== piece.length)
+            throw new Error(`stream ended at byte ${taken}, before ${piece.length}`);
+        } catch (err) {
+          // A stream destroyed because the client went away is no failure of the store.
+          if (gone) return;
+          throw err;
+        } finally {
+          reading = null;
+          stream.destroy();
+        }
         continue;
       }
       const opened = typeof piece.file === "function" ? await piece.file() : null;

@@ -7,9 +7,10 @@ import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
+import type { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { isSafeKey, UPLOAD_MARK } from "../domain/naming.js";
-import type { LinkSigner } from "./signing.js";
+import { filesLink, type LinkSigner } from "./signing.js";
 import type { ObjectStore, ObjectUpload, SignedLink } from "./types.js";
 
 export class LocalObjectStore implements ObjectStore {
@@ -63,6 +64,23 @@ export class LocalObjectStore implements ObjectStore {
     return names.filter((n) => !n.includes(UPLOAD_MARK)).map((n) => `${prefix.replace(/\/+$/, "")}/${n}`);
   }
 
+  async openRange(key: string, start: number, endInclusive: number, signal?: AbortSignal): Promise<Readable> {
+    const handle = await fs.open(this.pathOf(key), "r");
+    try {
+      const { size } = await handle.stat();
+      if (start < 0 || endInclusive < start || endInclusive >= size) {
+        throw Object.assign(new RangeError(`${key} is ${size} bytes; bytes ${start}-${endInclusive} asked`), {
+          code: "ERANGE",
+        });
+      }
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    // The stream owns the handle from here: it closes it when it ends or is destroyed.
+    return handle.createReadStream({ start, end: endInclusive, ...(signal ? { signal } : {}) });
+  }
+
   async dropIncompleteUploads(prefix: string): Promise<void> {
     const dir = this.pathOf(prefix.replace(/\/+$/, ""));
     const names = await fs.readdir(dir).catch(() => [] as string[]);
@@ -80,10 +98,7 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   async signedLink(key: string, filename: string, ttlSeconds: number, now: number): Promise<SignedLink> {
-    const expires = Math.floor(now / 1000) + ttlSeconds;
-    const signature = this.signer.sign({ key, expires, filename });
-    const query = new URLSearchParams({ expires: String(expires), filename, signature });
-    return { url: `${this.publicUrl}/files/${key}?${query.toString()}`, expiresAt: expires * 1000 };
+    return filesLink(this.signer, this.publicUrl, key, filename, ttlSeconds, now);
   }
 
   async close(): Promise<void> {}

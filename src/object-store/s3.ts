@@ -4,7 +4,7 @@
  * completed, so nothing partial is ever visible. Links are presigned GETs that carry the download
  * name and type (response-content-disposition, response-content-type).
  */
-import { PassThrough } from "node:stream";
+import { PassThrough, Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
@@ -140,6 +140,39 @@ export class S3ObjectStore implements ObjectStore {
         }),
       );
     }
+  }
+
+  /**
+   * A ranged GetObject (`Range: bytes=start-end`). The request is retried as every request of this
+   * client is (maxAttempts, for network errors, 5xx and throttling) until the body starts; a body
+   * cut off later errors the stream (its length is checked against the range). Destroying the
+   * stream, or aborting `signal`, closes its connection, so a download the client left frees it.
+   */
+  async openRange(key: string, start: number, endInclusive: number, signal?: AbortSignal): Promise<Readable> {
+    if (start < 0 || endInclusive < start) throw new RangeError(`bytes ${start}-${endInclusive} of ${key}`);
+    const answer = await this.client.send(
+      new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${start}-${endInclusive}` }),
+      signal ? { abortSignal: signal } : {},
+    );
+    const body = answer.Body;
+    if (!(body instanceof Readable)) throw new Error(`S3 answered ${key} without a stream body`);
+    const expected = endInclusive - start + 1;
+    if (answer.ContentLength !== expected) {
+      body.destroy();
+      throw Object.assign(
+        new RangeError(`S3 holds ${answer.ContentLength} bytes of ${key} from ${start}; ${expected} asked`),
+        { code: "ERANGE" },
+      );
+    }
+    // The abort signal only covers the request: once the body streams, it destroys the body.
+    if (signal) {
+      const onAbort = (): void => {
+        body.destroy(new Error("aborted"));
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      body.once("close", () => signal.removeEventListener("abort", onAbort));
+    }
+    return body;
   }
 
   async delete(key: string): Promise<void> {

@@ -1,7 +1,61 @@
-/** The download buffer pool: its byte budget for large buffers and the reuse of what comes back. */
+/**
+ * The download buffer pool: its byte budget for large buffers and the reuse of what comes back;
+ * writeBody's stream pieces (an S3 archive's parts) over a real loopback connection.
+ */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { PassThrough, Readable } from "node:stream";
 import { describe, test } from "node:test";
-import { ChunkPool, DownloadSlots, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES } from "../../src/http/file-body.js";
+import {
+  type BodyPiece,
+  ChunkPool,
+  DownloadSlots,
+  MAX_CHUNK_BYTES,
+  MIN_CHUNK_BYTES,
+  writeBody,
+} from "../../src/http/file-body.js";
+
+/**
+ * Serves one request with `pieces` through writeBody; resolves with what the client received,
+ * whether the body ended whole, and how writeBody settled. `leaveAfter`: the client leaves after
+ * that many bytes.
+ */
+async function serve(
+  pieces: BodyPiece[],
+  leaveAfter = Number.POSITIVE_INFINITY,
+): Promise<{ body: Buffer; complete: boolean; written: PromiseSettledResult<void> }> {
+  let written!: Promise<void>;
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200);
+    written = writeBody(res, pieces, new ChunkPool(4 * MAX_CHUNK_BYTES), 5000);
+    written.catch(() => res.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const got = await new Promise<{ body: Buffer; complete: boolean }>((resolve) => {
+      const req = http.get({ host: "127.0.0.1", port, path: "/" }, (res) => {
+        const chunks: Buffer[] = [];
+        let n = 0;
+        res.on("data", (c: Buffer) => {
+          chunks.push(c);
+          n += c.length;
+          if (n >= leaveAfter) req.destroy();
+        });
+        res.on("error", () => undefined);
+        res.on("close", () => resolve({ body: Buffer.concat(chunks), complete: res.complete }));
+      });
+      req.on("error", () => undefined);
+    });
+    const [settled] = await Promise.allSettled([written]);
+    return { ...got, written: settled as PromiseSettledResult<void> };
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+}
 
 describe("ChunkPool", () => {
   test("large buffers only within the budget; past it, small ones", () => {
@@ -32,5 +86,49 @@ describe("DownloadSlots", () => {
     slots.release();
     assert.equal(slots.inFlight, 1);
     assert.equal(slots.tryAcquire(), true);
+  });
+});
+
+describe("writeBody with stream pieces", () => {
+  test("bytes and streams in order, each stream exactly its length", async () => {
+    const a = randomBytes(300_000);
+    const b = randomBytes(70_000);
+    const got = await serve([
+      { kind: "bytes", data: Buffer.from("head") },
+      { kind: "stream", stream: Readable.from([a.subarray(0, 1000), a.subarray(1000)]), length: a.length },
+      { kind: "bytes", data: Buffer.from("mid") },
+      { kind: "stream", stream: async () => Readable.from([b]), length: b.length },
+    ]);
+    assert.equal(got.complete, true);
+    assert.ok(got.body.equals(Buffer.concat([Buffer.from("head"), a, Buffer.from("mid"), b])));
+    assert.equal(got.written.status, "fulfilled");
+  });
+
+  test("a stream shorter than its length rejects, and the client sees the body cut", async () => {
+    const got = await serve([{ kind: "stream", stream: Readable.from([randomBytes(1000)]), length: 2000 }]);
+    assert.equal(got.written.status, "rejected");
+    assert.equal(got.complete, false);
+    assert.equal(got.body.length, 1000);
+  });
+
+  test("a stream that errors mid-way rejects; the client sees the body cut", async () => {
+    const stream = new PassThrough();
+    stream.write(randomBytes(5000));
+    setTimeout(() => stream.destroy(new Error("store went away")), 100);
+    const got = await serve([{ kind: "stream", stream, length: 10_000 }]);
+    assert.equal(got.written.status, "rejected");
+    assert.equal(got.complete, false);
+  });
+
+  test("a client that leaves while the stream waits on the store: the stream is destroyed at once", {
+    timeout: 10_000,
+  }, async () => {
+    const stream = new PassThrough();
+    stream.write(randomBytes(2000)); // then nothing more: a store that stalls
+    const started = Date.now();
+    const got = await serve([{ kind: "stream", stream, length: 1_000_000 }], 1);
+    assert.equal(got.written.status, "fulfilled", "a client leaving is no failure");
+    assert.equal(stream.destroyed, true);
+    assert.ok(Date.now() - started < 4000, "not held until the stall timeout");
   });
 });

@@ -104,14 +104,16 @@ export async function presentExport(
 
 /**
  * The zip archive of an export that has one: its name, and once succeeded its size and a signed
- * link (for keys with exports:download, where the object store can serve archives).
+ * link to exportd's /files route (for keys with exports:download, whatever the object store).
  */
 async function presentArchive(record: ExportRecord, links: PartLinks | null) {
   const filename = archiveDownloadName(record.request);
   const ready = isDownloadable(record.status);
   const entries = ready ? archiveEntries(record, (b) => crc32(b, 0)) : null;
   const link =
-    entries && links?.archives ? await links.sign(archiveKey(record.tenantId, record.id), filename) : null;
+    entries && links?.archives
+      ? await links.signArchive(archiveKey(record.tenantId, record.id), filename)
+      : null;
   return {
     filename,
     bytes: entries ? zipLayout(entries.entries, record.createdAt).size : null,

@@ -50,13 +50,18 @@ function decodeCursor(cursor: string): string {
 /** What the export routes use: the ExportsPort, no other part of the store. */
 export type ExportRouteDeps = Pick<
   HttpDeps,
-  "storage" | "datasets" | "config" | "clock" | "onExportQueued"
+  "storage" | "datasets" | "config" | "clock" | "onExportQueued" | "signer"
 > & { exports: ExportsPort };
 
 export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void {
   const { exports, storage, datasets, config, clock } = deps;
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const links = new PartLinks(storage, config.linkTtlSeconds, clock, config.storage.kind === "local");
+  const links = new PartLinks(
+    storage,
+    config.linkTtlSeconds,
+    clock,
+    deps.signer ? { signer: deps.signer, publicUrl: config.publicUrl } : null,
+  );
   const reader = new ExportReader(exports, clock);
   /**
    * Serialized status documents by record object (the reader answers the same object while an
@@ -301,11 +306,11 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
         if (!hasArchive(record.request) || !links.archives) {
           throw new AppError(
             "not_found",
-            'This export has no zip archive here: create it with "archive": "zip" (archives are served with the local object store).',
+            'This export has no zip archive here: create it with "archive": "zip" (archives are served by the /files route).',
           );
         }
         const filename = archiveDownloadName(record.request);
-        const link = await links.sign(archiveKey(record.tenantId, record.id), filename);
+        const link = await links.signArchive(archiveKey(record.tenantId, record.id), filename);
         if (redirect === false) {
           return { part: null, filename, url: link.url, expires_at: new Date(link.expiresAt).toISOString() };
         }

@@ -262,7 +262,7 @@ export const ExportSchema = Type.Object(
           url: Nullable(
             Type.String({
               description:
-                "Signed link to the zip (manifest.json and every part, stored uncompressed); supports Range. Null until succeeded, without exports:download, or with the S3 object store.",
+                "Signed link to the zip (manifest.json and every part, stored uncompressed); supports Range. Always a link to exportd's /files route, with either object store. Null until succeeded or without exports:download.",
             }),
           ),
           url_expires_at: NullableTimestamp,
@@ -299,7 +299,8 @@ export const DownloadQuery = Type.Object(
     part: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
     archive: Type.Optional(
       Type.Literal("zip", {
-        description: "The export's zip archive instead of a part (local object store).",
+        description:
+          "The export's zip archive instead of a part (served by exportd's /files route with either object store).",
       }),
     ),
     redirect: Type.Optional(Type.Boolean({ default: true })),

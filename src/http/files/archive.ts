@@ -3,34 +3,46 @@
  * from the stored parts (domain/zip.ts lays it out, domain/manifest.ts writes the manifest), never
  * stored. Its length, ETag and bytes are fixed by the export, so a single `Range` (206, or 416 with
  * a Content-Range giving the size), `If-Range` and `If-None-Match` work as for a part, and a download
- * cut short resumes where it stopped. The body goes through file-body.ts (pooled chunks, one part
- * open at a time), so an archive download costs what a part download does.
+ * cut short resumes where it stopped. The body goes through file-body.ts, one part open at a time:
+ * with the local object store the parts are read from disk in pooled chunks, with S3 each part a
+ * Range touches is one ranged GET streamed through (ArchiveReader), so an archive download costs
+ * what a part download does.
  */
 import { createHash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import fs from "node:fs/promises";
 import path from "node:path";
+import type { Readable } from "node:stream";
 import { crc32 } from "../../domain/crc32.js";
 import { AppError } from "../../domain/errors.js";
 import { downloadRefusal, type ExportRecord, hasArchive } from "../../domain/export.js";
 import { archiveEntries } from "../../domain/manifest.js";
 import { sliceLayout, type ZipLayout, zipLayout } from "../../domain/zip.js";
+import type { ObjectStore } from "../../object-store/types.js";
 import type { BodyPiece } from "../file-body.js";
 
-/** An export's archive, ready to answer requests: its layout, tag and the files of its entries. */
+/** An export's archive, ready to answer requests: its layout, tag and the object keys of its entries. */
 export interface Archive {
   layout: ZipLayout;
   etag: string;
   lastModified: Date;
-  /** Path on disk of each entry's stored file (null: an inline entry). */
-  files: (string | null)[];
+  /** Object key of each entry's stored part (null: an inline entry, the manifest). */
+  keys: (string | null)[];
 }
 
 /**
- * The archive of `record` under the local object store's `root`, or the error a download of it
- * answers: the export's download refusal (not ready, expired), not_found when it has no archive.
+ * Where the parts of an archive are read from: the local object store's folder (files read in
+ * pooled chunks, checked on disk before any header) or any ObjectStore through ranged reads (S3).
  */
-export function archiveOf(record: ExportRecord, root: string): Archive {
+export type ArchiveReader =
+  | { kind: "files"; root: string }
+  | { kind: "ranges"; storage: Pick<ObjectStore, "openRange">; signal?: AbortSignal };
+
+/**
+ * The archive of `record`, or the error a download of it answers: the export's download refusal
+ * (not ready, expired), not_found when it has no archive.
+ */
+export function archiveOf(record: ExportRecord): Archive {
   const refusal = downloadRefusal(record);
   if (refusal) throw refusal;
   const built = hasArchive(record.request) ? archiveEntries(record, (b) => crc32(b, 0)) : null;
@@ -48,19 +60,20 @@ export function archiveOf(record: ExportRecord, root: string): Archive {
     layout,
     etag,
     lastModified: new Date(record.finishedAt ?? record.createdAt),
-    files: built.partOf.map((i) => {
+    keys: built.partOf.map((i) => {
       const part = i === null ? null : record.parts[i];
-      return part ? path.join(root, part.objectKey) : null;
+      return part ? part.objectKey : null;
     }),
   };
 }
 
-/** Checks every part is on disk with its recorded size before any header goes out. */
-export async function checkArchiveFiles(archive: Archive): Promise<void> {
+/** Checks every part is on disk under `root` with its recorded size before any header goes out. */
+export async function checkArchiveFiles(archive: Archive, root: string): Promise<void> {
   for (const segment of archive.layout.segments) {
     if (segment.kind !== "file") continue;
-    const file = archive.files[segment.entry];
-    if (!file) throw new Error(`archive entry ${segment.entry} has no file`);
+    const key = archive.keys[segment.entry];
+    if (!key) throw new Error(`archive entry ${segment.entry} has no part`);
+    const file = path.join(root, key);
     const stat = await fs.stat(file);
     if (stat.size !== segment.length) throw new Error(`${file} is ${stat.size} bytes, not ${segment.length}`);
   }
@@ -114,11 +127,30 @@ function unsatisfiable(size: number): AppError {
   });
 }
 
-/** The body pieces of bytes `start` to `start + length` of the archive. */
-export function archivePieces(archive: Archive, start: number, length: number): BodyPiece[] {
-  return sliceLayout(archive.layout, start, length).map((s): BodyPiece => {
+/**
+ * The body pieces of bytes `start` to `start + length` of the archive: only the parts the range
+ * touches, each from the position and for the length it needs, opened when its turn comes.
+ */
+export function archivePieces(
+  archive: Archive,
+  start: number,
+  length: number,
+  reader: ArchiveReader,
+): BodyPiece[] {
+  const slices = sliceLayout(archive.layout, start, length).filter((s) => s.kind === "bytes" || s.length > 0);
+  return slices.map((s): BodyPiece => {
     if (s.kind === "bytes") return s;
-    const file = archive.files[s.entry] as string;
+    const key = archive.keys[s.entry] as string;
+    if (reader.kind === "ranges") {
+      const { storage, signal } = reader;
+      return {
+        kind: "stream",
+        stream: (): Promise<Readable> =>
+          storage.openRange(key, s.position, s.position + s.length - 1, signal),
+        length: s.length,
+      };
+    }
+    const file = path.join(reader.root, key);
     return {
       kind: "file",
       file: (): Promise<FileHandle> => fs.open(file, "r"),

@@ -1,8 +1,11 @@
 /**
- * GET /files/<key>?expires&filename&signature — downloads from the local object store. No
- * Authorization: the HMAC signature (checked in constant time, before the disk is touched) and the
- * expiry are the authorization. Range, ETag and conditional requests come from @fastify/send; the
- * body of a 200 or 206 is written by file-body.ts (pooled buffers, not send's stream). At most
+ * GET /files/<key>?expires&filename&signature — downloads from the local object store, and every
+ * export's zip archive whatever the object store (with S3 the archive streams from ranged GETs of
+ * the parts; the parts themselves are presigned links to the bucket, so with S3 only archive keys
+ * are served here). No Authorization: the HMAC signature (checked in constant time, before the disk
+ * or the store is touched) and the expiry are the authorization. Range, ETag and conditional
+ * requests of parts come from @fastify/send; the body of a 200 or 206 is written by file-body.ts
+ * (pooled buffers, not send's stream). At most
  * EXPORTD_MAX_DOWNLOADS downloads are served at once; past that, 503 too_many_downloads.
  */
 import type { FileHandle } from "node:fs/promises";
@@ -19,8 +22,8 @@ import { contentDisposition } from "../../object-store/content-disposition.js";
 import { contentTypeOf } from "../../object-store/content-type.js";
 import type { LinkSigner } from "../../object-store/signing.js";
 import type { HttpDeps } from "../deps.js";
-import { ChunkPool, DownloadSlots, writeBody, writeFileRange } from "../file-body.js";
-import { answerFor, archiveOf, archivePieces, checkArchiveFiles } from "./archive.js";
+import { type BodyPiece, ChunkPool, DownloadSlots, writeBody, writeFileRange } from "../file-body.js";
+import { type ArchiveReader, answerFor, archiveOf, archivePieces, checkArchiveFiles } from "./archive.js";
 import { FileParams, FileQuery, FileResponses } from "./schemas.js";
 
 /** The query parameters of a signed link; a link with any other is refused as altered. */
@@ -38,14 +41,33 @@ function bodyRange(
   return start === undefined ? null : { start: Number(start), length };
 }
 
-/** What the file route uses: the ExportsPort (to tell a missing file's export), no other part of the store. */
-export type FileRouteDeps = Pick<HttpDeps, "config" | "clock"> & { exports: ExportsPort };
+/**
+ * What the file route uses: the ExportsPort (to tell a missing file's export), no other part of the
+ * store; the object store for ranged reads of archive parts when it is not the local folder.
+ */
+export type FileRouteDeps = Pick<HttpDeps, "config" | "clock" | "storage"> & { exports: ExportsPort };
 
+/**
+ * Opens the first stream piece (an S3 ranged GET) before any header goes out, so a store that is
+ * away or a part that is gone is answered with the error envelope (503, 410, 404), not a cut body.
+ */
+async function openFirstStream(pieces: BodyPiece[]): Promise<void> {
+  for (const [index, piece] of pieces.entries()) {
+    if (piece.kind !== "stream") continue;
+    if (typeof piece.stream === "function") pieces[index] = { ...piece, stream: await piece.stream() };
+    return;
+  }
+}
+
+/**
+ * Registers /files. `root`: the local object store's folder (parts and archives read from disk), or
+ * null with another object store (S3): archives only, their parts read through `deps.storage`.
+ */
 export function fileRoutes(
   app: FastifyInstance,
   deps: FileRouteDeps,
   signer: LinkSigner,
-  root: string,
+  root: string | null,
 ): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   /**
@@ -66,6 +88,8 @@ export function fileRoutes(
   const missingOrUnavailable = async (key: string, code: unknown): Promise<AppError> => {
     // No errno at all: send's own refusals (a dotfile, a bad path), which name no file that exists.
     if (typeof code !== "string" || code === "ENOENT" || code === "ENAMETOOLONG") return missingFile(key);
+    // S3's own word for an object that is not there (any other S3 failure is the store failing).
+    if (code === "NoSuchKey" || code === "NotFound") return missingFile(key);
     return serviceUnavailable(
       "The file storage cannot be read right now. Retry after the Retry-After seconds.",
     );
@@ -129,7 +153,7 @@ export function fileRoutes(
           ? await deps.exports.getExport(archiveOwner.tenantId, archiveOwner.exportId)
           : null;
         if (!record) throw new AppError("not_found", "The export no longer exists.");
-        const archive = archiveOf(record, root);
+        const archive = archiveOf(record);
         const answer = answerFor(archive, request.headers as Record<string, string | undefined>);
         reply
           .header("etag", archive.etag)
@@ -145,11 +169,23 @@ export function fileRoutes(
           );
         }
         let sending = false;
+        // Aborts the ranged GETs of an S3 archive when the client leaves before its body is done.
+        const abort = new AbortController();
+        let pieces: BodyPiece[] = [];
         try {
+          const reader: ArchiveReader =
+            root !== null
+              ? { kind: "files", root }
+              : { kind: "ranges", storage: deps.storage, signal: abort.signal };
+          pieces =
+            request.method === "GET" ? archivePieces(archive, answer.start, answer.length, reader) : [];
           try {
-            await checkArchiveFiles(archive);
+            if (root !== null) await checkArchiveFiles(archive, root);
+            else await openFirstStream(pieces);
           } catch (err) {
-            throw await missingOrUnavailable(key, (err as { code?: unknown }).code);
+            const e = err as { code?: unknown; name?: unknown };
+            // S3's errors name themselves (NoSuchKey); network failures carry an errno code.
+            throw await missingOrUnavailable(key, root !== null ? e.code : (e.code ?? e.name));
           }
           reply
             .code(answer.status)
@@ -172,17 +208,27 @@ export function fileRoutes(
             return reply;
           }
           sending = true;
-          writeBody(reply.raw, archivePieces(archive, answer.start, answer.length), pool, stallTimeoutMs)
+          reply.raw.once("close", () => abort.abort());
+          writeBody(reply.raw, pieces, pool, stallTimeoutMs)
             .catch((err: unknown) => {
               request.log.error({ err }, "archive download cut short");
               reply.raw.destroy();
             })
-            .finally(() => slots.release());
+            .finally(() => {
+              slots.release();
+              abort.abort();
+            });
         } finally {
-          if (!sending) slots.release();
+          if (!sending) {
+            slots.release();
+            abort.abort();
+          }
         }
         return reply;
       }
+
+      // With S3 the parts are links to the bucket: exportd serves no part here.
+      if (root === null) throw new AppError("not_found", "No such file here.");
 
       // A slot per download from here until its body is written (or it turns out to have none).
       if (!slots.tryAcquire()) {

@@ -1,4 +1,4 @@
-/** Request and response schemas of /files (downloads through signed links of the local object store). */
+/** Request and response schemas of /files (signed links: parts of the local object store, zip archives of either store). */
 import { Type } from "typebox";
 import { noBody, responseHeader } from "../schemas.js";
 
