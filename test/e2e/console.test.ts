@@ -27,7 +27,8 @@ import {
 } from "../helpers/server-process.js";
 import { pastMidnight } from "../helpers/service.js";
 
-const CHROMIUM = "/usr/bin/chromium";
+/** Debian's Chromium (scripts/ensure-chromium.sh installs it before `npm test`), or EXPORTD_CHROMIUM. */
+const CHROMIUM = process.env.EXPORTD_CHROMIUM ?? "/usr/bin/chromium";
 const DAY = 86_400_000;
 const IMAGES = fileURLToPath(new URL("../../docs/images/", import.meta.url));
 const BUILT = fileURLToPath(new URL("../../dist/console/index.html", import.meta.url));
