@@ -178,6 +178,189 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhook_endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List webhook endpoints */
+        get: operations["listWebhookEndpoints"];
+        put?: never;
+        /**
+         * Create a webhook endpoint
+         * @description Registers a URL that receives this tenant's export events, signed with the Standard Webhooks scheme. The answer carries the signing secret (`whsec_…`): it is shown only this once.
+         */
+        post: operations["createWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhook_endpoints/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a webhook endpoint */
+        get: operations["getWebhookEndpoint"];
+        put?: never;
+        post?: never;
+        /** Delete a webhook endpoint */
+        delete: operations["deleteWebhookEndpoint"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a webhook endpoint
+         * @description Changes its url, events or description; the secret stays.
+         */
+        patch: operations["changeWebhookEndpoint"];
+        trace?: never;
+    };
+    "/v1/webhook_endpoints/{id}/enable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enable a webhook endpoint
+         * @description Events from now on are delivered again (also after exportd disabled it for a 410 or for failing).
+         */
+        post: operations["enableWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhook_endpoints/{id}/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Disable a webhook endpoint
+         * @description No event is delivered while it is disabled; its pending deliveries are abandoned (redeliver them by hand).
+         */
+        post: operations["disableWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhook_endpoints/{id}/rotate_secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate the signing secret
+         * @description A new secret (shown only now) signs from now on; for 24 hours the old one signs too, so `webhook-signature` carries both signatures until receivers switch.
+         */
+        post: operations["rotateSigningSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhook_endpoints/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a test event
+         * @description Queues a `webhook.test` event for this endpoint alone, delivered, signed and logged like any other.
+         */
+        post: operations["sendTestEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhook_endpoints/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The endpoint's delivery log
+         * @description Deliveries to this endpoint, newest first, each with every attempt (time, status, duration, error, the first KiB of the answer).
+         */
+        get: operations["endpointSDeliveryLog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhook_endpoints/{id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Redeliver an event
+         * @description Sends the event to this endpoint again now, with the same webhook-id and a fresh retry schedule.
+         */
+        post: operations["redeliverEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhook_events/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An event and its deliveries
+         * @description The event (its id is the `webhook-id`) and its deliveries to this tenant's endpoints, each with every attempt.
+         */
+        get: operations["eventAndItsDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/files/{key}": {
         parameters: {
             query?: never;
@@ -191,6 +374,295 @@ export interface paths {
          */
         get: operations["downloadThroughSignedLink"];
         put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/tenants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List tenants
+         * @description By name. Pass `next_cursor` as `cursor` for the next page.
+         */
+        get: operations["listTenants"];
+        put?: never;
+        /**
+         * Create a tenant
+         * @description On the `default` plan unless `plan` names another; `limits` override the plan's.
+         */
+        post: operations["createTenant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/tenants/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a tenant */
+        get: operations["getTenant"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a tenant
+         * @description Removes the tenant and everything it owns: its exports' files in the object store, its exports, parts, idempotency keys and API keys. Cannot be undone.
+         */
+        delete: operations["deleteTenant"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a tenant's plan or limits
+         * @description A limit of null clears the tenant's override. Takes effect within a second.
+         */
+        patch: operations["changeTenantSPlanOrLimits"];
+        trace?: never;
+    };
+    "/admin/v1/tenants/{name}/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Disable a tenant
+         * @description Every key of the tenant is refused (403 `tenant_disabled`) within a second, and its queued and running exports are canceled.
+         */
+        post: operations["disableTenant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/tenants/{name}/enable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Enable a tenant */
+        post: operations["enableTenant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/tenants/{name}/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a tenant's API keys
+         * @description Revoked keys included. Never the keys themselves.
+         */
+        get: operations["listTenantSApiKeys"];
+        put?: never;
+        /**
+         * Create an API key for a tenant
+         * @description The answer holds the key itself, this once; only its hash is stored.
+         */
+        post: operations["createApiKeyForTenant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/tenants/{name}/keys/{prefix}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke an API key
+         * @description The key stops working within a second on every process.
+         */
+        post: operations["revokeApiKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/tenants/{name}/keys/{prefix}/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate an API key
+         * @description A new key with the same scopes (shown this once); the old one stops within a second.
+         */
+        post: operations["rotateApiKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List plans */
+        get: operations["listPlans"];
+        put?: never;
+        /** Create a plan */
+        post: operations["createPlan"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/plans/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change a plan
+         * @description Every tenant on the plan gets the new limits within a second (unless it overrides them).
+         */
+        patch: operations["changePlan"];
+        trace?: never;
+    };
+    "/admin/v1/exports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List exports of any tenant
+         * @description Newest first, optionally of one tenant, status or dataset. Never with download links.
+         */
+        get: operations["listExportsOfAnyTenant"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/exports/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get an export of any tenant */
+        get: operations["getExportOfAnyTenant"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/exports/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel an export of any tenant
+         * @description As the tenant's own cancel: stops a queued or running export and deletes its files.
+         */
+        post: operations["cancelExportOfAnyTenant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List audit entries
+         * @description Every operator write, newest first; filter by tenant name or action.
+         */
+        get: operations["listAuditEntries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/maintenance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get maintenance mode
+         * @description The state stored by the operator (EXPORTD_MAINTENANCE forces it on in a process besides).
+         */
+        get: operations["getMaintenanceMode"];
+        /**
+         * Switch maintenance mode
+         * @description While on, writes of the public API answer 503 `maintenance`; every process follows within 2 seconds.
+         */
+        put: operations["switchMaintenanceMode"];
         post?: never;
         delete?: never;
         options?: never;
@@ -257,15 +729,35 @@ export interface components {
                 };
                 timezone: string;
                 part_max_rows: number;
+                /** @description The export's datasets in the order they run (one for a single-dataset export). */
+                datasets: {
+                    name: string;
+                    filters: {
+                        [key: string]: string[];
+                    };
+                    columns: string[];
+                }[];
+                bundle: string | null;
+                /** @description True when no range was given (a bundle that allows it). */
+                all_time: boolean;
+                /** @enum {unknown} */
+                archive: "none" | "zip";
             };
             progress: {
-                /** @description Share of the time range covered, 0–100; never moves backwards. */
+                /** @description Share of the work done, 0–100 (datasets done plus the time range covered in the running one, over the datasets); never moves backwards. */
                 percent: number;
+                /** @description Rows written so far, over every dataset. */
                 rows: number;
                 parts: number;
                 estimated_rows: number | null;
+                /** @description Stored bytes of the published parts. */
+                bytes: number;
+                /** @description The dataset running now (several datasets only); null otherwise. */
+                dataset: string | null;
             };
             attempts: number;
+            /** @description Who created the export: `key:<prefix>` (an API key), `token:<sub>` (a sign-in token's subject) or `operator:<prefix>` (an operator key acting for the tenant). Null for exports created before it was kept. */
+            created_by: string | null;
             /** @description Place among the tenant's waiting exports (1 = next); null unless queued. */
             queue_position: number | null;
             error: {
@@ -275,6 +767,8 @@ export interface components {
             } | null;
             parts: {
                 index: number;
+                /** @description The dataset the part belongs to. */
+                dataset: string;
                 rows: number;
                 bytes: number;
                 sha256: string;
@@ -284,6 +778,106 @@ export interface components {
                 /** Format: date-time */
                 url_expires_at: string | null;
             }[];
+            /** @description The zip archive of an export with `"archive": "zip"`; null otherwise. */
+            archive: {
+                filename: string;
+                /** @description The archive's length, once the export succeeded. */
+                bytes: number | null;
+                /** @description Signed link to the zip (manifest.json and every part, stored uncompressed); supports Range. Always a link to exportd's /files route, with either object store. Null until succeeded or without exports:download. */
+                url: string | null;
+                /** Format: date-time */
+                url_expires_at: string | null;
+            } | null;
+            /** @description The archive's manifest.json as it stands (`complete` once succeeded); null without an archive. */
+            manifest: {
+                manifest_version: number;
+                export_id: string;
+                bundle: string | null;
+                /** Format: date-time */
+                created_at: string;
+                range: {
+                    from: string;
+                    to: string;
+                    all_time: boolean;
+                };
+                timezone: string;
+                format: string;
+                compression: string;
+                complete: boolean;
+                datasets: {
+                    name: string;
+                    columns: {
+                        name: string;
+                        type: string | null;
+                    }[];
+                    request: {
+                        filters: {
+                            [key: string]: string[];
+                        };
+                        columns: string[];
+                    };
+                    rows: number;
+                    bytes: number;
+                    parts: {
+                        index: number;
+                        path: string;
+                        rows: number;
+                        bytes: number;
+                        sha256: string;
+                        crc32: string | null;
+                    }[];
+                }[];
+            } | null;
+        };
+        Tenant: {
+            /** @enum {string} */
+            object: "tenant";
+            id: string;
+            name: string;
+            plan: string;
+            /** @enum {unknown} */
+            status: "active" | "disabled";
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            disabled_at: string | null;
+            limits: {
+                /** @description Exports of the tenant running at once. */
+                max_running: number;
+                /** @description Exports waiting at once; past it creates answer 429. */
+                max_queued: number;
+                /** @description API requests per minute, per key. */
+                requests_per_minute: number;
+            };
+            overrides: {
+                max_running: number | null;
+                max_queued: number | null;
+                requests_per_minute: number | null;
+            };
+        };
+        WebhookEndpoint: {
+            id: string;
+            /** @enum {string} */
+            object: "webhook_endpoint";
+            url: string;
+            description: string;
+            events: string[];
+            enabled: boolean;
+            /** @description Why it is disabled: manual, gone, failing — by its owner, because the receiver answered 410, or because every attempt failed for days. */
+            disabled_reason: string | null;
+            /** Format: date-time */
+            disabled_at: string | null;
+            /** Format: date-time */
+            failing_since: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /**
+             * Format: date-time
+             * @description Until when the previous secret signs too (rotation).
+             */
+            previous_secret_expires_at: string | null;
         };
     };
     responses: never;
@@ -538,7 +1132,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now: the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
             503: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -725,7 +1319,11 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -742,12 +1340,12 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "invalid_request";
+                            code?: "invalid_request" | "tenant_header_not_allowed";
                         };
                     };
                 };
             };
-            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key. */
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
             401: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -765,7 +1363,11 @@ export interface operations {
                     };
                 };
             };
-            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
             403: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -782,7 +1384,29 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "insufficient_scope";
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /** @description `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`). */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unknown_tenant";
                         };
                     };
                 };
@@ -921,7 +1545,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now: the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
             503: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -982,7 +1606,11 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -999,12 +1627,12 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "invalid_request";
+                            code?: "invalid_request" | "tenant_header_not_allowed";
                         };
                     };
                 };
             };
-            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key. */
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
             401: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1022,7 +1650,11 @@ export interface operations {
                     };
                 };
             };
-            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
             403: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1039,7 +1671,29 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "insufficient_scope";
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /** @description `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`). */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unknown_tenant";
                         };
                     };
                 };
@@ -1178,7 +1832,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now: the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
             503: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1217,18 +1871,35 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    /** @description A dataset name from GET /v1/datasets. */
-                    dataset: string;
-                    /** @description Start, inclusive: ISO 8601 with offset, a local date-time or a date (its first instant), read in `timezone`. */
-                    from: string;
+                    /** @description A dataset name from GET /v1/datasets. Exactly one of `dataset`, `datasets` and `bundle`. */
+                    dataset?: string;
+                    /** @description Several datasets in one export, run in this order, sharing the range, zone and format; downloadable as one zip with a manifest. */
+                    datasets?: {
+                        name: string;
+                        /** @description Filter name → one value or a list of values. */
+                        filters?: {
+                            [key: string]: string | string[];
+                        };
+                        /** @description Columns to export, in this order. Default: every column. */
+                        columns?: string[];
+                    }[];
+                    /** @description A named set of datasets from the server's config file (e.g. `account`); may allow leaving out `from` and `to`. */
+                    bundle?: string;
+                    /** @description Start, inclusive: ISO 8601 with offset, a local date-time or a date (its first instant), read in `timezone`. Required unless the bundle allows all-time exports. */
+                    from?: string;
                     /** @description End, exclusive: ISO 8601 with offset, a local date-time, a date, or "now". */
-                    to: string;
+                    to?: string;
                     /** @description Filter name → one value or a list of values. */
                     filters?: {
                         [key: string]: string | string[];
                     };
                     /** @description Columns to export, in this order. Default: every column. */
                     columns?: string[];
+                    /**
+                     * @description `zip`: the export is also one zip archive of every part plus `manifest.json`. Default: `zip` with `datasets` or `bundle`, `none` with `dataset`.
+                     * @enum {unknown}
+                     */
+                    archive?: "none" | "zip";
                     /**
                      * @default csv
                      * @enum {unknown}
@@ -1315,6 +1986,8 @@ export interface operations {
              * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
              *
              *     `invalid_date_range`: The time range is longer than the dataset allows. `details` names the limit.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
             400: {
                 headers: {
@@ -1332,12 +2005,12 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "invalid_request" | "invalid_date_range";
+                            code?: "invalid_request" | "invalid_date_range" | "tenant_header_not_allowed";
                         };
                     };
                 };
             };
-            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key. */
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
             401: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1359,6 +2032,8 @@ export interface operations {
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
              *     `plan_required`: The dataset is not part of the tenant's plan. The message names the dataset; an upgrade of the plan is needed.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
              */
             403: {
                 headers: {
@@ -1376,7 +2051,29 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "insufficient_scope" | "plan_required";
+                            code?: "insufficient_scope" | "plan_required" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /** @description `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`). */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unknown_tenant";
                         };
                     };
                 };
@@ -1610,7 +2307,7 @@ export interface operations {
             /**
              * @description `maintenance`: exportd is in maintenance: writes (create, cancel) are refused, reads and downloads keep working. Retry after `Retry-After` seconds.
              *
-             *     `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now: the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
+             *     `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
              */
             503: {
                 headers: {
@@ -1667,7 +2364,11 @@ export interface operations {
                     "application/json": components["schemas"]["Export"];
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1684,12 +2385,12 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "invalid_request";
+                            code?: "invalid_request" | "tenant_header_not_allowed";
                         };
                     };
                 };
             };
-            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key. */
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
             401: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1707,7 +2408,11 @@ export interface operations {
                     };
                 };
             };
-            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
             403: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1724,12 +2429,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "insufficient_scope";
+                            code?: "insufficient_scope" | "tenant_disabled";
                         };
                     };
                 };
             };
-            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). */
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
             404: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1746,7 +2455,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "not_found";
+                            code?: "not_found" | "unknown_tenant";
                         };
                     };
                 };
@@ -1885,7 +2594,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now: the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
             503: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1944,7 +2653,11 @@ export interface operations {
                     "text/event-stream": string;
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1961,12 +2674,12 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "invalid_request";
+                            code?: "invalid_request" | "tenant_header_not_allowed";
                         };
                     };
                 };
             };
-            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key. */
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
             401: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1984,7 +2697,11 @@ export interface operations {
                     };
                 };
             };
-            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
             403: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -2001,12 +2718,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "insufficient_scope";
+                            code?: "insufficient_scope" | "tenant_disabled";
                         };
                     };
                 };
             };
-            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). */
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
             404: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -2023,7 +2744,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "not_found";
+                            code?: "not_found" | "unknown_tenant";
                         };
                     };
                 };
@@ -2163,7 +2884,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now: the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
+             * @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
              *
              *     `too_many_event_streams`: This server already holds as many progress streams (`GET /v1/exports/{id}/events`) open as it allows (`EXPORTD_MAX_EVENT_STREAMS`). Retry after `Retry-After` seconds, or poll `GET /v1/exports/{id}` meanwhile.
              */
@@ -2220,7 +2941,11 @@ export interface operations {
                     "application/json": components["schemas"]["Export"];
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -2237,12 +2962,12 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "invalid_request";
+                            code?: "invalid_request" | "tenant_header_not_allowed";
                         };
                     };
                 };
             };
-            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key. */
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
             401: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -2260,7 +2985,11 @@ export interface operations {
                     };
                 };
             };
-            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
             403: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -2277,12 +3006,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "insufficient_scope";
+                            code?: "insufficient_scope" | "tenant_disabled";
                         };
                     };
                 };
             };
-            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). */
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
             404: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -2299,7 +3032,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "not_found";
+                            code?: "not_found" | "unknown_tenant";
                         };
                     };
                 };
@@ -2507,7 +3240,7 @@ export interface operations {
             /**
              * @description `maintenance`: exportd is in maintenance: writes (create, cancel) are refused, reads and downloads keep working. Retry after `Retry-After` seconds.
              *
-             *     `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now: the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
+             *     `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
              */
             503: {
                 headers: {
@@ -2538,6 +3271,8 @@ export interface operations {
         parameters: {
             query?: {
                 part?: number;
+                /** @description The export's zip archive instead of a part (served by exportd's /files route with either object store). */
+                archive?: "zip";
                 redirect?: boolean;
             };
             header?: never;
@@ -2565,7 +3300,8 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        part: number;
+                        /** @description The part's index; null for the zip archive. */
+                        part: number | null;
                         filename: string;
                         url: string;
                         /** Format: date-time */
@@ -2592,7 +3328,11 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -2609,12 +3349,12 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "invalid_request";
+                            code?: "invalid_request" | "tenant_header_not_allowed";
                         };
                     };
                 };
             };
-            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key. */
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
             401: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -2632,7 +3372,11 @@ export interface operations {
                     };
                 };
             };
-            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
             403: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -2649,12 +3393,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "insufficient_scope";
+                            code?: "insufficient_scope" | "tenant_disabled";
                         };
                     };
                 };
             };
-            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). */
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
             404: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -2671,7 +3419,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "not_found";
+                            code?: "not_found" | "unknown_tenant";
                         };
                     };
                 };
@@ -2854,7 +3602,3947 @@ export interface operations {
                     };
                 };
             };
-            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now: the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    listWebhookEndpoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["WebhookEndpoint"][];
+                    };
+                };
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "tenant_header_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
+            401: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description `Bearer realm="exportd"`. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /** @description `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`). */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unknown_tenant";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The key sent more requests than its plan allows per minute, or the client address sent too many requests with a missing or invalid key. Wait for `Retry-After` seconds; the `RateLimit-*` headers show a key's budget. */
+            429: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    createWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Where events are POSTed: https (http only where the operator allows it), a public address. */
+                    url: string;
+                    /** @description Event types to receive. Default: export.succeeded, export.failed, export.canceled, export.expired. */
+                    events?: ("export.created" | "export.started" | "export.succeeded" | "export.failed" | "export.canceled" | "export.expired")[];
+                    description?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @enum {string} */
+                        object: "webhook_endpoint";
+                        url: string;
+                        description: string;
+                        events: string[];
+                        enabled: boolean;
+                        disabled_reason: string | null;
+                        /** Format: date-time */
+                        disabled_at: string | null;
+                        /** Format: date-time */
+                        failing_since: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        updated_at: string;
+                        /** Format: date-time */
+                        previous_secret_expires_at: string | null;
+                        /** @description The signing secret (`whsec_…`), shown only now: verify `webhook-signature` with it. */
+                        secret: string;
+                    };
+                };
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `invalid_webhook_url`: A webhook endpoint's URL is refused: not https (unless the operator allows http), carries credentials or a fragment, or its host is — or resolves to — an address exportd does not send to (loopback, private, link-local and cloud metadata, carrier-grade NAT, unique-local IPv6, IPv4-mapped IPv6…; see docs/webhooks.md). The message says why.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "invalid_webhook_url" | "tenant_header_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
+            401: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description `Bearer realm="exportd"`. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /** @description `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`). */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unknown_tenant";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The key sent more requests than its plan allows per minute, or the client address sent too many requests with a missing or invalid key. Wait for `Retry-After` seconds; the `RateLimit-*` headers show a key's budget. */
+            429: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `maintenance`: exportd is in maintenance: writes (create, cancel) are refused, reads and downloads keep working. Retry after `Retry-After` seconds.
+             *
+             *     `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
+             */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "maintenance" | "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    getWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "tenant_header_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
+            401: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description `Bearer realm="exportd"`. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found" | "unknown_tenant";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The key sent more requests than its plan allows per minute, or the client address sent too many requests with a missing or invalid key. Wait for `Retry-After` seconds; the `RateLimit-*` headers show a key's budget. */
+            429: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    deleteWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoint is deleted (with its deliveries and their log). */
+            204: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "tenant_header_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
+            401: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description `Bearer realm="exportd"`. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found" | "unknown_tenant";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The key sent more requests than its plan allows per minute, or the client address sent too many requests with a missing or invalid key. Wait for `Retry-After` seconds; the `RateLimit-*` headers show a key's budget. */
+            429: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `maintenance`: exportd is in maintenance: writes (create, cancel) are refused, reads and downloads keep working. Retry after `Retry-After` seconds.
+             *
+             *     `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
+             */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "maintenance" | "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    changeWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Where events are POSTed: https (http only where the operator allows it), a public address. */
+                    url?: string;
+                    /** @description Event types to receive. Default: export.succeeded, export.failed, export.canceled, export.expired. */
+                    events?: ("export.created" | "export.started" | "export.succeeded" | "export.failed" | "export.canceled" | "export.expired")[];
+                    description?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `invalid_webhook_url`: A webhook endpoint's URL is refused: not https (unless the operator allows http), carries credentials or a fragment, or its host is — or resolves to — an address exportd does not send to (loopback, private, link-local and cloud metadata, carrier-grade NAT, unique-local IPv6, IPv4-mapped IPv6…; see docs/webhooks.md). The message says why.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "invalid_webhook_url" | "tenant_header_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
+            401: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description `Bearer realm="exportd"`. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found" | "unknown_tenant";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The key sent more requests than its plan allows per minute, or the client address sent too many requests with a missing or invalid key. Wait for `Retry-After` seconds; the `RateLimit-*` headers show a key's budget. */
+            429: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `maintenance`: exportd is in maintenance: writes (create, cancel) are refused, reads and downloads keep working. Retry after `Retry-After` seconds.
+             *
+             *     `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
+             */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "maintenance" | "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    enableWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "tenant_header_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
+            401: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description `Bearer realm="exportd"`. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found" | "unknown_tenant";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The key sent more requests than its plan allows per minute, or the client address sent too many requests with a missing or invalid key. Wait for `Retry-After` seconds; the `RateLimit-*` headers show a key's budget. */
+            429: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `maintenance`: exportd is in maintenance: writes (create, cancel) are refused, reads and downloads keep working. Retry after `Retry-After` seconds.
+             *
+             *     `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
+             */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "maintenance" | "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    disableWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "tenant_header_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
+            401: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description `Bearer realm="exportd"`. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found" | "unknown_tenant";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The key sent more requests than its plan allows per minute, or the client address sent too many requests with a missing or invalid key. Wait for `Retry-After` seconds; the `RateLimit-*` headers show a key's budget. */
+            429: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `maintenance`: exportd is in maintenance: writes (create, cancel) are refused, reads and downloads keep working. Retry after `Retry-After` seconds.
+             *
+             *     `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
+             */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "maintenance" | "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    rotateSigningSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @enum {string} */
+                        object: "webhook_endpoint";
+                        url: string;
+                        description: string;
+                        events: string[];
+                        enabled: boolean;
+                        disabled_reason: string | null;
+                        /** Format: date-time */
+                        disabled_at: string | null;
+                        /** Format: date-time */
+                        failing_since: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        updated_at: string;
+                        /** Format: date-time */
+                        previous_secret_expires_at: string | null;
+                        /** @description The signing secret (`whsec_…`), shown only now: verify `webhook-signature` with it. */
+                        secret: string;
+                    };
+                };
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "tenant_header_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
+            401: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description `Bearer realm="exportd"`. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found" | "unknown_tenant";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The key sent more requests than its plan allows per minute, or the client address sent too many requests with a missing or invalid key. Wait for `Retry-After` seconds; the `RateLimit-*` headers show a key's budget. */
+            429: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `maintenance`: exportd is in maintenance: writes (create, cancel) are refused, reads and downloads keep working. Retry after `Retry-After` seconds.
+             *
+             *     `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
+             */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "maintenance" | "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    sendTestEvent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "webhook_event";
+                        /** @description The test event's id (its webhook-id). */
+                        id: string;
+                        type: string;
+                    };
+                };
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "tenant_header_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
+            401: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description `Bearer realm="exportd"`. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found" | "unknown_tenant";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The key sent more requests than its plan allows per minute, or the client address sent too many requests with a missing or invalid key. Wait for `Retry-After` seconds; the `RateLimit-*` headers show a key's budget. */
+            429: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `maintenance`: exportd is in maintenance: writes (create, cancel) are refused, reads and downloads keep working. Retry after `Retry-After` seconds.
+             *
+             *     `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
+             */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "maintenance" | "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    endpointSDeliveryLog: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            id: string;
+                            /** @enum {string} */
+                            object: "webhook_delivery";
+                            /** @description Also the `webhook-id` header of every attempt. */
+                            event_id: string;
+                            event_type: string;
+                            endpoint_id: string;
+                            /** @enum {unknown} */
+                            state: "pending" | "delivered" | "abandoned";
+                            attempts: number;
+                            /** Format: date-time */
+                            next_attempt_at: string | null;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            delivered_at: string | null;
+                            last_status: number | null;
+                            last_error: string | null;
+                            log: {
+                                /** Format: date-time */
+                                attempted_at: string;
+                                /** @description The answer's HTTP status; null when none came. */
+                                status: number | null;
+                                duration_ms: number;
+                                error: string | null;
+                                /** @description The first KiB of the answer's body. */
+                                response: string | null;
+                            }[];
+                        }[];
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "tenant_header_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
+            401: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description `Bearer realm="exportd"`. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found" | "unknown_tenant";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The key sent more requests than its plan allows per minute, or the client address sent too many requests with a missing or invalid key. Wait for `Retry-After` seconds; the `RateLimit-*` headers show a key's budget. */
+            429: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    redeliverEvent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * Format: uuid
+                     * @description The event to send again (the same webhook-id).
+                     */
+                    event_id: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "webhook_redelivery";
+                        event_id: string;
+                    };
+                };
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "tenant_header_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
+            401: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description `Bearer realm="exportd"`. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found" | "unknown_tenant";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The key sent more requests than its plan allows per minute, or the client address sent too many requests with a missing or invalid key. Wait for `Retry-After` seconds; the `RateLimit-*` headers show a key's budget. */
+            429: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `maintenance`: exportd is in maintenance: writes (create, cancel) are refused, reads and downloads keep working. Retry after `Retry-After` seconds.
+             *
+             *     `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
+             */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "maintenance" | "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    eventAndItsDeliveries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @enum {string} */
+                        object: "webhook_event";
+                        type: string;
+                        export_id: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        deliveries: {
+                            id: string;
+                            /** @enum {string} */
+                            object: "webhook_delivery";
+                            /** @description Also the `webhook-id` header of every attempt. */
+                            event_id: string;
+                            event_type: string;
+                            endpoint_id: string;
+                            /** @enum {unknown} */
+                            state: "pending" | "delivered" | "abandoned";
+                            attempts: number;
+                            /** Format: date-time */
+                            next_attempt_at: string | null;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            delivered_at: string | null;
+                            last_status: number | null;
+                            last_error: string | null;
+                            log: {
+                                /** Format: date-time */
+                                attempted_at: string;
+                                /** @description The answer's HTTP status; null when none came. */
+                                status: number | null;
+                                duration_ms: number;
+                                error: string | null;
+                                /** @description The first KiB of the answer's body. */
+                                response: string | null;
+                            }[];
+                        }[];
+                    };
+                };
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             *
+             *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "tenant_header_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `unauthorized`: The Authorization header is missing, is not `Bearer <key>`, or names an unknown or revoked key; or it carries a sign-in token (JWT) that fails verification — the message says only that it is not valid or has expired, the server's log says which check failed. */
+            401: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description `Bearer realm="exportd"`. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
+             *
+             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope" | "tenant_disabled";
+                        };
+                    };
+                };
+            };
+            /**
+             * @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names.
+             *
+             *     `unknown_tenant`: The tenant named in `X-Exportd-Tenant` does not exist. Create it through the operator API first (`POST /admin/v1/tenants`).
+             */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found" | "unknown_tenant";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The key sent more requests than its plan allows per minute, or the client address sent too many requests with a missing or invalid key. Wait for `Retry-After` seconds; the `RateLimit-*` headers show a key's budget. */
+            429: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit": number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining": number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset": number;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Requests the key may send per window (60 s). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the current window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window starts over. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
             503: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -2919,6 +7607,7 @@ export interface operations {
                     "application/gzip": string;
                     "text/csv; charset=utf-8": string;
                     "application/x-ndjson": string;
+                    "application/zip": string;
                 };
             };
             /** @description The requested byte range of the part. */
@@ -2946,6 +7635,7 @@ export interface operations {
                     "application/gzip": string;
                     "text/csv; charset=utf-8": string;
                     "application/x-ndjson": string;
+                    "application/zip": string;
                 };
             };
             /** @description The client's copy (If-None-Match, If-Modified-Since) is current. */
@@ -2999,7 +7689,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). */
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
             404: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -3160,7 +7850,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now: the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
+             * @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready.
              *
              *     `too_many_downloads`: This server is already sending as many downloads as it allows at once (`EXPORTD_MAX_DOWNLOADS`). Retry after `Retry-After` seconds; the link stays valid until it expires.
              */
@@ -3177,6 +7867,4142 @@ export interface operations {
                         error?: {
                             /** @enum {unknown} */
                             code?: "service_unavailable" | "too_many_downloads";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    listTenants: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Tenant"][];
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    createTenant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Letters, digits, `.`, `_` and `-`, starting with a letter or digit; as sent in X-Exportd-Tenant. */
+                    name: string;
+                    plan?: string;
+                    /** @description Per-tenant overrides of the plan's limits; null: as the plan says. */
+                    limits?: {
+                        max_running?: number | null;
+                        max_queued?: number | null;
+                        requests_per_minute?: number | null;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "tenant";
+                        id: string;
+                        name: string;
+                        plan: string;
+                        /** @enum {unknown} */
+                        status: "active" | "disabled";
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        disabled_at: string | null;
+                        limits: {
+                            /** @description Exports of the tenant running at once. */
+                            max_running: number;
+                            /** @description Exports waiting at once; past it creates answer 429. */
+                            max_queued: number;
+                            /** @description API requests per minute, per key. */
+                            requests_per_minute: number;
+                        };
+                        overrides: {
+                            max_running: number | null;
+                            max_queued: number | null;
+                            requests_per_minute: number | null;
+                        };
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `already_exists`: The operator API was asked to create a tenant or plan whose name is taken. Change it with `PATCH` instead, or pick another name. */
+            409: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "already_exists";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    getTenant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "tenant";
+                        id: string;
+                        name: string;
+                        plan: string;
+                        /** @enum {unknown} */
+                        status: "active" | "disabled";
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        disabled_at: string | null;
+                        limits: {
+                            /** @description Exports of the tenant running at once. */
+                            max_running: number;
+                            /** @description Exports waiting at once; past it creates answer 429. */
+                            max_queued: number;
+                            /** @description API requests per minute, per key. */
+                            requests_per_minute: number;
+                        };
+                        overrides: {
+                            max_running: number | null;
+                            max_queued: number | null;
+                            requests_per_minute: number | null;
+                        };
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    deleteTenant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "tenant_deleted";
+                        name: string;
+                        deleted_exports: number;
+                        deleted_keys: number;
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    changeTenantSPlanOrLimits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    plan?: string;
+                    /** @description Per-tenant overrides of the plan's limits; null: as the plan says. */
+                    limits?: {
+                        max_running?: number | null;
+                        max_queued?: number | null;
+                        requests_per_minute?: number | null;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "tenant";
+                        id: string;
+                        name: string;
+                        plan: string;
+                        /** @enum {unknown} */
+                        status: "active" | "disabled";
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        disabled_at: string | null;
+                        limits: {
+                            /** @description Exports of the tenant running at once. */
+                            max_running: number;
+                            /** @description Exports waiting at once; past it creates answer 429. */
+                            max_queued: number;
+                            /** @description API requests per minute, per key. */
+                            requests_per_minute: number;
+                        };
+                        overrides: {
+                            max_running: number | null;
+                            max_queued: number | null;
+                            requests_per_minute: number | null;
+                        };
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    disableTenant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        tenant: components["schemas"]["Tenant"];
+                        /** @description Ids of the queued and running exports canceled. */
+                        canceled_exports: string[];
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    enableTenant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "tenant";
+                        id: string;
+                        name: string;
+                        plan: string;
+                        /** @enum {unknown} */
+                        status: "active" | "disabled";
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        disabled_at: string | null;
+                        limits: {
+                            /** @description Exports of the tenant running at once. */
+                            max_running: number;
+                            /** @description Exports waiting at once; past it creates answer 429. */
+                            max_queued: number;
+                            /** @description API requests per minute, per key. */
+                            requests_per_minute: number;
+                        };
+                        overrides: {
+                            max_running: number | null;
+                            max_queued: number | null;
+                            requests_per_minute: number | null;
+                        };
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    listTenantSApiKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @enum {string} */
+                            object: "api_key";
+                            prefix: string;
+                            last4: string;
+                            scopes: string[];
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            last_used_at: string | null;
+                            /** Format: date-time */
+                            revoked_at: string | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    createApiKeyForTenant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Tenant scopes of the key; every scope when left out. */
+                    scopes?: ("exports:read" | "exports:write" | "exports:download" | "datasets:read" | "webhooks:read" | "webhooks:write")[];
+                };
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "api_key";
+                        prefix: string;
+                        last4: string;
+                        scopes: string[];
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        last_used_at: string | null;
+                        /** Format: date-time */
+                        revoked_at: string | null;
+                        /** @description The key itself: shown this once, stored only as a hash. */
+                        key: string;
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    revokeApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                prefix: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done; no body. */
+            204: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    rotateApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                prefix: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "api_key";
+                        prefix: string;
+                        last4: string;
+                        scopes: string[];
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        last_used_at: string | null;
+                        /** Format: date-time */
+                        revoked_at: string | null;
+                        /** @description The key itself: shown this once, stored only as a hash. */
+                        key: string;
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    listPlans: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @enum {string} */
+                            object: "plan";
+                            name: string;
+                            limits: {
+                                /** @description Exports of the tenant running at once. */
+                                max_running: number;
+                                /** @description Exports waiting at once; past it creates answer 429. */
+                                max_queued: number;
+                                /** @description API requests per minute, per key. */
+                                requests_per_minute: number;
+                            };
+                        }[];
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    createPlan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name: string;
+                    limits: {
+                        max_running: number;
+                        max_queued: number;
+                        requests_per_minute: number;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "plan";
+                        name: string;
+                        limits: {
+                            /** @description Exports of the tenant running at once. */
+                            max_running: number;
+                            /** @description Exports waiting at once; past it creates answer 429. */
+                            max_queued: number;
+                            /** @description API requests per minute, per key. */
+                            requests_per_minute: number;
+                        };
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `already_exists`: The operator API was asked to create a tenant or plan whose name is taken. Change it with `PATCH` instead, or pick another name. */
+            409: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "already_exists";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    changePlan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    limits: {
+                        max_running?: number;
+                        max_queued?: number;
+                        requests_per_minute?: number;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "plan";
+                        name: string;
+                        limits: {
+                            /** @description Exports of the tenant running at once. */
+                            max_running: number;
+                            /** @description Exports waiting at once; past it creates answer 429. */
+                            max_queued: number;
+                            /** @description API requests per minute, per key. */
+                            requests_per_minute: number;
+                        };
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    listExportsOfAnyTenant: {
+        parameters: {
+            query?: {
+                tenant?: string;
+                status?: "queued" | "running" | "succeeded" | "failed" | "canceled" | "expired";
+                dataset?: string;
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description The export's tenant; null once the tenant is gone. */
+                            tenant: string | null;
+                            export: components["schemas"]["Export"];
+                        }[];
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    getExportOfAnyTenant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The export's tenant; null once the tenant is gone. */
+                        tenant: string | null;
+                        export: components["schemas"]["Export"];
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    cancelExportOfAnyTenant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The export's tenant; null once the tenant is gone. */
+                        tenant: string | null;
+                        export: components["schemas"]["Export"];
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `not_cancellable`: The export already reached a final status and can no longer be canceled. */
+            409: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_cancellable";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    listAuditEntries: {
+        parameters: {
+            query?: {
+                tenant?: string;
+                action?: string;
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @enum {string} */
+                            object: "audit_entry";
+                            id: string;
+                            /** Format: date-time */
+                            at: string;
+                            /** @description `operator:<prefix>`, `bootstrap` or `cli:<user>`. */
+                            actor: string;
+                            /** @description What was done, e.g. `tenant.disable`, `api_key.create`. */
+                            action: string;
+                            tenant: string | null;
+                            /** @description What it was done to, e.g. `tenant:acme`, `api_key:<prefix>`. */
+                            target: string;
+                            /** @description The state before (null for a create). */
+                            before: unknown;
+                            /** @description The state after (null when nothing remains). */
+                            after: unknown;
+                        }[];
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    getMaintenanceMode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "maintenance";
+                        enabled: boolean;
+                        retry_after_seconds: number;
+                        message: string;
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    switchMaintenanceMode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    enabled: boolean;
+                    /** @default 300 */
+                    retry_after_seconds?: number;
+                    message?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "maintenance";
+                        enabled: boolean;
+                        retry_after_seconds: number;
+                        message: string;
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
                         };
                     };
                 };
