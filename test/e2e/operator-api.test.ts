@@ -517,6 +517,13 @@ for (const engine of ["sqlite", "postgres"] as const) {
         "tenant_header_not_allowed",
       );
       assertError(await h.call("GET", "/v1/exports", actor, undefined, as("nobody")), 404, "unknown_tenant");
+      // A name longer than any tenant's is not looked up nor echoed back (it was, all 12,000 bytes).
+      const huge = assertError(
+        await h.call("GET", "/v1/exports", actor, undefined, as("a".repeat(12_000))),
+        404,
+        "unknown_tenant",
+      );
+      assert.ok(JSON.stringify(huge).length < 1_000, JSON.stringify(huge).slice(0, 300));
       assertError(await h.call("GET", "/v1/exports", actor), 400, "invalid_request");
       assert.equal(
         (await h.call("GET", "/v1/exports", TOKEN, undefined, as("acme"))).status,
