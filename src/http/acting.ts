@@ -50,9 +50,9 @@ export class TenantActing {
   }
 
   /**
-   * The caller acting for the tenant of the header, or null when the token is no operator
-   * credential (the tenant-key path then answers). Throws AppError: `invalid_request` (operator key
-   * without the header), `insufficient_scope` (no `admin:act`), `unknown_tenant` (also for a name
+   * The caller acting for the tenant of the header (an array: the request has several header
+   * lines), or null when the token is no operator credential (the tenant-key path then answers).
+   * Throws AppError: `invalid_request` (operator key without the header, or with several), `insufficient_scope` (no `admin:act`), `unknown_tenant` (also for a name
    * longer than any tenant's, not echoed), `tenant_disabled`.
    */
   async authenticate(
@@ -62,6 +62,13 @@ export class TenantActing {
   ): Promise<AuthContext | null> {
     const operator = await this.operators.verify(token, now);
     if (!operator) return null;
+    // Several header lines (Node would join them as "a, b"): which tenant is meant is ambiguous.
+    if (Array.isArray(header)) {
+      throw invalidRequest(
+        [{ field: TENANT_HEADER, code: "invalid", message: "Send one X-Exportd-Tenant header." }],
+        "The request carries several X-Exportd-Tenant headers: which tenant is meant is ambiguous.",
+      );
+    }
     if (typeof header !== "string" || header.length === 0) {
       throw invalidRequest(
         [{ field: TENANT_HEADER, code: "required", message: "Name the tenant to act for." }],
