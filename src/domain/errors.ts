@@ -29,7 +29,7 @@ export const ERROR_CATALOGUE = {
     status: 400,
     retryable: false,
     on: "every",
-    when: "The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.",
+    when: "The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.",
   },
   invalid_webhook_url: {
     status: 400,

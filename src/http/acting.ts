@@ -16,6 +16,8 @@ import type { AuthContext } from "./auth.js";
 
 /** The header that names the tenant an operator acts for. */
 export const TENANT_HEADER = "x-exportd-tenant";
+/** The longest tenant name there can be (a sign-in token's tenant claim, token-verifier.ts). */
+const MAX_ACTED_TENANT_LENGTH = 200;
 /** A tenant named in the header is read at most this often per process (as a key's tenant is). */
 const TENANT_CACHE_MS = 1_000;
 
@@ -48,9 +50,10 @@ export class TenantActing {
   }
 
   /**
-   * The caller acting for the tenant of the header, or null when the token is no operator
-   * credential (the tenant-key path then answers). Throws AppError: `invalid_request` (operator key
-   * without the header), `insufficient_scope` (no `admin:act`), `unknown_tenant`, `tenant_disabled`.
+   * The caller acting for the tenant of the header (an array: the request has several header
+   * lines), or null when the token is no operator credential (the tenant-key path then answers).
+   * Throws AppError: `invalid_request` (operator key without the header, or with several), `insufficient_scope` (no `admin:act`), `unknown_tenant` (also for a name
+   * longer than any tenant's, not echoed), `tenant_disabled`.
    */
   async authenticate(
     token: string,
@@ -59,6 +62,13 @@ export class TenantActing {
   ): Promise<AuthContext | null> {
     const operator = await this.operators.verify(token, now);
     if (!operator) return null;
+    // Several header lines (Node would join them as "a, b"): which tenant is meant is ambiguous.
+    if (Array.isArray(header)) {
+      throw invalidRequest(
+        [{ field: TENANT_HEADER, code: "invalid", message: "Send one X-Exportd-Tenant header." }],
+        "The request carries several X-Exportd-Tenant headers: which tenant is meant is ambiguous.",
+      );
+    }
     if (typeof header !== "string" || header.length === 0) {
       throw invalidRequest(
         [{ field: TENANT_HEADER, code: "required", message: "Name the tenant to act for." }],
@@ -72,6 +82,10 @@ export class TenantActing {
         [{ field: "authorization", code: "missing_scope", message: "admin:act" }],
       );
     }
+    // No tenant has a longer name (operator API: 100, sign-in tokens: 200): such a header is
+    // neither looked up nor echoed back in the answer.
+    if (header.length > MAX_ACTED_TENANT_LENGTH)
+      throw new AppError("unknown_tenant", "No tenant of that name to act for.");
     let tenant = this.tenants.get(header, now);
     if (!tenant) {
       tenant = (await this.store.findTenantByName(header)) ?? undefined;

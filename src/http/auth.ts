@@ -104,11 +104,16 @@ export class FailedAuthLimiter {
  * (RFC 9110 §5.3: Authorization is no list, it may appear once).
  */
 function authorizationLines(rawHeaders: readonly string[]): number {
-  let count = 0;
+  return headerValues(rawHeaders, "authorization").length;
+}
+
+/** Every value of the header `name` (lower case), one per field line, as sent. */
+function headerValues(rawHeaders: readonly string[], name: string): string[] {
+  const values: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]?.toLowerCase() === "authorization") count += 1;
+    if (rawHeaders[i]?.toLowerCase() === name) values.push(rawHeaders[i + 1] ?? "");
   }
-  return count;
+  return values;
 }
 
 function unauthorized(message: string): AppError {
@@ -184,7 +189,9 @@ export function installAuth(
           { "retry-after": String(retryAfter) },
         );
       }
-      const actingFor = request.headers[TENANT_HEADER];
+      // Several lines of the header reach acting as a list (refused there), not joined as "a, b".
+      const tenantLines = headerValues(request.raw.rawHeaders, TENANT_HEADER);
+      const actingFor = tenantLines.length > 1 ? tenantLines : request.headers[TENANT_HEADER];
       if (key !== undefined && TenantActing.applies(key, actingFor)) {
         const operator = await acting.authenticate(key, actingFor, now);
         if (operator) {

@@ -41,10 +41,24 @@ function join(base: string, context: string, name: string): string {
   return base === context ? name : `${base}.${name}`;
 }
 
+/**
+ * Most `details` entries one answer carries: the first ones found. Without a cap a body of a few
+ * kilobytes listing thousands of bad items (each one a detail, schema validation reports them all)
+ * was answered with a detail each — an answer ~40 times the request's size.
+ */
+export const MAX_DETAILS = 100;
+
+/**
+ * Count limits of the schemas whose breach has its own detail code in the catalogue
+ * (`minItems`/`maxItems` on these fields); others are `invalid`.
+ */
+const COUNT_CODES: Readonly<Record<string, ErrorDetail["code"]>> = { datasets: "too_many_datasets" };
+
 export function validationDetails(context: string, errors: AjvError[]): ErrorDetail[] {
   const details: ErrorDetail[] = [];
   const seen = new Set<string>();
   for (const e of errors) {
+    if (details.length >= MAX_DETAILS) break;
     const base = fieldPath(context, e.instancePath);
     let detail: ErrorDetail;
     switch (e.keyword) {
@@ -71,6 +85,12 @@ export function validationDetails(context: string, errors: AjvError[]): ErrorDet
         break;
       case "anyOf":
         continue; // The branches' own errors say more.
+      case "minItems":
+      case "maxItems": {
+        const code = Object.hasOwn(COUNT_CODES, base) ? COUNT_CODES[base] : undefined;
+        detail = { field: base, code: code ?? "invalid", message: e.message ?? "Invalid value." };
+        break;
+      }
       default:
         detail = { field: base, code: "invalid", message: e.message ?? "Invalid value." };
     }
@@ -218,7 +238,12 @@ export function handleClientError(err: NodeJS.ErrnoException, socket: Duplex): v
 
 export function sendError(reply: FastifyReply, request: FastifyRequest, err: AppError): FastifyReply {
   const body: ErrorEnvelope = {
-    error: { code: err.code, message: err.message, request_id: String(request.id), details: err.details },
+    error: {
+      code: err.code,
+      message: err.message,
+      request_id: String(request.id),
+      details: err.details.length > MAX_DETAILS ? err.details.slice(0, MAX_DETAILS) : err.details,
+    },
   };
   // Refused before its body arrived (a bad key, say): close after the answer rather than wait for a
   // body nobody reads, which a client that stops sending would answer with a second, 408, response.

@@ -25,8 +25,13 @@ const JWKS_TIMEOUT_MS = 5_000;
 /** Longest `sub` and tenant name accepted (they are stored on exports and written to logs). */
 const MAX_SUBJECT_LENGTH = 255;
 const MAX_TENANT_LENGTH = 200;
-/** No control characters in a name that ends up in logs and listings. */
-const PRINTABLE = /^[^\p{Cc}]+$/u;
+/**
+ * A name that ends up in logs, listings and the tenant's identity: no control characters, and none
+ * that are invisible or change the layout (format characters such as zero-width spaces and bidi
+ * overrides, line and paragraph separators, surrogates, private-use and unassigned code points),
+ * and no blank at either end — each of those let a claim name a tenant that reads as another one.
+ */
+const PRINTABLE = /^(?![\s])(?!.*[\s]$)[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}\p{Cn}]+$/su;
 
 /** Whether a bearer credential is a JWT rather than an exportd key. */
 export function looksLikeJwt(credential: string): boolean {

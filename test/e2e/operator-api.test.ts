@@ -546,6 +546,27 @@ for (const engine of ["sqlite", "postgres"] as const) {
         "tenant_header_not_allowed",
       );
       assertError(await h.call("GET", "/v1/exports", actor, undefined, as("nobody")), 404, "unknown_tenant");
+      // A name longer than any tenant's is not looked up nor echoed back (it was, all 12,000 bytes).
+      const huge = assertError(
+        await h.call("GET", "/v1/exports", actor, undefined, as("a".repeat(12_000))),
+        404,
+        "unknown_tenant",
+      );
+      assert.ok(JSON.stringify(huge).length < 1_000, JSON.stringify(huge).slice(0, 300));
+      // Two header lines are ambiguous (Node joined them as "acme, globex": unknown_tenant) → 400.
+      // (Node's client sends an array value as one line each; the helper's type says string.)
+      const twice = { "x-exportd-tenant": ["acme", "globex"] } as unknown as Record<string, string>;
+      const ambiguous = assertError(
+        await h.call("GET", "/v1/exports", actor, undefined, twice),
+        400,
+        "invalid_request",
+      );
+      assert.equal(ambiguous.error.details[0]?.field, "x-exportd-tenant");
+      assertError(
+        await h.call("GET", "/v1/exports", tenantKey, undefined, twice),
+        400,
+        "tenant_header_not_allowed",
+      );
       assertError(await h.call("GET", "/v1/exports", actor), 400, "invalid_request");
       assert.equal(
         (await h.call("GET", "/v1/exports", TOKEN, undefined, as("acme"))).status,

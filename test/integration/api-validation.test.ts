@@ -82,6 +82,38 @@ describe("create validation", () => {
     assert.deepEqual(error.details.map((d) => d.field).sort(), ["columns[0]", "filters.nope", "from"]);
   });
 
+  test("a body of many bad items answers a bounded envelope: at most 100 details, the first ones, no amplification", async () => {
+    // 8,000 wrong-typed items in a 16 KB body answered 8,000 details (~620 KB) before the cap.
+    const many = Array.from({ length: 8_000 }, () => 1);
+    for (const body of [
+      { ...valid, columns: many },
+      { ...valid, filters: { type: many } },
+      { ...valid, dataset: undefined, datasets: many },
+      { ...valid, columns: Array.from({ length: 150 }, (_, i) => `nope_${i}`) },
+    ]) {
+      const res = await post(body);
+      const error = assertEnvelope(res, 400, "invalid_request");
+      assert.ok(error.details.length > 0 && error.details.length <= 100, `${error.details.length} details`);
+      assert.ok(res.rawPayload.length < 16_384, `${res.rawPayload.length} bytes`);
+    }
+    const error = assertEnvelope(await post({ ...valid, columns: ["id", ...many] }), 400, "invalid_request");
+    const fields = error.details.map((d) => d.field);
+    assert.ok(
+      fields.includes("columns[1]") && !fields.includes("columns[8000]"),
+      "the first problems are kept",
+    );
+  });
+
+  test("more datasets than one export holds → the documented detail code too_many_datasets", async () => {
+    const { dataset: _single, ...range } = valid;
+    for (const count of [0, 17, 40]) {
+      const datasets = Array.from({ length: count }, (_, i) => ({ name: `d${i}` }));
+      const error = assertEnvelope(await post({ ...range, datasets }), 400, "invalid_request");
+      const entry = error.details.find((d) => d.field === "datasets");
+      assert.equal(entry?.code, "too_many_datasets", `${count}: ${JSON.stringify(error.details)}`);
+    }
+  });
+
   test("a range longer than the dataset allows → 400 invalid_date_range", async () => {
     const error = assertEnvelope(
       await post({ ...valid, from: new Date(to - 40 * 86_400_000).toISOString() }),

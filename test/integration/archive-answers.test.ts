@@ -116,6 +116,46 @@ describe("archive answers", () => {
     now = Date.now();
   });
 
+  test("If-Match and If-Unmodified-Since hold an archive to its version, as they hold a part (412)", async () => {
+    const api = client(await svc.key("acme"));
+    const done = await api.run({ ...oneHour, archive: "zip" });
+    assert.equal(done.status, "succeeded");
+    const whole = await fetchLink(done.archive?.url as string);
+    const etag = whole.headers.etag as string;
+    const modified = whole.headers["last-modified"] as string;
+    const long = "Mon, 01 Jan 2001 00:00:00 GMT";
+    for (const [url, what] of [
+      [done.parts[0]?.url as string, "part"],
+      [done.archive?.url as string, "archive"],
+    ] as const) {
+      const refused: Record<string, string>[] = [
+        { "if-match": '"zip-another-version"' },
+        { "if-match": '"zip-another-version"', range: "bytes=0-9" },
+        { "if-unmodified-since": long },
+        { "if-unmodified-since": long, range: "bytes=0-9" },
+      ];
+      for (const headers of refused) {
+        const res = await fetchLink(url, headers);
+        assert.equal(res.statusCode, 412, `${what} ${JSON.stringify(headers)}: ${res.body.slice(0, 200)}`);
+        assert.equal(res.json().error.code, "precondition_failed");
+      }
+    }
+    // The archive's own tag and date (or *) let it through; If-Match wins over If-Unmodified-Since.
+    const passed: Record<string, string>[] = [
+      { "if-match": etag },
+      { "if-match": `"zip-x", ${etag}` },
+      { "if-match": "*" },
+      { "if-unmodified-since": modified },
+      { "if-match": etag, "if-unmodified-since": long },
+      { "if-unmodified-since": "not a date" },
+    ];
+    for (const headers of passed) {
+      const res = await fetchLink(done.archive?.url as string, { ...headers, range: "bytes=0-9" });
+      assert.equal(res.statusCode, 206, `${JSON.stringify(headers)}: ${res.body.slice(0, 200)}`);
+      assert.ok(res.rawPayload.equals(whole.rawPayload.subarray(0, 10)));
+    }
+  });
+
   test("without archive: none in the status, 404 on the download route and on a link signed for it", async () => {
     const api = client(await svc.key("acme"));
     const done = await api.run(oneHour);

@@ -300,6 +300,16 @@ describe("attacks", () => {
       { [TENANT_CLAIM]: ["acme"] },
       { [TENANT_CLAIM]: "" },
       { [TENANT_CLAIM]: "bad\nname" },
+      // Invisible or layout characters would make a tenant that reads as another one (all were
+      // created before): a zero-width space, a right-to-left override, a line separator, a
+      // name of a no-break space only, and leading or trailing blanks.
+      { [TENANT_CLAIM]: "acme\u200b" },
+      { [TENANT_CLAIM]: "\u202eemca" },
+      { [TENANT_CLAIM]: "ac\u2028me" },
+      { [TENANT_CLAIM]: "\u00a0" },
+      { [TENANT_CLAIM]: " acme" },
+      { [TENANT_CLAIM]: "acme " },
+      { sub: "user\u200b" },
       { sub: undefined },
       { sub: 7 },
     ]) {

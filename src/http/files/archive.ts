@@ -85,19 +85,44 @@ export type ArchiveAnswer =
   | { status: 206; start: number; length: number }
   | { status: 304 };
 
+/** Whether a list of entity tags (If-Match, If-None-Match) names `etag` or is `*`. */
+function namesTag(list: string, etag: string, weak: boolean): boolean {
+  return list.split(",").some((raw) => {
+    const tag = raw.trim();
+    return tag === "*" || tag === etag || (weak && tag === `W/${etag}`);
+  });
+}
+
 /**
- * Decides the answer from the request's headers (RFC 9110 §13, §14): If-None-Match with the tag is
- * 304; a single satisfiable `bytes=` range is 206 (an If-Range naming another tag, several ranges or
- * a malformed header are served whole, as the RFC allows); a range past the end is 416.
+ * Decides the answer from the request's headers, in RFC 9110 §13.2.2's order, as a part's
+ * download (the `send` package) does: an If-Match not naming the archive's tag, or without
+ * If-Match an If-Unmodified-Since before its Last-Modified, is 412 `precondition_failed` (a
+ * resuming client never splices two versions); If-None-Match with the tag is 304; a single
+ * satisfiable `bytes=` range is 206 (an If-Range naming another tag, several ranges or a malformed
+ * header are served whole, as the RFC allows); a range past the end is 416.
  */
 export function answerFor(
   archive: Archive,
-  headers: { range?: string; "if-range"?: string; "if-none-match"?: string },
+  headers: {
+    range?: string;
+    "if-range"?: string;
+    "if-none-match"?: string;
+    "if-match"?: string;
+    "if-unmodified-since"?: string;
+  },
 ): ArchiveAnswer {
   const size = archive.layout.size;
+  const ifMatch = headers["if-match"];
+  if (ifMatch !== undefined) {
+    if (!namesTag(ifMatch, archive.etag, false)) throw preconditionFailed();
+  } else if (headers["if-unmodified-since"] !== undefined) {
+    const since = Date.parse(headers["if-unmodified-since"]);
+    // HTTP dates have whole seconds; an unparseable date is ignored (§13.1.4).
+    if (!Number.isNaN(since) && Math.floor(archive.lastModified.getTime() / 1000) * 1000 > since)
+      throw preconditionFailed();
+  }
   const noneMatch = headers["if-none-match"];
-  if (noneMatch?.split(",").some((t) => t.trim() === archive.etag || t.trim() === "*"))
-    return { status: 304 };
+  if (noneMatch !== undefined && namesTag(noneMatch, archive.etag, true)) return { status: 304 };
   const whole = { status: 200 as const, start: 0 as const, length: size };
   const range = headers.range;
   if (!range) return whole;
@@ -119,6 +144,10 @@ export function answerFor(
   }
   if (start >= size) throw unsatisfiable(size);
   return { status: 206, start, length: end - start + 1 };
+}
+
+function preconditionFailed(): AppError {
+  return new AppError("precondition_failed", "The archive is not the one expected.");
 }
 
 function unsatisfiable(size: number): AppError {

@@ -911,7 +911,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1036,7 +1036,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1172,7 +1172,7 @@ export interface operations {
                     "text/plain; version=0.0.4; charset=utf-8": string;
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -1320,7 +1320,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -1607,7 +1607,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -1983,7 +1983,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `invalid_date_range`: The time range is longer than the dataset allows. `details` names the limit.
              *
@@ -2365,7 +2365,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -2654,7 +2654,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -2942,7 +2942,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -3329,7 +3329,7 @@ export interface operations {
                 content?: never;
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -3657,7 +3657,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -3966,7 +3966,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `invalid_webhook_url`: A webhook endpoint's URL is refused: not https (unless the operator allows http), carries credentials or a fragment, or its host is — or resolves to — an address exportd does not send to (loopback, private, link-local and cloud metadata, carrier-grade NAT, unique-local IPv6, IPv4-mapped IPv6…; see docs/webhooks.md). The message says why.
              *
@@ -4296,7 +4296,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -4578,7 +4578,7 @@ export interface operations {
                 content?: never;
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -4920,7 +4920,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `invalid_webhook_url`: A webhook endpoint's URL is refused: not https (unless the operator allows http), carries credentials or a fragment, or its host is — or resolves to — an address exportd does not send to (loopback, private, link-local and cloud metadata, carrier-grade NAT, unique-local IPv6, IPv4-mapped IPv6…; see docs/webhooks.md). The message says why.
              *
@@ -5254,7 +5254,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -5586,7 +5586,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -5939,7 +5939,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -6277,7 +6277,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -6645,7 +6645,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -6943,7 +6943,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -7313,7 +7313,7 @@ export interface operations {
                 };
             };
             /**
-             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field.
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
              *
              *     `tenant_header_not_allowed`: The request carries `X-Exportd-Tenant` but its credential is not an operator key: only an operator key with the `admin:act` scope may act for a tenant. A tenant key always acts for its own tenant; drop the header.
              */
@@ -7653,7 +7653,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -7900,7 +7900,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -8107,7 +8107,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -8350,7 +8350,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -8526,7 +8526,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -8765,7 +8765,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -8971,7 +8971,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -9198,7 +9198,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -9414,7 +9414,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -9605,7 +9605,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -9806,7 +9806,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -10023,7 +10023,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -10237,7 +10237,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -10428,7 +10428,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -10668,7 +10668,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -10882,7 +10882,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -11056,7 +11056,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -11230,7 +11230,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -11472,7 +11472,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -11646,7 +11646,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
@@ -11829,7 +11829,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous). `details` lists each bad field. */
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
             400: {
                 headers: {
                     /** @description The request's id, as in an error envelope's `request_id`. */
