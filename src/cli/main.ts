@@ -180,7 +180,9 @@ async function main(argv: string[]): Promise<void> {
     case "audit":
       return runAdmin(config, command, args);
     case "webhooks":
-      return withStore(config, (store) => webhooksCommand(store, args, config, webhookSecretsKey(config)));
+      return withStore(config, (store) =>
+        webhooksCommand(store, args, config, webhookSecretsKey(config), actors.cli(cliUser())),
+      );
     case "migrate": {
       const store = await openStore(config);
       await store.close();

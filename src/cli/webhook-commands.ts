@@ -1,7 +1,8 @@
 /**
  * `exportd webhooks …`: the operator's product-wide webhook endpoints (they receive every tenant's
  * events), and the operator's view of endpoints in trouble across tenants. Talks to the metadata
- * store directly, like the other admin commands; the work is in usecases/webhook-endpoints.ts.
+ * store directly, like the other admin commands; writes go through usecases/operator-webhooks.ts
+ * and are audited as `cli:<user>`, like the operator API's.
  */
 import { parseArgs } from "node:util";
 import type { Config } from "../config/index.js";
@@ -12,18 +13,14 @@ import {
   isExportEventType,
   type WebhookEndpoint,
 } from "../domain/webhooks.js";
-import type { WebhooksPort } from "../metadata/types.js";
+import type { OperatorPort, WebhooksPort } from "../metadata/types.js";
+import { type Actor, stampOf } from "../usecases/audit.js";
+import type { OperatorWebhookDeps } from "../usecases/operator-webhooks.js";
+import * as audited from "../usecases/operator-webhooks.js";
 import {
-  createWebhookEndpoint,
-  deleteWebhookEndpoint,
   listEndpointDeliveries,
   listTroubledEndpoints,
   listWebhookEndpoints,
-  redeliverWebhook,
-  rotateWebhookSecret,
-  sendTestEvent,
-  setWebhookEndpointEnabled,
-  type WebhookEndpointDeps,
 } from "../usecases/webhook-endpoints.js";
 import { SecretBox } from "../webhooks/secret-box.js";
 import { UsageError } from "./admin-commands.js";
@@ -62,10 +59,11 @@ function describe(e: WebhookEndpoint): string {
 
 /** Runs one `webhooks` command against the store. */
 export async function webhooksCommand(
-  store: WebhooksPort,
+  store: WebhooksPort & Pick<OperatorPort, "appendAudit">,
   args: string[],
   config: Config,
   secretsKey: string,
+  actor: Actor,
 ): Promise<void> {
   const [action, ...rest] = args;
   const { values, positionals } = parseArgs({
@@ -73,12 +71,14 @@ export async function webhooksCommand(
     allowPositionals: true,
     options: { events: { type: "string" }, description: { type: "string" }, limit: { type: "string" } },
   });
-  const deps: WebhookEndpointDeps = {
+  const deps: OperatorWebhookDeps = {
     store,
+    audit: store,
     secrets: new SecretBox(secretsKey),
     policy: { allowHttp: config.webhooks.allowHttp, allowedNetworks: config.webhooks.allowedNetworks },
     clock: Date.now,
   };
+  const now = () => stampOf(actor, Date.now());
   const id = () => {
     const value = positionals[0];
     if (!value) throw new UsageError(`webhooks ${action} needs the endpoint's ID.`);
@@ -89,7 +89,7 @@ export async function webhooksCommand(
       case "add": {
         const url = positionals[0];
         if (!url) throw new UsageError("webhooks add needs the URL.");
-        const created = await createWebhookEndpoint(deps, null, {
+        const created = await audited.createProductEndpoint(deps, now(), {
           url,
           events: parseEvents(values.events),
           description: values.description,
@@ -104,14 +104,14 @@ export async function webhooksCommand(
         return;
       case "enable":
       case "disable":
-        out(describe(await setWebhookEndpointEnabled(deps, null, id(), action === "enable")));
+        out(describe(await audited.setProductEndpointEnabled(deps, now(), id(), action === "enable")));
         return;
       case "remove":
-        await deleteWebhookEndpoint(deps, null, id());
+        await audited.deleteProductEndpoint(deps, now(), id());
         out("Removed.");
         return;
       case "rotate": {
-        const rotated = await rotateWebhookSecret(deps, null, id());
+        const rotated = await audited.rotateProductEndpointSecret(deps, now(), id());
         out(
           `The old secret signs too until ${iso(rotated.endpoint.previousSecretExpiresAt)}. The new secret:`,
         );
@@ -119,7 +119,7 @@ export async function webhooksCommand(
         return;
       }
       case "test":
-        out(`Queued test event ${(await sendTestEvent(deps, null, id())).id}.`);
+        out(`Queued test event ${(await audited.sendProductTestEvent(deps, now(), id())).id}.`);
         return;
       case "deliveries": {
         const limit = values.limit === undefined ? 20 : Number(values.limit);
@@ -139,7 +139,7 @@ export async function webhooksCommand(
       case "redeliver": {
         const eventId = positionals[1];
         if (!eventId) throw new UsageError("webhooks redeliver needs the endpoint's ID and the EVENT_ID.");
-        await redeliverWebhook(deps, null, id(), eventId);
+        await audited.redeliverToProductEndpoint(deps, now(), id(), eventId);
         out("Queued.");
         return;
       }

@@ -23,6 +23,7 @@ import { installAdminAuth } from "./admin/auth.js";
 import { TenantSchema } from "./admin/schemas.js";
 import { supportRoutes } from "./admin/support-routes.js";
 import { tenantRoutes } from "./admin/tenant-routes.js";
+import { adminWebhookRoutes } from "./admin/webhook-routes.js";
 import { installAuth } from "./auth.js";
 import { consoleRoutes } from "./console/routes.js";
 import { installCors } from "./cors.js";
@@ -321,7 +322,7 @@ export async function buildApp(
         {
           name: "operator",
           description:
-            "The operator API (`/admin/v1`): tenants, plans, API keys, maintenance, support views across tenants and the audit log. Only operator credentials reach it; with EXPORTD_ADMIN_PORT it is served on that listener only.",
+            "The operator API (`/admin/v1`): tenants, plans, API keys, maintenance, support views across tenants, product-wide webhook endpoints and the audit log. Only operator credentials reach it; with EXPORTD_ADMIN_PORT it is served on that listener only.",
         },
       ],
     },
@@ -345,6 +346,7 @@ export async function buildApp(
   if (surface !== "public") {
     tenantRoutes(app, deps);
     supportRoutes(app, deps);
+    if (deps.webhooks) adminWebhookRoutes(app, { ...deps, webhooks: deps.webhooks });
   }
   return app;
 }

@@ -177,6 +177,12 @@ for (const engine of ["sqlite", "postgres"] as const) {
     test("no credential, a tenant key, a garbage, JWT-like or revoked operator key: every /admin route answers as an unknown path", async () => {
       const routes = h.service.app!.adminRouteScopes.filter((r) => r.method !== "HEAD");
       assert.ok(routes.length >= 20, `walked ${routes.length} routes`);
+      // The product-wide webhook routes are operator routes like the others.
+      for (const url of ["/admin/v1/webhook_endpoints/:id/rotate_secret", "/admin/v1/webhook_events/:id"])
+        assert.ok(
+          routes.some((r) => r.url === url),
+          `${url} walked`,
+        );
       const revoked = await h.operatorKey([...OPERATOR_SCOPES]);
       const prefix = revoked.split("_")[1] as string;
       assert.equal((await h.call("GET", "/admin/v1/tenants", revoked)).status, 200);

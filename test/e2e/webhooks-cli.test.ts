@@ -79,4 +79,22 @@ test("exportd webhooks: add, deliver every tenant's events, log, rotate, disable
   assert.equal(cli(dataDir, ["webhooks", "troubled"], env).trim(), "", "a manual disable is no trouble");
   assert.match(cli(dataDir, ["webhooks", "remove", id], env), /Removed/);
   assert.equal(cli(dataDir, ["webhooks", "list"], env).trim(), "");
+
+  // Every write audited as the CLI's user, like the operator API's, and never with a secret.
+  const audit = cli(dataDir, ["audit", "list", "--limit", "50"], env);
+  const actions = audit
+    .trim()
+    .split("\n")
+    .filter((line) => line.includes(id))
+    .map((line) => line.split(/\s+/)[2])
+    .reverse();
+  assert.deepEqual(actions, [
+    "webhook_endpoint.create",
+    "webhook_endpoint.rotate_secret",
+    "webhook_endpoint.test",
+    "webhook_endpoint.disable",
+    "webhook_endpoint.delete",
+  ]);
+  assert.match(audit, / {2}cli:\S+ {2}webhook_endpoint\.create/);
+  assert.ok(!audit.includes("whsec_"), "no secret in the audit log");
 });

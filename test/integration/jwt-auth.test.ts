@@ -231,6 +231,43 @@ describe("tokens from a JWKS", () => {
     assertError(await rawRequest(base, "POST", `/v1/exports/${id}/cancel`, bearer(other)), 404, "not_found");
   });
 
+  test("a token for a disabled tenant → 403 tenant_disabled on reads and writes; enabled again, it passes", async () => {
+    const t = await token(rsa, { [TENANT_CLAIM]: "paused-co" });
+    assert.equal((await rawRequest(base, "GET", "/v1/exports", bearer(t))).status, 200);
+    const stamp = { actor: "test", at: now };
+    assert.ok(await svc.store.setTenantDisabled("paused-co", true, stamp));
+    // Past the one-second tenant cache.
+    now += 2_000;
+    const late = await token(rsa, { [TENANT_CLAIM]: "paused-co" });
+    for (const credential of [t, late]) {
+      assertError(await rawRequest(base, "GET", "/v1/exports", bearer(credential)), 403, "tenant_disabled");
+      assertError(
+        await rawRequest(base, "POST", "/v1/exports", json(credential), createBody),
+        403,
+        "tenant_disabled",
+      );
+    }
+    assert.ok(await svc.store.setTenantDisabled("paused-co", false, { actor: "test", at: now }));
+    now += 2_000;
+    assert.equal((await rawRequest(base, "GET", "/v1/exports", bearer(late))).status, 200);
+  });
+
+  test("a token with X-Exportd-Tenant → 400 tenant_header_not_allowed, also naming its own tenant", async () => {
+    const t = await token(rsa);
+    for (const name of ["other-co", "acme"]) {
+      const res = await rawRequest(base, "GET", "/v1/exports", bearer(t, { "x-exportd-tenant": name }));
+      assertError(res, 400, "tenant_header_not_allowed");
+      const created = await rawRequest(
+        base,
+        "POST",
+        "/v1/exports",
+        { ...json(t), "x-exportd-tenant": name },
+        createBody,
+      );
+      assertError(created, 400, "tenant_header_not_allowed");
+    }
+  });
+
   test("scopes: a token without exports:write gets 403 on POST, unknown scopes are ignored", async () => {
     const t = await token(ec, { scope: "exports:read admin:everything openid" });
     assert.equal((await rawRequest(base, "GET", "/v1/exports", bearer(t))).status, 200);

@@ -349,6 +349,34 @@ describe("real answers match the document", () => {
     const A = "/admin/v1/audit";
     await admin("GET", A, `${A}?tenant=op-t&limit=2`);
     await admin("GET", A, `${A}?cursor=nope`);
+    // Product-wide webhook endpoints: a success and an error of every operation.
+    const W = "/admin/v1/webhook_endpoints";
+    const WONE = `${W}/{id}`;
+    const noId = "0190f5e4-0000-7000-8000-000000000000";
+    const wid = (await admin("POST", W, W, { url: "https://hooks.acme.test/all" })).json().id as string;
+    await admin("POST", W, W, { url: "http://127.0.0.1/hook" });
+    await admin("GET", W, W);
+    await admin("GET", W, W, undefined, actOnly);
+    await admin("GET", `${W}/troubled`, `${W}/troubled`);
+    await admin("GET", `${W}/troubled`, `${W}/troubled`, undefined, actOnly);
+    await admin("GET", WONE, `${W}/${wid}`);
+    await admin("GET", WONE, `${W}/${noId}`);
+    await admin("PATCH", WONE, `${W}/${wid}`, { description: "all tenants" });
+    await admin("PATCH", WONE, `${W}/${noId}`, { description: "all tenants" });
+    for (const action of ["disable", "enable", "rotate_secret"]) {
+      await admin("POST", `${WONE}/${action}`, `${W}/${wid}/${action}`);
+      await admin("POST", `${WONE}/${action}`, `${W}/${noId}/${action}`);
+    }
+    const testEvent = (await admin("POST", `${WONE}/test`, `${W}/${wid}/test`)).json().id as string;
+    await admin("POST", `${WONE}/test`, `${W}/${noId}/test`);
+    await admin("GET", `${WONE}/deliveries`, `${W}/${wid}/deliveries?limit=5`);
+    await admin("GET", `${WONE}/deliveries`, `${W}/${noId}/deliveries`);
+    await admin("POST", `${WONE}/redeliver`, `${W}/${wid}/redeliver`, { event_id: testEvent });
+    await admin("POST", `${WONE}/redeliver`, `${W}/${wid}/redeliver`, { event_id: noId });
+    await admin("GET", "/admin/v1/webhook_events/{id}", `/admin/v1/webhook_events/${testEvent}`);
+    await admin("GET", "/admin/v1/webhook_events/{id}", `/admin/v1/webhook_events/${noId}`);
+    await admin("DELETE", WONE, `${W}/${wid}`);
+    await admin("DELETE", WONE, `${W}/${wid}`);
     await admin("POST", `${ONE}/disable`, `${T}/op-t/disable`);
     await admin("POST", `${ONE}/disable`, `${T}/none/disable`);
     await admin("POST", `${ONE}/enable`, `${T}/op-t/enable`);

@@ -7,7 +7,7 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import { type ErrorCode, invalidRequest } from "../../domain/errors.js";
-import type { WebhooksPort } from "../../metadata/types.js";
+import type { DeliveryWithAttempts, WebhooksPort } from "../../metadata/types.js";
 import {
   createWebhookEndpoint,
   deleteWebhookEndpoint,
@@ -45,11 +45,20 @@ const TAGS = ["webhooks"];
 const ENDPOINT = { $ref: "WebhookEndpoint" };
 
 /** A delivery-log page cursor: the last delivery id of the page, opaque to the client. */
-function decodeCursor(cursor: string): string {
+export function decodeDeliveryCursor(cursor: string): string {
   const id = Buffer.from(cursor, "base64url").toString();
   if (!/^[0-9a-f-]{36}:[0-9a-z:-]{1,100}$/.test(id))
     throw invalidRequest([{ field: "cursor", code: "invalid", message: "Not a cursor from this API." }]);
   return id;
+}
+
+/** A page of the delivery log and the cursor of the next (null when the page is not full). */
+export function presentDeliveryPage(list: DeliveryWithAttempts[], limit: number) {
+  const last = list.length === limit ? list[list.length - 1] : undefined;
+  return {
+    data: list.map(presentDelivery),
+    next_cursor: last ? Buffer.from(last.id).toString("base64url") : null,
+  };
 }
 
 /** What the webhook routes use: the WebhooksPort, the secret box, the URL policy. */
@@ -232,16 +241,13 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps): voi
     },
     async (request) => {
       const limit = request.query.limit ?? 20;
-      const before = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor);
+      const before =
+        request.query.cursor === undefined ? undefined : decodeDeliveryCursor(request.query.cursor);
       const list = await listEndpointDeliveries(deps, callerOf(request).tenantId, request.params.id, {
         before,
         limit,
       });
-      const last = list.length === limit ? list[list.length - 1] : undefined;
-      return {
-        data: list.map(presentDelivery),
-        next_cursor: last ? Buffer.from(last.id).toString("base64url") : null,
-      };
+      return presentDeliveryPage(list, limit);
     },
   );
 
