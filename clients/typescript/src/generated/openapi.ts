@@ -670,6 +670,212 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/v1/webhook_endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List product-wide webhook endpoints
+         * @description Those of the operator API, the CLI and the config file (`config:<name>`).
+         */
+        get: operations["listProductWideWebhookEndpoints"];
+        put?: never;
+        /**
+         * Create a product-wide webhook endpoint
+         * @description Registers a URL that receives every tenant's export events, signed with the Standard Webhooks scheme. The answer carries the signing secret (`whsec_…`): it is shown only this once.
+         */
+        post: operations["createProductWideWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/webhook_endpoints/troubled": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Webhook endpoints in trouble, of any tenant
+         * @description Endpoints failing now (`failing_since` set) or disabled by a 410 or by failing too long, product-wide and every tenant's.
+         */
+        get: operations["webhookEndpointsInTroubleOfAnyTenant"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/webhook_endpoints/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a product-wide webhook endpoint */
+        get: operations["getProductWideWebhookEndpoint"];
+        put?: never;
+        post?: never;
+        /** Delete a product-wide webhook endpoint */
+        delete: operations["deleteProductWideWebhookEndpoint"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a product-wide webhook endpoint
+         * @description Changes its url, events or description; the secret stays.
+         */
+        patch: operations["changeProductWideWebhookEndpoint"];
+        trace?: never;
+    };
+    "/admin/v1/webhook_endpoints/{id}/enable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enable a product-wide webhook endpoint
+         * @description Events from now on are delivered again (also after exportd disabled it for a 410 or for failing).
+         */
+        post: operations["enableProductWideWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/webhook_endpoints/{id}/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Disable a product-wide webhook endpoint
+         * @description No event is delivered while it is disabled; its pending deliveries are abandoned (redeliver them by hand).
+         */
+        post: operations["disableProductWideWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/webhook_endpoints/{id}/rotate_secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate a product-wide endpoint's signing secret
+         * @description A new secret (shown only now) signs from now on; for 24 hours the old one signs too, so `webhook-signature` carries both signatures until receivers switch.
+         */
+        post: operations["rotateProductWideEndpointSSigningSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/webhook_endpoints/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a test event to a product-wide endpoint
+         * @description Queues a `webhook.test` event for this endpoint alone, delivered, signed and logged like any other.
+         */
+        post: operations["sendTestEventToProductWideEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/webhook_endpoints/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A product-wide endpoint's delivery log
+         * @description Deliveries to this endpoint (every tenant's events), newest first, each with every attempt.
+         */
+        get: operations["productWideEndpointSDeliveryLog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/webhook_endpoints/{id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Redeliver an event to a product-wide endpoint
+         * @description Sends the event (of any tenant) to this endpoint again now, with the same webhook-id and a fresh retry schedule.
+         */
+        post: operations["redeliverEventToProductWideEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/webhook_events/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An event of any tenant and its deliveries
+         * @description The event (its id is the `webhook-id`) and its deliveries to the product-wide endpoints (the tenant's own endpoints' deliveries are the tenant's to read).
+         */
+        get: operations["eventOfAnyTenantAndItsDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -11937,6 +12143,2636 @@ export interface operations {
                         error?: {
                             /** @enum {unknown} */
                             code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    listProductWideWebhookEndpoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["WebhookEndpoint"][];
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    createProductWideWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Where events are POSTed: https (http only where the operator allows it), a public address. */
+                    url: string;
+                    /** @description Event types to receive. Default: export.succeeded, export.failed, export.canceled, export.expired. */
+                    events?: ("export.created" | "export.started" | "export.succeeded" | "export.failed" | "export.canceled" | "export.expired")[];
+                    description?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @enum {string} */
+                        object: "webhook_endpoint";
+                        url: string;
+                        description: string;
+                        events: string[];
+                        enabled: boolean;
+                        disabled_reason: string | null;
+                        /** Format: date-time */
+                        disabled_at: string | null;
+                        /** Format: date-time */
+                        failing_since: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        updated_at: string;
+                        /** Format: date-time */
+                        previous_secret_expires_at: string | null;
+                        /** @description The signing secret (`whsec_…`), shown only now: verify `webhook-signature` with it. */
+                        secret: string;
+                    };
+                };
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
+             *
+             *     `invalid_webhook_url`: A webhook endpoint's URL is refused: not https (unless the operator allows http), carries credentials or a fragment, or its host is — or resolves to — an address exportd does not send to (loopback, private, link-local and cloud metadata, carrier-grade NAT, unique-local IPv6, IPv4-mapped IPv6…; see docs/webhooks.md). The message says why.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "invalid_webhook_url";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    webhookEndpointsInTroubleOfAnyTenant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description The owning tenant's id; null: product-wide. */
+                            tenant_id: string | null;
+                            endpoint: components["schemas"]["WebhookEndpoint"];
+                        }[];
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    getProductWideWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    deleteProductWideWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoint is deleted (with its deliveries and their log). */
+            204: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    changeProductWideWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Where events are POSTed: https (http only where the operator allows it), a public address. */
+                    url?: string;
+                    /** @description Event types to receive. Default: export.succeeded, export.failed, export.canceled, export.expired. */
+                    events?: ("export.created" | "export.started" | "export.succeeded" | "export.failed" | "export.canceled" | "export.expired")[];
+                    description?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            /**
+             * @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field.
+             *
+             *     `invalid_webhook_url`: A webhook endpoint's URL is refused: not https (unless the operator allows http), carries credentials or a fragment, or its host is — or resolves to — an address exportd does not send to (loopback, private, link-local and cloud metadata, carrier-grade NAT, unique-local IPv6, IPv4-mapped IPv6…; see docs/webhooks.md). The message says why.
+             */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request" | "invalid_webhook_url";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    enableProductWideWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    disableProductWideWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    rotateProductWideEndpointSSigningSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @enum {string} */
+                        object: "webhook_endpoint";
+                        url: string;
+                        description: string;
+                        events: string[];
+                        enabled: boolean;
+                        disabled_reason: string | null;
+                        /** Format: date-time */
+                        disabled_at: string | null;
+                        /** Format: date-time */
+                        failing_since: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        updated_at: string;
+                        /** Format: date-time */
+                        previous_secret_expires_at: string | null;
+                        /** @description The signing secret (`whsec_…`), shown only now: verify `webhook-signature` with it. */
+                        secret: string;
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    sendTestEventToProductWideEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "webhook_event";
+                        /** @description The test event's id (its webhook-id). */
+                        id: string;
+                        type: string;
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    productWideEndpointSDeliveryLog: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            id: string;
+                            /** @enum {string} */
+                            object: "webhook_delivery";
+                            /** @description Also the `webhook-id` header of every attempt. */
+                            event_id: string;
+                            event_type: string;
+                            endpoint_id: string;
+                            /** @enum {unknown} */
+                            state: "pending" | "delivered" | "abandoned";
+                            attempts: number;
+                            /** Format: date-time */
+                            next_attempt_at: string | null;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            delivered_at: string | null;
+                            last_status: number | null;
+                            last_error: string | null;
+                            log: {
+                                /** Format: date-time */
+                                attempted_at: string;
+                                /** @description The answer's HTTP status; null when none came. */
+                                status: number | null;
+                                duration_ms: number;
+                                error: string | null;
+                                /** @description The first KiB of the answer's body. */
+                                response: string | null;
+                            }[];
+                        }[];
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    redeliverEventToProductWideEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * Format: uuid
+                     * @description The event to send again (the same webhook-id).
+                     */
+                    event_id: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        object: "webhook_redelivery";
+                        event_id: string;
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
+                        };
+                    };
+                };
+            };
+            /** @description `payload_too_large`: The request body is larger than the server accepts. */
+            413: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `unsupported_media_type`: The request body is not `application/json` in UTF-8 (a `charset` other than `utf-8`), or it carries a `Content-Encoding` other than `identity`: exportd does not decode compressed request bodies. `details` names the header. */
+            415: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description `expectation_failed`: The `Expect` header asks for something other than `100-continue`. */
+            417: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "expectation_failed";
+                        };
+                    };
+                };
+            };
+            /** @description `header_too_large`: The request line and headers together are larger than the server accepts (16 KiB); the connection is closed. */
+            431: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "header_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description `internal_error`: An unexpected failure inside exportd. The request id in the envelope finds it in the logs. */
+            500: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "internal_error";
+                        };
+                    };
+                };
+            };
+            /** @description `service_unavailable`: A dependency (metadata store, object store, a dataset's source for a dry run) cannot serve right now (also: the JWKS that verifies sign-in tokens was never fetched since start): the database is down, restarting, failing over or not answering in time, or its disk is full. Retry after `Retry-After` seconds. `/readyz` answers it too, with `details` naming each dependency that is not ready. */
+            503: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "service_unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    eventOfAnyTenantAndItsDeliveries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @enum {string} */
+                        object: "webhook_event";
+                        type: string;
+                        export_id: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        deliveries: {
+                            id: string;
+                            /** @enum {string} */
+                            object: "webhook_delivery";
+                            /** @description Also the `webhook-id` header of every attempt. */
+                            event_id: string;
+                            event_type: string;
+                            endpoint_id: string;
+                            /** @enum {unknown} */
+                            state: "pending" | "delivered" | "abandoned";
+                            attempts: number;
+                            /** Format: date-time */
+                            next_attempt_at: string | null;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            delivered_at: string | null;
+                            last_status: number | null;
+                            last_error: string | null;
+                            log: {
+                                /** Format: date-time */
+                                attempted_at: string;
+                                /** @description The answer's HTTP status; null when none came. */
+                                status: number | null;
+                                duration_ms: number;
+                                error: string | null;
+                                /** @description The first KiB of the answer's body. */
+                                response: string | null;
+                            }[];
+                        }[];
+                    };
+                };
+            };
+            /** @description `invalid_request`: The request is malformed: bad JSON or bytes that are not UTF-8, a string that is not well-formed Unicode (a lone surrogate such as `\ud800`), unknown or missing fields, wrong types, unknown dataset, columns or filters, unparseable dates, `from` not before `to`, several `Authorization` headers (which key is meant is ambiguous), or several `X-Exportd-Tenant` headers from an operator. `details` lists each bad field. */
+            400: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope. */
+            403: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "insufficient_scope";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: No such route (also a path that exists with another method: only CONNECT gets 405), or no such export for this tenant (another tenant's export is also not found). An operator route (`/admin/v1/…`) answers it to any request without a valid operator key, exactly as an unknown path, and for an unknown tenant, plan, key or export it names. */
+            404: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `method_not_allowed`: The path exists but not with this method (or the method is one exportd never serves, such as CONNECT). The `Allow` header lists the methods the path takes. */
+            405: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "method_not_allowed";
+                        };
+                    };
+                };
+            };
+            /** @description `request_timeout`: The client took too long to send the request's headers or body; the connection is closed. */
+            408: {
+                headers: {
+                    /** @description The request's id, as in an error envelope's `request_id`. */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {unknown} */
+                            code?: "request_timeout";
                         };
                     };
                 };
