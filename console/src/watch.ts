@@ -3,8 +3,9 @@
  * Events read with fetch, resumed with Last-Event-ID after a drop), or polling GET /v1/exports/{id}
  * every second when the server has no such route (404) or the stream keeps failing.
  */
+
+import { SseParser } from "../../clients/typescript/src/sse.js";
 import { ApiClient, ApiError, isAbort } from "./api.js";
-import { SseParser } from "./sse.js";
 import { isFinalStatus } from "./status.js";
 import type { ExportDoc } from "./types.js";
 

@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { SseParser } from "../../clients/typescript/src/sse.js";
 import { EtaEstimator, fractionDone } from "../../console/src/eta.js";
 import { formatBytes, formatDuration } from "../../console/src/format.js";
 import { createBody, defaultRange, filterValues } from "../../console/src/request.js";
-import { SseParser } from "../../console/src/sse.js";
 import type { Dataset } from "../../console/src/types.js";
 import { chooseEncoding } from "../../src/http/console/files.js";
 

@@ -20,5 +20,5 @@ export {
   ExportdNetworkError,
 } from "./errors.js";
 export type { components, operations, paths } from "./generated/openapi.js";
-export { readEvents, type ServerSentEvent } from "./sse.js";
+export { readEvents, type ServerSentEvent, type SseEvent, SseParser } from "./sse.js";
 export * from "./types.js";
