@@ -18,24 +18,37 @@ export function isSettled(e: { status: string }): boolean {
  * A client of `svc`'s API with `key`. `V` is the export document as the test reads it (by default the
  * typed client's `Export`, generated from /openapi.json).
  */
-export function injectClient<V extends { status: string } = Export>(svc: TestService, key: string) {
+export function injectClient<V extends { id: string; status: string } = Export>(
+  svc: TestService,
+  key: string,
+) {
   const headers = { authorization: `Bearer ${key}` };
   const inject = (url: string) => svc.app!.inject({ method: "GET", url, headers });
   const get = async (id: string) => (await inject(`/v1/exports/${id}`)).json() as V;
+  const create = async (body: Record<string, unknown>): Promise<V> => {
+    const res = await svc.app!.inject({ method: "POST", url: "/v1/exports", headers, payload: body });
+    assert.equal(res.statusCode, 202, res.body);
+    return res.json() as V;
+  };
+  const settled = (id: string, timeoutMs = 60_000) => waitFor(() => get(id), isSettled, timeoutMs);
   return {
-    /** POST /v1/exports (it must answer 202), then the export once it has settled. */
-    async run(body: Record<string, unknown>, timeoutMs = 60_000): Promise<V> {
-      const res = await svc.app!.inject({ method: "POST", url: "/v1/exports", headers, payload: body });
-      assert.equal(res.statusCode, 202, res.body);
-      return waitFor(() => get(res.json().id), isSettled, timeoutMs);
-    },
+    /** POST /v1/exports; it must answer 202. */
+    create,
     get,
+    /** The export once it has settled. */
+    settled,
+    /** `create`, then the export once it has settled. */
+    run: async (body: Record<string, unknown>, timeoutMs?: number): Promise<V> =>
+      settled((await create(body)).id, timeoutMs),
     /** GET any path with the key. */
     inject,
-    /** GET /v1/exports/{id}/download (the first part, redirecting). */
-    download: (id: string) => inject(`/v1/exports/${id}/download`),
+    /** GET /v1/exports/{id}/download (the first part unless `query` says otherwise). */
+    download: (id: string, query = "") => inject(`/v1/exports/${id}/download${query}`),
   };
 }
+
+/** What `injectClient` returns, reading exports as the typed client's `Export`. */
+export type InjectClient = ReturnType<typeof injectClient<Export>>;
 
 /** GETs a signed link through the in-process /files route, without the API key (the link is the credential). */
 export function fetchLink(svc: TestService, url: string, headers: Record<string, string> = {}) {
