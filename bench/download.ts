@@ -5,21 +5,27 @@
  * Run: npm run bench:download   (BENCH_ROUNDS=5, BENCH_STREAMS=4; BENCH_NODE_ARGS adds flags to the
  * server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"; nginx is installed with apt-get when missing)
  */
-import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
-import { createHash, randomFillSync } from "node:crypto";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { promisify } from "node:util";
 import { freePort } from "../test/helpers/net.js";
 import { client } from "../test/helpers/server-process.js";
 import { pastMidnight, tempDir, waitFor } from "../test/helpers/service.js";
 import { startCluster, stopChild } from "./cluster.js";
+import {
+  curlMbs,
+  curlSha256,
+  downloadLink,
+  mbsText,
+  objectKeyOf,
+  succeededExport,
+  writeRandom,
+} from "./lib-download.js";
 import { int, peakRssMb, ratioText, report, spread } from "./report.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const STREAMS = Number(process.env.BENCH_STREAMS ?? 4);
 const SIZE = 2 ** 30;
-const run = promisify(execFile);
 
 /** nginx from Debian's packages when it is not installed (the bench machines run as root). */
 function ensureNginx(): void {
@@ -31,28 +37,6 @@ function ensureNginx(): void {
     spawnSync("apt-get", ["update"], { stdio: "inherit" });
     if (install() !== 0) throw new Error("could not install nginx with apt-get");
   }
-}
-
-/**
- * Replaces the part's file with `SIZE` bytes of random data, written in place of what the worker
- * wrote (the link signs the key and the download name, not the content). Returns its sha256.
- */
-function writePart(file: string): string {
-  const hash = createHash("sha256");
-  const block = Buffer.allocUnsafe(8 * 2 ** 20);
-  const temp = `${file}.bench`;
-  const fd = fs.openSync(temp, "w");
-  try {
-    for (let written = 0; written < SIZE; written += block.length) {
-      randomFillSync(block);
-      hash.update(block);
-      fs.writeSync(fd, block);
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(temp, file);
-  return hash.digest("hex");
 }
 
 /** nginx as a child process with its own prefix, config, pid and logs; resolves once it serves the file. */
@@ -104,41 +88,6 @@ http {
   return { url, child };
 }
 
-/**
- * `streams` curl processes at once, each downloading the whole file to /dev/null. MB/s (10^6
- * bytes) of all of them together, timed by curl itself (connect to last byte).
- */
-async function download(url: string, streams: number): Promise<number> {
-  const results = await Promise.all(
-    Array.from({ length: streams }, () =>
-      run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}", url]),
-    ),
-  );
-  let bytes = 0;
-  let seconds = 0;
-  for (const { stdout } of results) {
-    const [status, size, time] = stdout.trim().split(" ").map(Number) as [number, number, number];
-    if (status !== 200 || size !== SIZE)
-      throw new Error(`${url}: status ${status}, ${size} of ${SIZE} bytes`);
-    bytes += size;
-    seconds = Math.max(seconds, time);
-  }
-  return bytes / seconds / 1e6;
-}
-
-/** The sha256 of a download made by curl (the hashing happens here, never in the server). */
-async function downloadedSha256(url: string): Promise<string> {
-  const curl = spawn("curl", ["-sf", url], { stdio: ["ignore", "pipe", "inherit"] });
-  const hash = createHash("sha256");
-  for await (const chunk of curl.stdout) hash.update(chunk as Buffer);
-  const code = await new Promise<number | null>((resolve) => {
-    if (curl.exitCode !== null) resolve(curl.exitCode);
-    else curl.once("exit", resolve);
-  });
-  if (code !== 0) throw new Error(`curl exited with ${code}`);
-  return hash.digest("hex");
-}
-
 ensureNginx();
 const nginxDir = tempDir("exportd-bench-nginx-");
 const cluster = await startCluster({ workers: 0 });
@@ -158,42 +107,36 @@ try {
   // A real export, so the link is the one exportd hands out (download route, redirect=false).
   const http = client(cluster.url, cluster.key);
   const to = pastMidnight();
-  const created = await http.create({
+  const id = await succeededExport(http, {
     dataset: "events",
     from: new Date(to - 3_600_000).toISOString(),
     to: new Date(to).toISOString(),
     format: "csv",
     compression: "gzip",
   });
-  await waitFor(
-    () => http.get(created.body.id),
-    (e) => e.status === "succeeded",
-  );
-  const linkRes = await http.raw(`/v1/exports/${created.body.id}/download?redirect=false`);
-  const link = (await linkRes.json()) as { url: string; filename: string };
-  if (linkRes.status !== 200) throw new Error(`download link: ${linkRes.status} ${JSON.stringify(link)}`);
+  const link = await downloadLink(http, id);
   filename = link.filename;
   const fileUrl = new URL(link.url);
-  const objectKey = decodeURIComponent(fileUrl.pathname.slice("/files/".length));
+  const objectKey = objectKeyOf(link.url);
   const objectsDir = path.join(cluster.dataDir, "objects");
 
   process.stdout.write(`writing 1 GiB of random bytes to objects/${objectKey}\n`);
-  const sha256 = writePart(path.join(objectsDir, objectKey));
+  const { sha256 } = writeRandom(path.join(objectsDir, objectKey), SIZE);
   const started = await startNginx(nginxDir, objectsDir, fileUrl.pathname);
   nginx = started.child;
   const urls = { exportd: link.url, nginx: `${started.url}${fileUrl.pathname}${fileUrl.search}` };
 
   // Once, the whole download compared with the file (this also warms the page cache and the JIT).
-  const got = await downloadedSha256(urls.exportd);
+  const got = await curlSha256(urls.exportd);
   if (got !== sha256) throw new Error(`exportd served different bytes: sha256 ${got}, file ${sha256}`);
-  await download(urls.nginx, 1);
+  await curlMbs(urls.nginx, SIZE, 1);
 
   for (const c of cases) {
     for (let round = 1; round <= ROUNDS; round++) {
       // Alternate who goes first, so neither always inherits the other's aftermath.
       const order = round % 2 ? (["nginx", "exportd"] as const) : (["exportd", "nginx"] as const);
       const r: Round = { nginx: 0, exportd: 0 };
-      for (const side of order) r[side] = await download(urls[side], c.streams);
+      for (const side of order) r[side] = await curlMbs(urls[side], SIZE, c.streams);
       c.rounds.push(r);
       process.stdout.write(
         `${c.label}, round ${round}: nginx ${int(r.nginx)} MB/s, exportd ${int(r.exportd)} MB/s, ` +
@@ -210,10 +153,6 @@ try {
 }
 
 const ratios = (rounds: Round[]) => rounds.map((r) => r.exportd / r.nginx);
-const mbs = (values: number[]) => {
-  const s = spread(values);
-  return `${int(s.min)}–${int(s.max)} (median ${int(s.median)})`;
-};
 report({
   id: "4-download",
   title: "4. Download of a 1 GiB part through a signed link",
@@ -239,8 +178,8 @@ report({
       [
         c.label,
         "all",
-        mbs(c.rounds.map((r) => r.nginx)),
-        mbs(c.rounds.map((r) => r.exportd)),
+        mbsText(c.rounds.map((r) => r.nginx)),
+        mbsText(c.rounds.map((r) => r.exportd)),
         ratioText(ratios(c.rounds)),
       ],
     ]),

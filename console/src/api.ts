@@ -7,10 +7,10 @@ import type {
   CreateBody,
   Dataset,
   DownloadLink,
-  DryRun,
+  DryRunResult,
   ErrorDetail,
-  ExportDoc,
-  ExportList,
+  Export,
+  ExportPage,
 } from "./types.js";
 
 export class ApiError extends Error {
@@ -112,7 +112,7 @@ export class ApiClient {
   }
 
   /** POST /v1/exports with `dry_run`: validates and estimates, creates nothing. */
-  dryRun(body: CreateBody, signal?: AbortSignal): Promise<DryRun> {
+  dryRun(body: CreateBody, signal?: AbortSignal): Promise<DryRunResult> {
     return this.json("/v1/exports", {
       method: "POST",
       body: JSON.stringify({ ...body, dry_run: true }),
@@ -121,7 +121,7 @@ export class ApiClient {
   }
 
   /** POST /v1/exports with a fresh Idempotency-Key, so a retried click cannot create two. */
-  create(body: CreateBody, key = idempotencyKey()): Promise<ExportDoc> {
+  create(body: CreateBody, key = idempotencyKey()): Promise<Export> {
     return this.json("/v1/exports", {
       method: "POST",
       body: JSON.stringify(body),
@@ -129,17 +129,17 @@ export class ApiClient {
     });
   }
 
-  get(id: string, signal?: AbortSignal): Promise<ExportDoc> {
+  get(id: string, signal?: AbortSignal): Promise<Export> {
     return this.json(`/v1/exports/${encodeURIComponent(id)}`, { signal });
   }
 
-  list(cursor: string | null, limit = 10, signal?: AbortSignal): Promise<ExportList> {
+  list(cursor: string | null, limit = 10, signal?: AbortSignal): Promise<ExportPage> {
     const query = new URLSearchParams({ limit: String(limit) });
     if (cursor) query.set("cursor", cursor);
     return this.json(`/v1/exports?${query}`, { signal });
   }
 
-  cancel(id: string): Promise<ExportDoc> {
+  cancel(id: string): Promise<Export> {
     return this.json(`/v1/exports/${encodeURIComponent(id)}/cancel`, { method: "POST" });
   }
 

@@ -8,7 +8,7 @@ import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { ApiClient, type ApiError, asApiError } from "./api.js";
 import { clearCredential, loadCredential, saveCredential, takeFragmentToken } from "./session.js";
 import "./styles.css";
-import type { Dataset, ExportDoc } from "./types.js";
+import type { Dataset, Export } from "./types.js";
 import { ExportForm } from "./ui/ExportForm.js";
 import { ExportProgress } from "./ui/ExportProgress.js";
 import { History } from "./ui/History.js";
@@ -29,7 +29,7 @@ function App() {
   const [session, setSession] = useState<Session | null>(null);
   const [restoring, setRestoring] = useState(true);
   const [signInError, setSignInError] = useState<ApiError | null>(null);
-  const [watching, setWatching] = useState<{ doc: ExportDoc; focus: boolean } | null>(null);
+  const [watching, setWatching] = useState<{ doc: Export; focus: boolean } | null>(null);
   const [historyKey, setHistoryKey] = useState(0);
   const [signedOut, setSignedOut] = useState(false);
   const formHeading = useRef<HTMLHeadingElement>(null);

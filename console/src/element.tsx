@@ -17,7 +17,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { ApiClient, type ApiError, asApiError, isAbort } from "./api.js";
 import { isFinalStatus } from "./status.js";
 import css from "./styles.css?inline";
-import type { Dataset, ExportDoc } from "./types.js";
+import type { Dataset, Export } from "./types.js";
 import { ErrorNotice } from "./ui/ErrorNotice.js";
 import { ExportForm, type FormPreset } from "./ui/ExportForm.js";
 import { ExportProgress } from "./ui/ExportProgress.js";
@@ -48,7 +48,7 @@ function Widget(props: WidgetProps) {
   const { token, baseUrl } = props;
   const [datasets, setDatasets] = useState<Dataset[] | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
-  const [active, setActive] = useState<ExportDoc | null>(null);
+  const [active, setActive] = useState<Export | null>(null);
   const clientKey = `${baseUrl}\n${token ?? ""}`;
   // One client per base URL and token: a new one restarts the dry run and the live progress.
   const client = useMemo(() => (token ? new ApiClient(baseUrl, token) : null), [clientKey]);
@@ -66,7 +66,7 @@ function Widget(props: WidgetProps) {
     return () => controller.abort();
   }, [clientKey]);
 
-  const emit = (name: string, doc: ExportDoc) =>
+  const emit = (name: string, doc: Export) =>
     props.host.dispatchEvent(new CustomEvent(name, { detail: doc, bubbles: true, composed: true }));
 
   if (!client) return <p class="notice error">No token: set the element's token property or attribute.</p>;

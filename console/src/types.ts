@@ -1,94 +1,29 @@
 /**
- * The API's documents as the console reads them (GET /v1/datasets, /v1/exports and the error
- * envelope); the authoritative shapes are the route schemas in src/http/ and /openapi.json.
+ * The API's documents as the console reads them: the typed client's types, generated from
+ * /openapi.json (clients/typescript), in one place for the console's files. Only the create body is
+ * the console's own: the subset of POST /v1/exports that its form sends.
  */
-import type { ExportStatus } from "../../src/domain/status.js";
+import type { CreateExportRequest, ErrorEnvelope, operations } from "../../clients/typescript/src/index.js";
 
-export interface DatasetField {
-  name: string;
-  type: string;
-  description: string;
-}
+export type {
+  DownloadLink,
+  DryRunResult,
+  Export,
+  ExportPage,
+  ExportPart,
+} from "../../clients/typescript/src/index.js";
 
-export interface Dataset {
-  name: string;
-  description: string;
-  columns: DatasetField[];
-  filters: DatasetField[];
-  formats: string[];
-  limits: { max_range_days: number; max_rows: number; max_bytes: number };
-  plans: string[] | null;
-}
+/** One dataset of `GET /v1/datasets`. */
+export type Dataset =
+  operations["listDatasets"]["responses"][200]["content"]["application/json"]["data"][number];
 
-export interface ExportPart {
-  index: number;
-  rows: number;
-  /** Bytes of the part file as stored (compressed when the export is). */
-  bytes: number;
-  sha256: string;
-  filename: string;
-  /** Signed link; null without the exports:download scope or before success. */
-  url: string | null;
-  url_expires_at: string | null;
-}
+/** One bad field of an error envelope's `details`. */
+export type ErrorDetail = ErrorEnvelope["error"]["details"][number];
 
-export interface ExportDoc {
-  id: string;
-  dataset: string;
-  status: ExportStatus;
-  cancellable: boolean;
-  created_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-  expires_at: string | null;
-  request: {
-    from: string;
-    to: string;
-    filters: Record<string, string[]>;
-    columns: string[];
-    format: string;
-    compression: string;
-    timezone: string;
-  };
-  progress: { percent: number; rows: number; parts: number; estimated_rows: number | null };
-  attempts: number;
-  queue_position: number | null;
-  error: { code: string; message: string; retryable: boolean } | null;
-  parts: ExportPart[];
-}
-
-export interface ExportList {
-  data: ExportDoc[];
-  next_cursor: string | null;
-}
-
-export interface DryRun {
-  dataset: string;
-  estimated_rows: number | null;
-  exceeds_limits: boolean;
-  limits: { max_rows: number; max_bytes: number };
-}
-
-export interface DownloadLink {
-  part: number;
-  filename: string;
-  url: string;
-  expires_at: string;
-}
-
-/** What POST /v1/exports accepts from the console (a subset of the API's body). */
-export interface CreateBody {
-  dataset: string;
-  from: string;
-  to: string;
-  timezone: string;
-  format: string;
-  filters?: Record<string, string | string[]>;
-  columns?: string[];
-}
-
-export interface ErrorDetail {
-  field: string;
-  code: string;
-  message: string;
-}
+/**
+ * What POST /v1/exports gets from the console: one dataset with its range, zone and format, and the
+ * filters and columns that differ from the defaults. `format` is any name the dataset lists (the
+ * listing types it as a string); the API refuses one it does not know.
+ */
+export type CreateBody = Required<Pick<CreateExportRequest, "dataset" | "from" | "to" | "timezone">> &
+  Pick<CreateExportRequest, "filters" | "columns"> & { format: string };

@@ -7,11 +7,11 @@
 import { SseParser } from "../../clients/typescript/src/sse.js";
 import { ApiClient, ApiError, isAbort } from "./api.js";
 import { isFinalStatus } from "./status.js";
-import type { ExportDoc } from "./types.js";
+import type { Export } from "./types.js";
 
 export interface WatchOptions {
   /** Called with every document received, the first one at once. */
-  onUpdate: (doc: ExportDoc) => void;
+  onUpdate: (doc: Export) => void;
   /** Called when a transient failure (no answer, 429, 503) is being ridden out. */
   onTrouble?: (err: ApiError | null) => void;
   /** How the updates arrive: "stream" or "polling" (shown on the page, read by the tests). */
@@ -48,8 +48,8 @@ const STALL_MS = 45_000;
 async function readStream(
   res: Response,
   parser: SseParser,
-  onUpdate: (doc: ExportDoc) => void,
-): Promise<ExportDoc | null> {
+  onUpdate: (doc: Export) => void,
+): Promise<Export | null> {
   if (!res.body) return null;
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let stall: ReturnType<typeof setTimeout> | undefined;
@@ -67,7 +67,7 @@ async function readStream(
       if (done) return null;
       for (const event of parser.push(value)) {
         if (event.event !== "progress" && event.event !== "status") continue;
-        const doc = JSON.parse(event.data) as ExportDoc;
+        const doc = JSON.parse(event.data) as Export;
         onUpdate(doc);
         if (event.event === "status" || isFinalStatus(doc.status)) return doc;
       }
@@ -79,7 +79,7 @@ async function readStream(
 }
 
 /** Resolves with the final document; rejects with an ApiError the page should show, or on abort. */
-export async function watchExport(client: ApiClient, id: string, options: WatchOptions): Promise<ExportDoc> {
+export async function watchExport(client: ApiClient, id: string, options: WatchOptions): Promise<Export> {
   const { onUpdate, signal } = options;
   const pollMs = options.pollMs ?? 1000;
   const parser = new SseParser();

@@ -10,7 +10,6 @@ import { type Config, ConfigError, loadConfig, type Role } from "../config/index
 import { AppError } from "../domain/errors.js";
 import { OPERATOR_SCOPES } from "../domain/operator-scopes.js";
 import { SCOPES } from "../domain/scopes.js";
-import type { MetadataStore } from "../metadata/types.js";
 import type { ObjectStore } from "../object-store/types.js";
 import { createService, openObjectStore, openStore, webhookSecretsKey } from "../service.js";
 import { actors } from "../usecases/audit.js";
@@ -127,36 +126,26 @@ function cliUser(): string {
   }
 }
 
-async function runAdmin(config: Config, command: string, args: string[]): Promise<void> {
-  const run = ADMIN[command];
-  if (!run) throw new UsageError(`Unknown command "${command}".`);
+/**
+ * Runs one administrative command on the metadata store (and the object store, opened only when the
+ * command asks for it), with the CLI user as the audited actor; closes both after it, even on error.
+ */
+async function withAdmin(config: Config, run: (ctx: AdminContext) => Promise<void>): Promise<void> {
   const store = await openStore(config);
   const opened: { objects: ObjectStore | null } = { objects: null };
   try {
-    await run(
-      {
-        store,
-        now: Date.now(),
-        actor: actors.cli(cliUser()),
-        objects: async () => {
-          opened.objects ??= (await openObjectStore(config)).storage;
-          return opened.objects;
-        },
+    await run({
+      store,
+      now: Date.now(),
+      actor: actors.cli(cliUser()),
+      objects: async () => {
+        opened.objects ??= (await openObjectStore(config)).storage;
+        return opened.objects;
       },
-      args,
-    );
+    });
   } finally {
     await store.close();
     await opened.objects?.close();
-  }
-}
-
-async function withStore(config: Config, run: (store: MetadataStore) => Promise<void>): Promise<void> {
-  const store = await openStore(config);
-  try {
-    await run(store);
-  } finally {
-    await store.close();
   }
 }
 
@@ -171,17 +160,9 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case "serve":
       return serve(config, args);
-    case "keys":
-    case "tenants":
-    case "plans":
-    case "maintenance":
-    case "operator-keys":
-    case "support":
-    case "audit":
-      return runAdmin(config, command, args);
     case "webhooks":
-      return withStore(config, (store) =>
-        webhooksCommand(store, args, config, webhookSecretsKey(config), actors.cli(cliUser())),
+      return withAdmin(config, (ctx) =>
+        webhooksCommand(ctx.store, args, config, webhookSecretsKey(config), ctx.actor),
       );
     case "migrate": {
       const store = await openStore(config);
@@ -195,8 +176,11 @@ async function main(argv: string[]): Promise<void> {
     case "-h":
       process.stdout.write(`${USAGE}\n`);
       return;
-    default:
-      throw new UsageError(`Unknown command "${command}".`);
+    default: {
+      const run = Object.hasOwn(ADMIN, command) ? ADMIN[command] : undefined;
+      if (!run) throw new UsageError(`Unknown command "${command}".`);
+      return withAdmin(config, (ctx) => run(ctx, args));
+    }
   }
 }
 

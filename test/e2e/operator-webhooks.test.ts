@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { listen } from "../helpers/http.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
+import { api } from "../helpers/server-process.js";
 import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";
 import { assertSigned, Receiver } from "../helpers/webhook-receiver.js";
 
@@ -54,23 +55,8 @@ function suite(engine: "sqlite" | "postgres") {
       receivers.push(r);
       return r;
     };
-    const call = async (key: string, method: string, path: string, body?: unknown) => {
-      const res = await fetch(`${base}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${key}`,
-          ...(body === undefined ? {} : { "content-type": "application/json" }),
-        },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await res.text();
-      return {
-        status: res.status,
-        headers: res.headers,
-        text,
-        json: (text ? JSON.parse(text) : null) as Answer,
-      };
-    };
+    const call = (key: string, method: string, path: string, body?: unknown) =>
+      api(base, key).request<Answer>(method, path, body);
     const exportOf = async (key: string) => {
       const to = pastMidnight();
       const res = await call(key, "POST", "/v1/exports", {

@@ -228,6 +228,8 @@ export interface ApiResponse<T = unknown> {
   headers: Headers;
   /** The parsed JSON body; null when the body is empty or not JSON. */
   json: T;
+  /** The body as text (for assertion messages and searches). */
+  text: string;
 }
 
 /**
@@ -258,7 +260,7 @@ export function api(url: string, key: string | null) {
     } catch {
       json = null;
     }
-    return { status: res.status, headers: res.headers, json: json as T };
+    return { status: res.status, headers: res.headers, json: json as T, text };
   }
   return {
     request,

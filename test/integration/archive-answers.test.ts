@@ -11,24 +11,10 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { archiveKey } from "../../src/domain/naming.js";
-import { LocalObjectStore } from "../../src/object-store/local.js";
-import { LinkSigner } from "../../src/object-store/signing.js";
-import { signingSecret } from "../../src/service.js";
-import { pastMidnight, startTestService, type TestService, tempDir, waitFor } from "../helpers/service.js";
+import { fetchLink, injectClient, signLocalLink } from "../helpers/inject-client.js";
+import { pastMidnight, startTestService, type TestService, tempDir } from "../helpers/service.js";
 
 const HOUR = 3_600_000;
-
-interface View {
-  id: string;
-  status: string;
-  expires_at: string | null;
-  parts: { index: number; dataset: string; sha256: string; url: string | null }[];
-  archive: { filename: string; bytes: number | null; url: string | null } | null;
-  manifest: {
-    complete: boolean;
-    datasets: { name: string; parts: { path: string; sha256: string }[] }[];
-  } | null;
-}
 
 describe("archive answers", () => {
   let now = Date.now();
@@ -45,28 +31,7 @@ describe("archive answers", () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  const client = (key: string) => {
-    const headers = { authorization: `Bearer ${key}` };
-    const get = async (id: string) =>
-      (await svc.app!.inject({ method: "GET", url: `/v1/exports/${id}`, headers })).json() as View;
-    return {
-      async run(body: Record<string, unknown>): Promise<View> {
-        const res = await svc.app!.inject({ method: "POST", url: "/v1/exports", headers, payload: body });
-        assert.equal(res.statusCode, 202, res.body);
-        return waitFor(
-          () => get(res.json().id),
-          (e) => e.status !== "queued" && e.status !== "running",
-          60_000,
-        );
-      },
-      get,
-      inject: (url: string) => svc.app!.inject({ method: "GET", url, headers }),
-    };
-  };
-  const fetchLink = (url: string, headers: Record<string, string> = {}) => {
-    const u = new URL(url);
-    return svc.app!.inject({ method: "GET", url: u.pathname + u.search, headers });
-  };
+  const client = (key: string) => injectClient(svc, key);
   const to = pastMidnight();
   const oneHour = {
     dataset: "events",
@@ -83,18 +48,18 @@ describe("archive answers", () => {
       done.manifest?.datasets[0]?.parts.map((p) => p.path),
       ["events/part-000.csv.gz", "events/part-001.csv.gz"],
     );
-    const res = await fetchLink(done.archive?.url as string);
+    const res = await fetchLink(svc, done.archive?.url as string);
     assert.equal(res.statusCode, 200);
     assert.equal(res.rawPayload.length, done.archive?.bytes);
     const file = path.join(dir, "one.zip");
     fs.writeFileSync(file, res.rawPayload);
     assert.match(execFileSync("unzip", ["-t", file], { encoding: "utf8" }), /No errors detected/);
-    const middle = await fetchLink(done.archive?.url as string, { range: "bytes=100-199" });
+    const middle = await fetchLink(svc, done.archive?.url as string, { range: "bytes=100-199" });
     assert.equal(middle.statusCode, 206);
     assert.equal(middle.headers["content-range"], `bytes 100-199/${done.archive?.bytes}`);
     assert.ok(middle.rawPayload.equals(res.rawPayload.subarray(100, 200)));
     // An If-Range naming another version is served whole.
-    const stale = await fetchLink(done.archive?.url as string, {
+    const stale = await fetchLink(svc, done.archive?.url as string, {
       range: "bytes=100-199",
       "if-range": '"zip-old"',
     });
@@ -110,7 +75,7 @@ describe("archive answers", () => {
     const fresh = await api.inject(`/v1/exports/${done.id}/download?archive=zip&redirect=false`);
     assert.equal(fresh.statusCode, 200, "the link is handed out until the sweep");
     await svc.sweeper!.sweepOnce();
-    const expired = await fetchLink(fresh.json().url);
+    const expired = await fetchLink(svc, fresh.json().url);
     assert.equal(expired.statusCode, 410, expired.body);
     assert.equal(expired.json().error.code, "export_expired");
     now = Date.now();
@@ -120,7 +85,7 @@ describe("archive answers", () => {
     const api = client(await svc.key("acme"));
     const done = await api.run({ ...oneHour, archive: "zip" });
     assert.equal(done.status, "succeeded");
-    const whole = await fetchLink(done.archive?.url as string);
+    const whole = await fetchLink(svc, done.archive?.url as string);
     const etag = whole.headers.etag as string;
     const modified = whole.headers["last-modified"] as string;
     const long = "Mon, 01 Jan 2001 00:00:00 GMT";
@@ -135,7 +100,7 @@ describe("archive answers", () => {
         { "if-unmodified-since": long, range: "bytes=0-9" },
       ];
       for (const headers of refused) {
-        const res = await fetchLink(url, headers);
+        const res = await fetchLink(svc, url, headers);
         assert.equal(res.statusCode, 412, `${what} ${JSON.stringify(headers)}: ${res.body.slice(0, 200)}`);
         assert.equal(res.json().error.code, "precondition_failed");
       }
@@ -150,7 +115,7 @@ describe("archive answers", () => {
       { "if-unmodified-since": "not a date" },
     ];
     for (const headers of passed) {
-      const res = await fetchLink(done.archive?.url as string, { ...headers, range: "bytes=0-9" });
+      const res = await fetchLink(svc, done.archive?.url as string, { ...headers, range: "bytes=0-9" });
       assert.equal(res.statusCode, 206, `${JSON.stringify(headers)}: ${res.body.slice(0, 200)}`);
       assert.ok(res.rawPayload.equals(whole.rawPayload.subarray(0, 10)));
     }
@@ -166,14 +131,8 @@ describe("archive answers", () => {
     assert.equal(route.statusCode, 404);
     assert.equal(route.json().error.code, "not_found");
     const tenant = (await svc.store.findTenantByName("acme"))?.id as string;
-    const signer = new LinkSigner(signingSecret(svc.config));
-    const link = await new LocalObjectStore(svc.config.objectsDir, signer, svc.config.publicUrl).signedLink(
-      archiveKey(tenant, done.id),
-      "x.zip",
-      600,
-      now,
-    );
-    const forged = await fetchLink(link.url);
+    const link = await signLocalLink(svc, archiveKey(tenant, done.id), "x.zip", 600, now);
+    const forged = await fetchLink(svc, link.url);
     assert.equal(forged.statusCode, 404);
     assert.equal(forged.json().error.code, "not_found");
   });

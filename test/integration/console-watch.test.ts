@@ -10,7 +10,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, test } from "node:test";
 import { ApiClient, type ApiError } from "../../console/src/api.js";
-import type { ExportDoc } from "../../console/src/types.js";
+import type { Export } from "../../console/src/types.js";
 import { watchExport } from "../../console/src/watch.js";
 import { STATUS } from "../../src/domain/status.js";
 
@@ -24,13 +24,13 @@ async function listen(handler: http.RequestListener): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
 }
 
-const doc = (status: ExportDoc["status"], percent: number): ExportDoc =>
+const doc = (status: Export["status"], percent: number): Export =>
   ({
     id: "e1",
     dataset: "events",
     status,
     progress: { percent, rows: percent, parts: 0, estimated_rows: 100 },
-  }) as ExportDoc;
+  }) as Export;
 
 test("the event stream: progress, a drop resumed with Last-Event-ID, the final status", async () => {
   const lastEventIds: (string | undefined)[] = [];

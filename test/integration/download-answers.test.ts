@@ -7,56 +7,12 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { contentTypeOf } from "../../src/object-store/content-type.js";
-import { LocalObjectStore } from "../../src/object-store/local.js";
-import { LinkSigner } from "../../src/object-store/signing.js";
-import { signingSecret } from "../../src/service.js";
+import { fetchLink, injectClient, signLocalLink } from "../helpers/inject-client.js";
 import { startTestS3, type TestS3 } from "../helpers/s3.js";
-import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";
+import { pastMidnight, startTestService, type TestService } from "../helpers/service.js";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
-
-interface View {
-  id: string;
-  status: string;
-  expires_at: string | null;
-  parts: { filename: string; url: string | null }[];
-}
-
-function client(svc: TestService, key: string) {
-  const headers = { authorization: `Bearer ${key}` };
-  const get = async (id: string) =>
-    (await svc.app!.inject({ method: "GET", url: `/v1/exports/${id}`, headers })).json() as View;
-  return {
-    async run(body: Record<string, unknown>): Promise<View> {
-      const res = await svc.app!.inject({ method: "POST", url: "/v1/exports", headers, payload: body });
-      assert.equal(res.statusCode, 202, res.body);
-      return waitFor(
-        () => get(res.json().id),
-        (e) => e.status !== "queued" && e.status !== "running",
-        60_000,
-      );
-    },
-    get,
-    download: (id: string) => svc.app!.inject({ method: "GET", url: `/v1/exports/${id}/download`, headers }),
-    /** A local link through the in-process /files route, without the API key. */
-    fetchLocal(url: string) {
-      const u = new URL(url);
-      return svc.app!.inject({ method: "GET", url: u.pathname + u.search });
-    },
-  };
-}
-
-/** A link to any key, signed with the service's own secret (as if the API had handed it out). */
-function signLocal(svc: TestService, key: string, filename: string, now: number) {
-  const signer = new LinkSigner(signingSecret(svc.config));
-  return new LocalObjectStore(svc.config.objectsDir, signer, svc.config.publicUrl).signedLink(
-    key,
-    filename,
-    1200,
-    now,
-  );
-}
 
 const oneHour = () => {
   const to = pastMidnight();
@@ -75,18 +31,18 @@ describe("a signed link after the retention sweep", () => {
   after(() => svc.dispose());
 
   test("answers 410 export_expired on /files, as the download route does; a forgotten export 404", async () => {
-    const api = client(svc, await svc.key("acme"));
+    const api = injectClient(svc, await svc.key("acme"));
     const done = await api.run(oneHour());
     assert.equal(done.status, "succeeded");
     // A link signed a minute before the export expires is still valid after the sweep.
     now = Date.parse(done.expires_at!) - 60_000;
     const url = (await api.get(done.id)).parts[0]!.url!;
-    assert.equal((await api.fetchLocal(url)).statusCode, 200);
+    assert.equal((await fetchLink(svc, url)).statusCode, 200);
     now += 2 * 60_000;
     await svc.sweeper!.sweepOnce();
     assert.equal((await api.get(done.id)).status, "expired");
 
-    const viaLink = await api.fetchLocal(url);
+    const viaLink = await fetchLink(svc, url);
     const viaApi = await api.download(done.id);
     assert.equal(viaLink.statusCode, 410, viaLink.body);
     assert.equal(viaLink.json().error.code, "export_expired");
@@ -97,8 +53,8 @@ describe("a signed link after the retention sweep", () => {
     now += 180 * DAY;
     await svc.sweeper!.sweepOnce();
     const key = decodeURIComponent(new URL(url).pathname).replace("/files/", "");
-    const fresh = await signLocal(svc, key, done.parts[0]!.filename, now);
-    const forgotten = await api.fetchLocal(fresh.url);
+    const fresh = await signLocalLink(svc, key, done.parts[0]!.filename, 1200, now);
+    const forgotten = await fetchLink(svc, fresh.url);
     assert.equal(forgotten.statusCode, 404, forgotten.body);
     assert.equal(forgotten.json().error.code, "not_found");
     assert.equal((await api.download(done.id)).statusCode, 404);
@@ -106,8 +62,8 @@ describe("a signed link after the retention sweep", () => {
 
   test("a validly signed link to a key no export ever had answers 404 not_found", async () => {
     const key = "exports/nobody/0190f5e4-0000-7000-8000-000000000000/part-000.a1.csv.gz";
-    const link = await signLocal(svc, key, "x.csv.gz", now);
-    const res = await client(svc, "").fetchLocal(link.url);
+    const link = await signLocalLink(svc, key, "x.csv.gz", 1200, now);
+    const res = await fetchLink(svc, link.url);
     assert.equal(res.statusCode, 404);
     assert.equal(res.json().error.code, "not_found");
   });
@@ -140,14 +96,14 @@ describe("both object stores serve one Content-Type per kind of file", () => {
       assert.equal(contentTypeOf(`x.${format}${compression === "gzip" ? ".gz" : ""}`), type);
       const body = { ...oneHour(), format, compression };
 
-      const localApi = client(local, await local.key("acme"));
+      const localApi = injectClient(local, await local.key("acme"));
       const onDisk = await localApi.run(body);
       assert.equal(onDisk.status, "succeeded");
-      const localRes = await localApi.fetchLocal(onDisk.parts[0]!.url!);
+      const localRes = await fetchLink(local, onDisk.parts[0]!.url!);
       assert.equal(localRes.statusCode, 200);
       assert.equal(localRes.headers["content-type"], type);
 
-      const remoteApi = client(remote, await remote.key("acme"));
+      const remoteApi = injectClient(remote, await remote.key("acme"));
       const inS3 = await remoteApi.run(body);
       assert.equal(inS3.status, "succeeded");
       const s3Res = await fetch(inS3.parts[0]!.url!);

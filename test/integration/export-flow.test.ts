@@ -9,63 +9,21 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { gunzipSync } from "node:zlib";
 import { parse } from "csv-parse/sync";
-import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";
+import type { Export } from "../../clients/typescript/src/index.js";
+import { fetchLink, type InjectClient, injectClient } from "../helpers/inject-client.js";
+import { pastMidnight, startTestService, type TestService } from "../helpers/service.js";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
-interface ExportView {
-  id: string;
-  status: string;
-  progress: { percent: number; rows: number; parts: number; estimated_rows: number | null };
-  parts: {
-    index: number;
-    rows: number;
-    bytes: number;
-    sha256: string;
-    filename: string;
-    url: string | null;
-  }[];
-  error: { code: string; retryable: boolean } | null;
-  expires_at: string | null;
-}
-
-function harness(svc: TestService, key: string) {
-  const headers = { authorization: `Bearer ${key}` };
-  return {
-    async create(body: Record<string, unknown>): Promise<ExportView> {
-      const res = await svc.app!.inject({ method: "POST", url: "/v1/exports", headers, payload: body });
-      assert.equal(res.statusCode, 202, res.body);
-      return res.json();
-    },
-    async get(id: string): Promise<ExportView> {
-      return (await svc.app!.inject({ method: "GET", url: `/v1/exports/${id}`, headers })).json();
-    },
-    async finished(id: string): Promise<ExportView> {
-      return waitFor(
-        () => this.get(id),
-        (e) => !["queued", "running"].includes(e.status),
-      );
-    },
-    /** Follows the part's signed link through /files, without the API key. */
-    async fetchPart(url: string, extraHeaders: Record<string, string> = {}) {
-      const u = new URL(url);
-      return svc.app!.inject({ method: "GET", url: u.pathname + u.search, headers: extraHeaders });
-    },
-    download(id: string, query = "") {
-      return svc.app!.inject({ method: "GET", url: `/v1/exports/${id}/download${query}`, headers });
-    },
-  };
-}
-
 describe("export flow", () => {
   let svc: TestService;
-  let h: ReturnType<typeof harness>;
+  let h: InjectClient;
   const to = pastMidnight();
 
   before(async () => {
     svc = await startTestService();
-    h = harness(svc, await svc.key("acme"));
+    h = injectClient(svc, await svc.key("acme"));
   });
   after(() => svc.dispose());
 
@@ -76,7 +34,7 @@ describe("export flow", () => {
       to: new Date(to).toISOString(),
       part_max_rows: 3000,
     });
-    const done = await h.finished(created.id);
+    const done = await h.settled(created.id);
     assert.equal(done.status, "succeeded", JSON.stringify(done.error));
     // One event per 2-second slot: 6 hours hold 10,800 rows → 3000, 3000, 3000, 1800.
     assert.deepEqual(
@@ -90,7 +48,7 @@ describe("export flow", () => {
     let lastTime = "";
     for (const part of done.parts) {
       assert.match(part.filename, /^events_\d{4}-\d{2}-\d{2}_\d{4}-\d{2}-\d{2}\.part-00\d\.csv\.gz$/);
-      const res = await h.fetchPart(part.url!);
+      const res = await fetchLink(svc, part.url!);
       assert.equal(res.statusCode, 200);
       const bytes = res.rawPayload;
       assert.equal(bytes.length, part.bytes);
@@ -116,7 +74,7 @@ describe("export flow", () => {
       to: new Date(to).toISOString(),
       part_max_rows: 1000,
     });
-    const done = await h.finished(created.id);
+    const done = await h.settled(created.id);
     assert.equal(done.parts.length, 2);
     const missing = await h.download(done.id);
     assert.equal(missing.statusCode, 400);
@@ -130,7 +88,7 @@ describe("export flow", () => {
     assert.equal(link.filename, done.parts[1]!.filename);
     const ttl = Date.parse(link.expires_at) - Date.now();
     assert.ok(ttl > 19 * 60_000 && ttl <= 20 * 60_000, `20-minute link, got ${ttl} ms`);
-    const file = await h.fetchPart(link.url);
+    const file = await fetchLink(svc, link.url);
     assert.equal(createHash("sha256").update(file.rawPayload).digest("hex"), done.parts[1]!.sha256);
   });
 
@@ -144,9 +102,9 @@ describe("export flow", () => {
       columns: ["occurred_at", "type", "properties"],
       filters: { type: ["purchase", "signup"] },
     });
-    const done = await h.finished(created.id);
+    const done = await h.settled(created.id);
     assert.equal(done.status, "succeeded");
-    const body = (await h.fetchPart(done.parts[0]!.url!)).body;
+    const body = (await fetchLink(svc, done.parts[0]!.url!)).body;
     const lines = body.trimEnd().split("\n");
     assert.equal(lines.length, done.parts[0]!.rows);
     assert.ok(
@@ -172,8 +130,8 @@ describe("export flow", () => {
     });
     const view = await h.get(created.id);
     assert.equal((view as unknown as { request: { from: string } }).request.from, "2026-03-08T05:00:00.000Z");
-    const done = await h.finished(created.id);
-    const lines = gunzipSync((await h.fetchPart(done.parts[0]!.url!)).rawPayload)
+    const done = await h.settled(created.id);
+    const lines = gunzipSync((await fetchLink(svc, done.parts[0]!.url!)).rawPayload)
       .toString()
       .trimEnd()
       .split("\n")
@@ -195,11 +153,11 @@ describe("export flow", () => {
       compression: "none",
       csv: { delimiter: ";", bom: true },
     });
-    const done = await h.finished(created.id);
+    const done = await h.settled(created.id);
     assert.equal(done.status, "succeeded");
     assert.equal(done.parts.length, 1);
     assert.equal(done.parts[0]!.rows, 0);
-    const body = (await h.fetchPart(done.parts[0]!.url!)).rawPayload.toString("utf8");
+    const body = (await fetchLink(svc, done.parts[0]!.url!)).rawPayload.toString("utf8");
     assert.equal(body, "\uFEFFid;occurred_at;type;user_id;properties\r\n");
   });
 
@@ -209,23 +167,23 @@ describe("export flow", () => {
       from: new Date(to - HOUR).toISOString(),
       to: new Date(to).toISOString(),
     });
-    const done = await h.finished(created.id);
+    const done = await h.settled(created.id);
     const url = done.parts[0]!.url!;
-    const whole = (await h.fetchPart(url)).rawPayload;
+    const whole = (await fetchLink(svc, url)).rawPayload;
     const cut = Math.floor(whole.length / 3);
-    const first = await h.fetchPart(url, { range: `bytes=0-${cut - 1}` });
-    const rest = await h.fetchPart(url, { range: `bytes=${cut}-` });
+    const first = await fetchLink(svc, url, { range: `bytes=0-${cut - 1}` });
+    const rest = await fetchLink(svc, url, { range: `bytes=${cut}-` });
     assert.equal(first.statusCode, 206);
     assert.equal(first.headers["content-range"], `bytes 0-${cut - 1}/${whole.length}`);
     assert.equal(rest.statusCode, 206);
     assert.ok(Buffer.concat([first.rawPayload, rest.rawPayload]).equals(whole));
-    const etag = String((await h.fetchPart(url)).headers.etag);
-    assert.equal((await h.fetchPart(url, { "if-none-match": etag })).statusCode, 304);
-    const outside = await h.fetchPart(url, { range: `bytes=${whole.length + 10}-` });
+    const etag = String((await fetchLink(svc, url)).headers.etag);
+    assert.equal((await fetchLink(svc, url, { "if-none-match": etag })).statusCode, 304);
+    const outside = await fetchLink(svc, url, { range: `bytes=${whole.length + 10}-` });
     assert.equal(outside.statusCode, 416);
     assert.equal(outside.json().error.code, "range_not_satisfiable");
     assert.equal(outside.headers["content-range"], `bytes */${whole.length}`);
-    const mismatch = await h.fetchPart(url, { "if-match": '"not-this-file"' });
+    const mismatch = await fetchLink(svc, url, { "if-match": '"not-this-file"' });
     assert.equal(mismatch.statusCode, 412);
     assert.equal(mismatch.json().error.code, "precondition_failed");
   });
@@ -236,7 +194,7 @@ describe("export flow", () => {
       from: new Date(to - HOUR).toISOString(),
       to: new Date(to).toISOString(),
     });
-    const url = new URL((await h.finished(created.id)).parts[0]!.url!);
+    const url = new URL((await h.settled(created.id)).parts[0]!.url!);
     const variants: string[] = [];
     const sig = url.searchParams.get("signature")!;
     const withParam = (name: string, value: string) => {
@@ -253,7 +211,7 @@ describe("export flow", () => {
     noSig.searchParams.delete("signature");
     variants.push(noSig.toString());
     for (const v of variants) {
-      const res = await h.fetchPart(v);
+      const res = await fetchLink(svc, v);
       assert.equal(res.statusCode, 403, v);
       assert.equal(res.json().error.code, "invalid_signature", v);
     }
@@ -264,7 +222,7 @@ describe("metrics", () => {
   test("/metrics counts exports by status, rows, bytes and parts", async () => {
     const svc = await startTestService();
     try {
-      const h = harness(svc, await svc.key("acme"));
+      const h = injectClient(svc, await svc.key("acme"));
       const to = pastMidnight();
       const a = await h.create({
         dataset: "events",
@@ -277,7 +235,7 @@ describe("metrics", () => {
         to: new Date(to).toISOString(),
         part_max_rows: 1000,
       });
-      const done = [await h.finished(a.id), await h.finished(b.id)];
+      const done = [await h.settled(a.id), await h.settled(b.id)];
       const text = (await svc.app!.inject({ method: "GET", url: "/metrics" })).body;
       const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
       assert.equal(value('exportd_exports{status="succeeded"}'), 2);
@@ -300,14 +258,14 @@ describe("metrics", () => {
 describe("links expire; retention deletes files; metadata is forgotten", () => {
   let now = Date.now();
   let svc: TestService;
-  let h: ReturnType<typeof harness>;
+  let h: InjectClient;
 
   before(async () => {
     svc = await startTestService(
       { EXPORTD_RETENTION_DAYS: "7", EXPORTD_SWEEP_INTERVAL_SECONDS: "3600" },
       () => now,
     );
-    h = harness(svc, await svc.key("acme"));
+    h = injectClient(svc, await svc.key("acme"));
   });
   after(() => svc.dispose());
 
@@ -318,17 +276,17 @@ describe("links expire; retention deletes files; metadata is forgotten", () => {
       from: new Date(to - HOUR).toISOString(),
       to: new Date(to).toISOString(),
     });
-    const done = await h.finished(created.id);
+    const done = await h.settled(created.id);
     assert.equal(done.status, "succeeded");
     assert.ok(Math.abs(Date.parse(done.expires_at!) - (now + 7 * DAY)) < 5000);
     const url = done.parts[0]!.url!;
 
     now += 21 * 60_000;
-    const expired = await h.fetchPart(url);
+    const expired = await fetchLink(svc, url);
     assert.equal(expired.statusCode, 403);
     assert.equal(expired.json().error.code, "link_expired");
     // A fresh link from the API works again.
-    assert.equal((await h.fetchPart((await h.get(done.id)).parts[0]!.url!)).statusCode, 200);
+    assert.equal((await fetchLink(svc, (await h.get(done.id)).parts[0]!.url!)).statusCode, 200);
 
     now += 7 * DAY;
     await svc.sweeper!.sweepOnce();
@@ -355,13 +313,13 @@ describe("links expire; retention deletes files; metadata is forgotten", () => {
 
 describe("status reads of queued and running exports", () => {
   let svc: TestService;
-  let h: ReturnType<typeof harness>;
+  let h: InjectClient;
   const to = pastMidnight();
 
   before(async () => {
     // No worker: the test moves the exports itself, through the store.
     svc = await startTestService({ EXPORTD_ROLE: "api" });
-    h = harness(svc, await svc.key("acme"));
+    h = injectClient(svc, await svc.key("acme"));
   });
   after(() => svc.dispose());
 
@@ -374,7 +332,7 @@ describe("status reads of queued and running exports", () => {
     const first = await h.create(request);
     const second = await h.create(request);
     const readOnlyKey = await svc.key("acme", ["exports:read"]);
-    const asReader = async (id: string): Promise<ExportView & { queue_position: number | null }> =>
+    const asReader = async (id: string): Promise<Export> =>
       (
         await svc.app!.inject({
           method: "GET",
@@ -382,7 +340,7 @@ describe("status reads of queued and running exports", () => {
           headers: { authorization: `Bearer ${readOnlyKey}` },
         })
       ).json();
-    const read = (id: string) => h.get(id) as Promise<ExportView & { queue_position: number | null }>;
+    const read = (id: string) => h.get(id) as Promise<Export>;
     assert.equal((await read(second.id)).queue_position, 2);
     assert.equal((await read(second.id)).queue_position, 2, "read again, unchanged");
     assert.equal((await asReader(second.id)).queue_position, 2);

@@ -15,9 +15,10 @@ import Database from "better-sqlite3";
 import { parse } from "csv-parse/sync";
 import pg from "pg";
 import { stringify } from "yaml";
+import { injectClient } from "../helpers/inject-client.js";
 import { intlOffsetSeconds, parseTimestamp } from "../helpers/iso-time.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
-import { startTestService, type TestService, tempDir, waitFor } from "../helpers/service.js";
+import { startTestService, type TestService, tempDir } from "../helpers/service.js";
 
 interface ExportView {
   id: string;
@@ -389,13 +390,7 @@ describe("fidelity: values exported exactly as stored", () => {
     const res = await create(body, apiKey);
     assert.equal(res.statusCode, 202, res.body);
     const id = (res.json() as ExportView).id;
-    const view = await waitFor(
-      async () =>
-        (
-          await svc.app!.inject({ url: `/v1/exports/${id}`, headers: { authorization: `Bearer ${apiKey}` } })
-        ).json() as ExportView,
-      (e) => !["queued", "running"].includes(e.status),
-    );
+    const view = await injectClient<ExportView>(svc, apiKey).settled(id, 30_000);
     if (view.status !== "succeeded") return { view, text: "" };
     const tenantName = apiKey === key ? "a" : "havana";
     const record = await svc.store.getExport((await svc.store.findTenantByName(tenantName))!.id, id);

@@ -16,9 +16,10 @@ import fc from "fast-check";
 import pg from "pg";
 import { stringify } from "yaml";
 import { timeZoneNames } from "../../src/domain/time.js";
+import { injectClient } from "../helpers/inject-client.js";
 import { intlOffsetSeconds, parseTimestamp } from "../helpers/iso-time.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
-import { startTestService, type TestService, tempDir, waitFor } from "../helpers/service.js";
+import { startTestService, type TestService, tempDir } from "../helpers/service.js";
 
 function utcMs(year: number, month = 1, day = 1, h = 0, mi = 0, s = 0, ms = 0): number {
   const d = new Date(0);
@@ -251,19 +252,11 @@ async function load(rows: Row[]): Promise<void> {
 }
 
 async function exported(dataset: string, format: "csv" | "jsonl", timezone: string): Promise<string> {
-  const headers = { authorization: `Bearer ${key}` };
-  const res = await svc.app!.inject({
-    method: "POST",
-    url: "/v1/exports",
-    headers,
-    payload: { dataset, format, timezone, from: "2026-01-01", to: "2027-01-01", compression: "none" },
-  });
-  assert.equal(res.statusCode, 202, res.body);
-  const id = res.json().id as string;
-  const view = await waitFor(
-    async () => (await svc.app!.inject({ url: `/v1/exports/${id}`, headers })).json(),
-    (e) => !["queued", "running"].includes(e.status),
+  const view = await injectClient(svc, key).run(
+    { dataset, format, timezone, from: "2026-01-01", to: "2027-01-01", compression: "none" },
+    30_000,
   );
+  const id = view.id;
   assert.equal(view.status, "succeeded", JSON.stringify(view.error));
   const record = await svc.store.getExport((await svc.store.findTenantByName("rt"))!.id, id);
   return record!.parts

@@ -15,8 +15,9 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { S3ObjectStore } from "../../src/object-store/s3.js";
 import { listen } from "../helpers/http.js";
+import { injectClient } from "../helpers/inject-client.js";
 import { startTestS3, type TestS3 } from "../helpers/s3.js";
-import { pastMidnight, startTestService, type TestService, tempDir, waitFor } from "../helpers/service.js";
+import { pastMidnight, startTestService, type TestService, tempDir } from "../helpers/service.js";
 
 const HOUR = 3_600_000;
 
@@ -51,19 +52,8 @@ describe("zip archives with S3 storage", () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  const headersOf = async () => ({ authorization: `Bearer ${await svc.key("acme")}` });
-  const run = async (body: Record<string, unknown>): Promise<View> => {
-    const headers = await headersOf();
-    const res = await svc.app!.inject({ method: "POST", url: "/v1/exports", headers, payload: body });
-    assert.equal(res.statusCode, 202, res.body);
-    const id = res.json().id as string;
-    return waitFor(
-      async () =>
-        (await svc.app!.inject({ method: "GET", url: `/v1/exports/${id}`, headers })).json() as View,
-      (e) => e.status !== "queued" && e.status !== "running",
-      60_000,
-    );
-  };
+  const run = async (body: Record<string, unknown>): Promise<View> =>
+    injectClient<View>(svc, await svc.key("acme")).run(body);
   /** The link as served by this test's listening server (the public URL is a placeholder). */
   const local = (url: string): string => {
     assert.ok(url.startsWith("http://exportd.invalid/files/exports/"), url);
@@ -107,11 +97,9 @@ describe("zip archives with S3 storage", () => {
       assert.ok(bytes.equals(fromS3), `${entry} equals the part in the bucket`);
     }
     // The download route hands out the same kind of link.
-    const route = await svc.app!.inject({
-      method: "GET",
-      url: `/v1/exports/${done.id}/download?archive=zip&redirect=false`,
-      headers: await headersOf(),
-    });
+    const route = await injectClient(svc, await svc.key("acme")).inject(
+      `/v1/exports/${done.id}/download?archive=zip&redirect=false`,
+    );
     assert.equal(route.statusCode, 200, route.body);
     const again = await fetch(local(route.json().url));
     assert.ok(Buffer.from(await again.arrayBuffer()).equals(whole));

@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import { after, before, test } from "node:test";
 import { gunzipSync } from "node:zlib";
 import { S3ObjectStore } from "../../src/object-store/s3.js";
+import { injectClient, isSettled } from "../helpers/inject-client.js";
 import { startTestS3, type TestS3 } from "../helpers/s3.js";
 import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";
 
@@ -22,17 +23,7 @@ interface View {
 }
 
 async function run(svc: TestService, body: Record<string, unknown>): Promise<View> {
-  const headers = { authorization: `Bearer ${await svc.key("acme")}` };
-  const created = await svc.app!.inject({ method: "POST", url: "/v1/exports", headers, payload: body });
-  assert.equal(created.statusCode, 202, created.body);
-  return waitFor(
-    async () =>
-      (
-        await svc.app!.inject({ method: "GET", url: `/v1/exports/${created.json().id}`, headers })
-      ).json() as View,
-    (e) => e.status !== "queued" && e.status !== "running",
-    60_000,
-  );
+  return injectClient<View>(svc, await svc.key("acme")).run(body);
 }
 
 test("an export lands in S3; the download redirects to a presigned link that needs no key", async () => {
@@ -103,7 +94,7 @@ test("the S3 server stays down past the retry budget: retries, then a clear fail
     await s3.pause();
     let done: View;
     try {
-      done = await waitFor(get, (e) => e.status !== "queued" && e.status !== "running", 90_000);
+      done = await waitFor(get, isSettled, 90_000);
     } finally {
       await s3.resume();
     }

@@ -18,6 +18,7 @@ import {
   loadSqlite,
   sqliteAmount,
 } from "../helpers/hard-rows.js";
+import { injectClient } from "../helpers/inject-client.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
 import { startTestService, type TestService, tempDir, waitFor } from "../helpers/service.js";
 
@@ -153,24 +154,12 @@ describe("SQL datasets", () => {
     body: Record<string, unknown>,
     service = svc,
   ): Promise<ExportView> {
-    const res = await service.app!.inject({
-      method: "POST",
-      url: "/v1/exports",
-      headers: headers(tenant),
-      payload: { from: "2026-03-01", to: "2026-11-01", compression: "none", ...body },
-    });
-    assert.equal(res.statusCode, 202, res.body);
-    const id = (res.json() as ExportView).id;
-    return waitFor(
-      async () =>
-        (
-          await service.app!.inject({ url: `/v1/exports/${id}`, headers: headers(tenant) })
-        ).json() as ExportView,
-      (e) => !["queued", "running"].includes(e.status),
+    return injectClient<ExportView>(service, keys[tenant]!).run(
+      { from: "2026-03-01", to: "2026-11-01", compression: "none", ...body },
+      30_000,
     );
   }
 
-  /** The stored parts' text, read from the local object store. */
   async function partsOf(view: ExportView, service = svc): Promise<string[]> {
     const record = await service.store.getExport(
       (await service.store.findTenantByName(tenantOf(view)))!.id,

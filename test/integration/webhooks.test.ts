@@ -11,6 +11,7 @@ import { generateWebhookSecret } from "../../src/domain/webhooks.js";
 import { listTroubledEndpoints, listWebhookEndpoints } from "../../src/usecases/webhook-endpoints.js";
 import { listen } from "../helpers/http.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
+import { api } from "../helpers/server-process.js";
 import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";
 import { assertSigned, type Received, Receiver } from "../helpers/webhook-receiver.js";
 
@@ -63,17 +64,8 @@ interface Ctx {
   base: string;
 }
 
-async function call(ctx: Ctx, key: string, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${ctx.base}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${key}`,
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: (text ? JSON.parse(text) : null) as Answer };
+function call(ctx: Ctx, key: string, method: string, path: string, body?: unknown) {
+  return api(ctx.base, key).request<Answer>(method, path, body);
 }
 
 async function createExport(ctx: Ctx, key: string): Promise<string> {

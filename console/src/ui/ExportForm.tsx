@@ -7,7 +7,7 @@ import { useEffect, useId, useMemo, useState } from "preact/hooks";
 import { type ApiClient, type ApiError, asApiError, isAbort } from "../api.js";
 import { formatBytes, formatCount } from "../format.js";
 import { createBody, defaultRange, type FormState } from "../request.js";
-import type { Dataset, DryRun, ExportDoc } from "../types.js";
+import type { Dataset, DryRunResult, Export } from "../types.js";
 import { ErrorNotice } from "./ErrorNotice.js";
 
 /** The zones offered: UTC first, then every zone the browser knows. */
@@ -49,7 +49,7 @@ function initialState(datasets: Dataset[], preset: FormPreset, zones: string[]):
 type Estimate =
   | { kind: "idle" }
   | { kind: "checking" }
-  | { kind: "done"; result: DryRun }
+  | { kind: "done"; result: DryRunResult }
   | { kind: "error"; error: ApiError };
 
 export function ExportForm(props: {
@@ -59,7 +59,7 @@ export function ExportForm(props: {
   /** Compact: the dataset cannot be changed and filters and columns fold away. */
   compact?: boolean;
   submitLabel?: string;
-  onCreated: (doc: ExportDoc) => void;
+  onCreated: (doc: Export) => void;
 }) {
   const { client, datasets, compact = false } = props;
   const uid = useId();

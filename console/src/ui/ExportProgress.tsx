@@ -8,13 +8,13 @@ import { type ApiClient, type ApiError, asApiError, isAbort } from "../api.js";
 import { EtaEstimator } from "../eta.js";
 import { formatBytes, formatCount, formatDuration, formatInstant } from "../format.js";
 import { isFinalStatus, isQueued, isSucceeded, statusLabel } from "../status.js";
-import type { ExportDoc } from "../types.js";
+import type { Export } from "../types.js";
 import { watchExport } from "../watch.js";
 import { ErrorNotice } from "./ErrorNotice.js";
 import { PartLinks } from "./PartLinks.js";
 
 /** What the export is at now, after its status (shown beside the status badge). */
-export function describe(doc: ExportDoc, secondsLeft: number | null): string {
+export function describe(doc: Export, secondsLeft: number | null): string {
   const { progress } = doc;
   if (isQueued(doc.status))
     return doc.queue_position ? `Number ${doc.queue_position} in line.` : "Waiting to start.";
@@ -33,9 +33,9 @@ export function describe(doc: ExportDoc, secondsLeft: number | null): string {
 
 export function ExportProgress(props: {
   client: ApiClient;
-  initial: ExportDoc;
+  initial: Export;
   /** Called when the status changes (not on the first document), e.g. to refresh a history. */
-  onStatus?: (doc: ExportDoc) => void;
+  onStatus?: (doc: Export) => void;
   /** Move focus to the heading when shown (after a create). */
   focus?: boolean;
 }) {
@@ -53,7 +53,7 @@ export function ExportProgress(props: {
   const onStatus = useRef(props.onStatus);
   onStatus.current = props.onStatus;
   const lastStatus = useRef(props.initial.status);
-  const changed = (next: ExportDoc) => {
+  const changed = (next: Export) => {
     if (next.status === lastStatus.current) return;
     lastStatus.current = next.status;
     onStatus.current?.(next);

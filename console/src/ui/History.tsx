@@ -3,7 +3,7 @@ import { useEffect, useState } from "preact/hooks";
 import { type ApiClient, type ApiError, asApiError, isAbort } from "../api.js";
 import { formatBytes, formatCount, formatInstant } from "../format.js";
 import { isFinalStatus, isSucceeded, statusLabel } from "../status.js";
-import type { ExportDoc } from "../types.js";
+import type { Export } from "../types.js";
 import { ErrorNotice } from "./ErrorNotice.js";
 import { PartLinks } from "./PartLinks.js";
 
@@ -16,10 +16,10 @@ export function History(props: {
   client: ApiClient;
   /** Changing it reloads the first page (after a create, a cancel, a finish). */
   refreshKey: number;
-  onWatch: (doc: ExportDoc) => void;
+  onWatch: (doc: Export) => void;
 }) {
   const { client } = props;
-  const [rows, setRows] = useState<ExportDoc[]>([]);
+  const [rows, setRows] = useState<Export[]>([]);
   const [next, setNext] = useState<string | null>(null);
   const [loading, setLoading] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);

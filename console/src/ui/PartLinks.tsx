@@ -5,13 +5,13 @@
 import { useState } from "preact/hooks";
 import { type ApiClient, type ApiError, asApiError } from "../api.js";
 import { formatBytes, formatCount } from "../format.js";
-import type { ExportDoc } from "../types.js";
+import type { Export } from "../types.js";
 import { ErrorNotice } from "./ErrorNotice.js";
 
 /** A link with less than this left is renewed before use. */
 const RENEW_BEFORE_MS = 30_000;
 
-export function PartLinks({ client, doc }: { client: ApiClient; doc: ExportDoc }) {
+export function PartLinks({ client, doc }: { client: ApiClient; doc: Export }) {
   const [error, setError] = useState<ApiError | null>(null);
   if (doc.parts.length === 0) return null;
   const total = doc.parts.length;

@@ -7,7 +7,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
-import { AppError } from "../../domain/errors.js";
+import { AppError, type ErrorCode } from "../../domain/errors.js";
 import type { OperatorScope } from "../../domain/operator-scopes.js";
 import type { OperatorAuthenticator, OperatorCaller } from "../../usecases/operator-keys.js";
 
@@ -30,6 +30,19 @@ declare module "fastify" {
     /** The operator scope an operator route needs; marks the route as an operator route. */
     adminScope?: OperatorScope;
   }
+}
+
+/** What any operator route may answer: unknown to this caller, a scope missing, the store down. */
+const ADMIN_ERRORS: readonly ErrorCode[] = ["not_found", "insufficient_scope", "service_unavailable"];
+
+/** The config of a reading operator route: the `admin:read` scope, its errors and `more`. */
+export function adminRead(...more: ErrorCode[]) {
+  return { adminScope: "admin:read" as const, errors: [...ADMIN_ERRORS, ...more] };
+}
+
+/** The config of a writing operator route: the `admin:write` scope, its errors and `more`. */
+export function adminWrite(...more: ErrorCode[]) {
+  return { adminScope: "admin:write" as const, errors: [...ADMIN_ERRORS, ...more] };
 }
 
 /** The answer of an unknown path (http/errors.ts's not-found handler), word for word. */

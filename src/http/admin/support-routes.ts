@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { listAudit } from "../../usecases/audit.js";
 import { readMaintenance, switchMaintenance } from "../../usecases/maintenance.js";
 import { cancelAnyExport, getAnyExport, listAnyExports } from "../../usecases/support-exports.js";
+import { adminRead, adminWrite } from "./auth.js";
 import { presentAudit, presentMaintenance, presentTenantExport } from "./presenter.js";
 import {
   AnyExportsQuery,
@@ -24,14 +25,8 @@ export function supportRoutes(app: FastifyInstance, deps: AdminRouteDeps): void 
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { store, clock } = deps;
   const supportDeps = { operator: store, exports: store, storage: deps.storage, clock };
-  const read = {
-    adminScope: "admin:read" as const,
-    errors: ["not_found" as const, "insufficient_scope" as const, "service_unavailable" as const],
-  };
-  const write = {
-    adminScope: "admin:write" as const,
-    errors: ["not_found" as const, "insufficient_scope" as const, "service_unavailable" as const],
-  };
+  const read = adminRead();
+  const write = adminWrite();
 
   api.get(
     "/admin/v1/exports",
@@ -69,7 +64,7 @@ export function supportRoutes(app: FastifyInstance, deps: AdminRouteDeps): void 
   api.post(
     "/admin/v1/exports/:id/cancel",
     {
-      config: { ...write, errors: [...write.errors, "not_cancellable"] },
+      config: adminWrite("not_cancellable"),
       schema: {
         tags: TAGS,
         summary: "Cancel an export of any tenant",

@@ -13,7 +13,7 @@ import { issueTenantKey, listApiKeys, revokeTenantKey, rotateTenantKey } from ".
 import { stampOf } from "../../usecases/audit.js";
 import * as tenants from "../../usecases/tenants.js";
 import type { HttpDeps } from "../deps.js";
-import { operatorOf } from "./auth.js";
+import { adminRead, adminWrite, operatorOf } from "./auth.js";
 import { presentApiKey, presentPlan, presentTenant } from "./presenter.js";
 import {
   ApiKeyListSchema,
@@ -69,14 +69,8 @@ export function tenantRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
     clock,
     log: request.log,
   });
-  const read = {
-    adminScope: "admin:read" as const,
-    errors: ["not_found" as const, "insufficient_scope" as const, "service_unavailable" as const],
-  };
-  const write = {
-    adminScope: "admin:write" as const,
-    errors: ["not_found" as const, "insufficient_scope" as const, "service_unavailable" as const],
-  };
+  const read = adminRead();
+  const write = adminWrite();
 
   api.get(
     "/admin/v1/tenants",
@@ -103,7 +97,7 @@ export function tenantRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
   api.post(
     "/admin/v1/tenants",
     {
-      config: { ...write, errors: [...write.errors, "already_exists"] },
+      config: adminWrite("already_exists"),
       schema: {
         tags: TAGS,
         summary: "Create a tenant",
@@ -325,7 +319,7 @@ export function tenantRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
   api.post(
     "/admin/v1/plans",
     {
-      config: { ...write, errors: [...write.errors, "already_exists"] },
+      config: adminWrite("already_exists"),
       schema: {
         tags: TAGS,
         summary: "Create a plan",

@@ -8,7 +8,6 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import { Type } from "typebox";
-import type { ErrorCode } from "../../domain/errors.js";
 import * as audited from "../../usecases/operator-webhooks.js";
 import {
   getWebhookEndpoint,
@@ -37,6 +36,7 @@ import {
   TestEventSchema,
   UpdateEndpointBody,
 } from "../webhooks/schemas.js";
+import { adminRead, adminWrite } from "./auth.js";
 import { stamp, TAGS } from "./tenant-routes.js";
 
 const ENDPOINT = { $ref: "WebhookEndpoint" };
@@ -60,17 +60,12 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: AdminWebhookRoute
   if (!app.getSchemas().WebhookEndpoint) app.addSchema(EndpointSchema);
   const { clock } = deps;
   const useCase = { ...deps.webhooks, audit: deps.store };
-  const base: ErrorCode[] = ["not_found", "insufficient_scope", "service_unavailable"];
-  const read = { adminScope: "admin:read" as const, errors: base };
-  const write = (more: ErrorCode[] = []) => ({
-    adminScope: "admin:write" as const,
-    errors: [...base, ...more],
-  });
+  const read = adminRead();
 
   api.post(
     "/admin/v1/webhook_endpoints",
     {
-      config: write(["invalid_webhook_url"]),
+      config: adminWrite("invalid_webhook_url"),
       schema: {
         tags: TAGS,
         summary: "Create a product-wide webhook endpoint",
@@ -144,7 +139,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: AdminWebhookRoute
   api.patch(
     "/admin/v1/webhook_endpoints/:id",
     {
-      config: write(["invalid_webhook_url"]),
+      config: adminWrite("invalid_webhook_url"),
       schema: {
         tags: TAGS,
         summary: "Change a product-wide webhook endpoint",
@@ -167,7 +162,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: AdminWebhookRoute
     api.post(
       `/admin/v1/webhook_endpoints/:id/${action}`,
       {
-        config: write(),
+        config: adminWrite(),
         schema: {
           tags: TAGS,
           summary: enabled
@@ -190,7 +185,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: AdminWebhookRoute
   api.delete(
     "/admin/v1/webhook_endpoints/:id",
     {
-      config: write(),
+      config: adminWrite(),
       schema: {
         tags: TAGS,
         summary: "Delete a product-wide webhook endpoint",
@@ -207,7 +202,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: AdminWebhookRoute
   api.post(
     "/admin/v1/webhook_endpoints/:id/rotate_secret",
     {
-      config: write(),
+      config: adminWrite(),
       schema: {
         tags: TAGS,
         summary: "Rotate a product-wide endpoint's signing secret",
@@ -230,7 +225,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: AdminWebhookRoute
   api.post(
     "/admin/v1/webhook_endpoints/:id/test",
     {
-      config: write(),
+      config: adminWrite(),
       schema: {
         tags: TAGS,
         summary: "Send a test event to a product-wide endpoint",
@@ -272,7 +267,7 @@ export function adminWebhookRoutes(app: FastifyInstance, deps: AdminWebhookRoute
   api.post(
     "/admin/v1/webhook_endpoints/:id/redeliver",
     {
-      config: write(["invalid_request"]),
+      config: adminWrite("invalid_request"),
       schema: {
         tags: TAGS,
         summary: "Redeliver an event to a product-wide endpoint",

@@ -37,47 +37,36 @@ export const RedeliverBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const EndpointSchema = Type.Object(
-  {
-    id: Type.String(),
-    object: Type.Literal("webhook_endpoint"),
-    url: Type.String(),
-    description: Type.String(),
-    events: Type.Array(Type.String()),
-    enabled: Type.Boolean(),
-    disabled_reason: Nullable(
-      Type.String({
-        description: `Why it is disabled: ${DISABLED_REASONS.join(", ")} — by its owner, because the receiver answered 410, or because every attempt failed for days.`,
-      }),
-    ),
-    disabled_at: NullableTimestamp,
-    failing_since: NullableTimestamp,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-    previous_secret_expires_at: Nullable(
-      Type.String({
-        format: "date-time",
-        description: "Until when the previous secret signs too (rotation).",
-      }),
-    ),
-  },
-  { $id: "WebhookEndpoint" },
-);
-
-/** The endpoint and its signing secret: answered by create and rotate only. */
-export const EndpointWithSecretSchema = Type.Object({
+/** An endpoint as every answer shows it (never its secret). */
+const endpointFields = {
   id: Type.String(),
   object: Type.Literal("webhook_endpoint"),
   url: Type.String(),
   description: Type.String(),
   events: Type.Array(Type.String()),
   enabled: Type.Boolean(),
-  disabled_reason: Nullable(Type.String()),
+  disabled_reason: Nullable(
+    Type.String({
+      description: `Why it is disabled: ${DISABLED_REASONS.join(", ")} — by its owner, because the receiver answered 410, or because every attempt failed for days.`,
+    }),
+  ),
   disabled_at: NullableTimestamp,
   failing_since: NullableTimestamp,
   created_at: Timestamp,
   updated_at: Timestamp,
-  previous_secret_expires_at: NullableTimestamp,
+  previous_secret_expires_at: Nullable(
+    Type.String({
+      format: "date-time",
+      description: "Until when the previous secret signs too (rotation).",
+    }),
+  ),
+};
+
+export const EndpointSchema = Type.Object(endpointFields, { $id: "WebhookEndpoint" });
+
+/** The endpoint and its signing secret: answered by create and rotate only. */
+export const EndpointWithSecretSchema = Type.Object({
+  ...endpointFields,
   secret: Type.String({
     description: "The signing secret (`whsec_…`), shown only now: verify `webhook-signature` with it.",
   }),

@@ -4155,6 +4155,7 @@ export interface operations {
                         description: string;
                         events: string[];
                         enabled: boolean;
+                        /** @description Why it is disabled: manual, gone, failing — by its owner, because the receiver answered 410, or because every attempt failed for days. */
                         disabled_reason: string | null;
                         /** Format: date-time */
                         disabled_at: string | null;
@@ -4164,7 +4165,10 @@ export interface operations {
                         created_at: string;
                         /** Format: date-time */
                         updated_at: string;
-                        /** Format: date-time */
+                        /**
+                         * Format: date-time
+                         * @description Until when the previous secret signs too (rotation).
+                         */
                         previous_secret_expires_at: string | null;
                         /** @description The signing secret (`whsec_…`), shown only now: verify `webhook-signature` with it. */
                         secret: string;
@@ -6128,6 +6132,7 @@ export interface operations {
                         description: string;
                         events: string[];
                         enabled: boolean;
+                        /** @description Why it is disabled: manual, gone, failing — by its owner, because the receiver answered 410, or because every attempt failed for days. */
                         disabled_reason: string | null;
                         /** Format: date-time */
                         disabled_at: string | null;
@@ -6137,7 +6142,10 @@ export interface operations {
                         created_at: string;
                         /** Format: date-time */
                         updated_at: string;
-                        /** Format: date-time */
+                        /**
+                         * Format: date-time
+                         * @description Until when the previous secret signs too (rotation).
+                         */
                         previous_secret_expires_at: string | null;
                         /** @description The signing secret (`whsec_…`), shown only now: verify `webhook-signature` with it. */
                         secret: string;
@@ -12420,6 +12428,7 @@ export interface operations {
                         description: string;
                         events: string[];
                         enabled: boolean;
+                        /** @description Why it is disabled: manual, gone, failing — by its owner, because the receiver answered 410, or because every attempt failed for days. */
                         disabled_reason: string | null;
                         /** Format: date-time */
                         disabled_at: string | null;
@@ -12429,7 +12438,10 @@ export interface operations {
                         created_at: string;
                         /** Format: date-time */
                         updated_at: string;
-                        /** Format: date-time */
+                        /**
+                         * Format: date-time
+                         * @description Until when the previous secret signs too (rotation).
+                         */
                         previous_secret_expires_at: string | null;
                         /** @description The signing secret (`whsec_…`), shown only now: verify `webhook-signature` with it. */
                         secret: string;
@@ -13811,6 +13823,7 @@ export interface operations {
                         description: string;
                         events: string[];
                         enabled: boolean;
+                        /** @description Why it is disabled: manual, gone, failing — by its owner, because the receiver answered 410, or because every attempt failed for days. */
                         disabled_reason: string | null;
                         /** Format: date-time */
                         disabled_at: string | null;
@@ -13820,7 +13833,10 @@ export interface operations {
                         created_at: string;
                         /** Format: date-time */
                         updated_at: string;
-                        /** Format: date-time */
+                        /**
+                         * Format: date-time
+                         * @description Until when the previous secret signs too (rotation).
+                         */
                         previous_secret_expires_at: string | null;
                         /** @description The signing secret (`whsec_…`), shown only now: verify `webhook-signature` with it. */
                         secret: string;
