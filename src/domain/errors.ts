@@ -89,7 +89,7 @@ export const ERROR_CATALOGUE = {
     status: 403,
     retryable: false,
     on: "authenticated",
-    when: "The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.",
+    when: "The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.",
   },
   tenant_header_not_allowed: {
     status: 400,

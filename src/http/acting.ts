@@ -44,9 +44,17 @@ export class TenantActing {
     private readonly store: Pick<TenancyPort, "findTenantByName">,
   ) {}
 
-  /** Whether the request must go this way: it names a tenant, or its key is an operator's. */
-  static applies(token: string, header: string | string[] | undefined): boolean {
-    return header !== undefined || OperatorAuthenticator.looksLikeOperatorKey(token);
+  /**
+   * Whether the request must go this way: it names a tenant, or its credential is an operator's —
+   * an operator key by its shape, or the bootstrap token by `digest` (its SHA-256), so both get the
+   * same answer without the header (400), not the tenant-key path's 401.
+   */
+  applies(token: string, digest: string, header: string | string[] | undefined): boolean {
+    return (
+      header !== undefined ||
+      OperatorAuthenticator.looksLikeOperatorKey(token) ||
+      this.operators.isBootstrap(digest)
+    );
   }
 
   /**

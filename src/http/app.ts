@@ -340,7 +340,8 @@ export async function buildApp(
     datasetRoutes(app, deps);
     exportRoutes(app, { ...deps, exports: deps.store });
     if (deps.webhooks) webhookRoutes(app, deps.webhooks);
-    if (deps.signer) fileRoutes(app, { ...deps, exports: deps.store }, deps.signer, deps.filesRoot);
+    if (deps.signer)
+      fileRoutes(app, { ...deps, exports: deps.store, tenants: deps.store }, deps.signer, deps.filesRoot);
     consoleRoutes(app);
   }
   if (surface !== "public") {

@@ -8,12 +8,13 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import type { TokenSettings } from "../config/tokens.js";
 import { hashesMatch, hashKey, keyPrefix } from "../domain/api-keys.js";
-import { AppError, invalidRequest, tenantDisabled } from "../domain/errors.js";
+import { AppError, invalidRequest } from "../domain/errors.js";
 import type { Scope } from "../domain/scopes.js";
 import type { Tenant, TenantLimits } from "../domain/tenant.js";
-import type { ApiKeyRecord, TenancyPort } from "../metadata/types.js";
+import type { ApiKeyRecord, OperatorPort, TenancyPort } from "../metadata/types.js";
 import { TtlCache } from "../usecases/ttl-cache.js";
-import { TENANT_HEADER, TenantActing, tenantHeaderNotAllowed } from "./acting.js";
+import { TENANT_HEADER, type TenantActing } from "./acting.js";
+import { boundToOwnTenant } from "./own-tenant.js";
 import { TokenAuthenticator } from "./token-auth.js";
 
 export interface AuthContext {
@@ -128,7 +129,7 @@ function unauthorized(message: string): AppError {
  */
 export function installAuth(
   app: FastifyInstance,
-  store: TenancyPort,
+  store: TenancyPort & Pick<OperatorPort, "createTenant">,
   clock: () => number,
   unauthenticatedPerMinute: number,
   acting: TenantActing,
@@ -192,7 +193,7 @@ export function installAuth(
       // Several lines of the header reach acting as a list (refused there), not joined as "a, b".
       const tenantLines = headerValues(request.raw.rawHeaders, TENANT_HEADER);
       const actingFor = tenantLines.length > 1 ? tenantLines : request.headers[TENANT_HEADER];
-      if (key !== undefined && TenantActing.applies(key, actingFor)) {
+      if (key !== undefined && acting.applies(key, digest as string, actingFor)) {
         const operator = await acting.authenticate(key, actingFor, now);
         if (operator) {
           request.auth = operator;
@@ -218,7 +219,10 @@ export function installAuth(
       record = found;
       keys.set(digest as string, found, now);
     }
-    if (request.headers[TENANT_HEADER] !== undefined) throw tenantHeaderNotAllowed();
+    const tenant = await tenantOf(record.tenantId, now);
+    if (!tenant) throw unauthorized("The API key is not valid.");
+    // The tenant is read through TENANT_CACHE_MS's cache: a disable shows within it.
+    const own = boundToOwnTenant(request.headers, tenant);
     if (!record.scopes.includes(scope)) {
       throw new AppError(
         "insufficient_scope",
@@ -226,15 +230,8 @@ export function installAuth(
         [{ field: "authorization", code: "missing_scope", message: scope }],
       );
     }
-    const tenant = await tenantOf(record.tenantId, now);
-    if (!tenant) throw unauthorized("The API key is not valid.");
-    // Within TENANT_CACHE_MS of a disable: the tenant is read through that cache.
-    if (tenant.disabledAt !== null) throw tenantDisabled();
     request.auth = {
-      tenantId: tenant.id,
-      tenantName: tenant.name,
-      plan: tenant.plan,
-      limits: tenant.limits,
+      ...own,
       keyId: record.id,
       scopes: record.scopes,
       actor: `key:${record.prefix}`,

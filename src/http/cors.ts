@@ -8,15 +8,25 @@
 import cors, { type FastifyCorsOptions } from "@fastify/cors";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 
-/** Headers a browser may send beyond the safelisted ones. */
+/**
+ * Headers a page's script may send beyond the safelisted ones: what the console and the typed
+ * client send (the credential, JSON bodies, a create's Idempotency-Key, Last-Event-ID when a
+ * progress stream reconnects, Range when a download resumes), and the conditional headers the
+ * /files route honours (If-Range and If-Match to resume only the same file, If-None-Match and
+ * If-Modified-Since to revalidate, If-Unmodified-Since as If-Match by date). A header missing here
+ * fails the preflight, so the browser never sends the request.
+ */
 const ALLOWED_HEADERS = [
   "Authorization",
   "Content-Type",
   "Idempotency-Key",
+  "Last-Event-ID",
   "Range",
   "If-Range",
+  "If-Match",
   "If-None-Match",
   "If-Modified-Since",
+  "If-Unmodified-Since",
 ];
 /**
  * Headers a page's script may read: retry hints, idempotent replays, where a new export is, what

@@ -9,12 +9,13 @@ import { createHash } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
 import type { Logger } from "pino";
 import type { TokenSettings } from "../config/tokens.js";
-import { AppError, serviceUnavailable, tenantDisabled } from "../domain/errors.js";
+import { AppError, serviceUnavailable } from "../domain/errors.js";
 import type { Scope } from "../domain/scopes.js";
-import type { TenancyPort, Tenant } from "../metadata/types.js";
+import type { OperatorPort, TenancyPort, Tenant } from "../metadata/types.js";
+import { actors, stampOf } from "../usecases/audit.js";
 import { TtlCache } from "../usecases/ttl-cache.js";
-import { TENANT_HEADER, tenantHeaderNotAllowed } from "./acting.js";
 import type { AuthContext, FailedAuthLimiter } from "./auth.js";
+import { boundToOwnTenant } from "./own-tenant.js";
 import { looksLikeJwt, TokenVerifier, type VerifiedToken } from "./token-verifier.js";
 
 /** A tenant named by tokens is looked up at most this often per process (a plan change shows within it). */
@@ -46,7 +47,7 @@ export class TokenAuthenticator {
 
   constructor(
     private readonly settings: TokenSettings,
-    private readonly store: TenancyPort,
+    private readonly store: TenancyPort & Pick<OperatorPort, "createTenant">,
     private readonly failedAuth: FailedAuthLimiter,
     log: FastifyBaseLogger,
   ) {
@@ -94,16 +95,15 @@ export class TokenAuthenticator {
       const ttl = Math.min(this.settings.cacheMs, verified.expiresAt - now);
       if (ttl > 0) this.verified.set(digest, verified, now, ttl);
     }
-    const tenant = await this.tenantNamed(verified.tenant, now);
+    const tenant = await this.tenantNamed(verified.tenant, verified.subject, now);
     if (!tenant) {
       request.log.info({ tenant: verified.tenant }, "bearer token refused: no such tenant");
       this.failedAuth.fail(request.ip, now);
       throw tokenRefused("The bearer token is not valid.");
     }
-    // A token acts for the tenant its claim names, never for another one (that is an operator's act).
-    if (request.headers[TENANT_HEADER] !== undefined) throw tenantHeaderNotAllowed();
-    // Within the tenant cache's second of a disable, as for keys.
-    if (tenant.disabledAt !== null) throw tenantDisabled();
+    // A token acts for the tenant its claim names, as a key does; a disable shows within the
+    // tenant cache's second.
+    const own = boundToOwnTenant(request.headers, tenant);
     if (!verified.scopes.includes(scope)) {
       throw new AppError(
         "insufficient_scope",
@@ -111,7 +111,7 @@ export class TokenAuthenticator {
         [{ field: "authorization", code: "missing_scope", message: scope }],
       );
     }
-    const actor = `token:${verified.subject}`;
+    const actor = actors.token(verified.subject);
     const exportId = (request.params as { id?: unknown } | undefined)?.id;
     (request.log as Logger).setBindings({
       tenant_id: tenant.id,
@@ -119,10 +119,7 @@ export class TokenAuthenticator {
       ...(typeof exportId === "string" ? { export_id: exportId } : {}),
     });
     return {
-      tenantId: tenant.id,
-      tenantName: tenant.name,
-      plan: tenant.plan,
-      limits: tenant.limits,
+      ...own,
       // The rate limit counts per subject of a tenant, as it counts per key.
       keyId: `token:${tenant.id}:${verified.subject}`,
       scopes: verified.scopes,
@@ -130,13 +127,22 @@ export class TokenAuthenticator {
     };
   }
 
-  /** The tenant of this name; created with the default plan on first sight when the settings say so. */
-  private async tenantNamed(name: string, now: number): Promise<Tenant | null> {
+  /**
+   * The tenant of this name; created with the default plan on first sight when the settings say
+   * so, audited as `tenant.create` by `token:<subject>` in the same transaction (as an operator's
+   * create is).
+   */
+  private async tenantNamed(name: string, subject: string, now: number): Promise<Tenant | null> {
     const cached = this.tenants.get(name, now);
     if (cached) return cached;
     // Read first: creating is a write, and only the first sight of a tenant needs it.
     let tenant = await this.store.findTenantByName(name);
-    if (!tenant && this.settings.createTenants) tenant = await this.store.ensureTenant(name, now);
+    if (!tenant && this.settings.createTenants) {
+      tenant =
+        (await this.store.createTenant(name, {}, stampOf(actors.token(subject), now))) ??
+        // Another request (or process) created it first, and audited it.
+        (await this.store.findTenantByName(name));
+    }
     if (tenant) this.tenants.set(name, tenant, now);
     return tenant;
   }

@@ -1,5 +1,6 @@
 /**
- * The audit log of operator writes: who (`operator:<prefix>`, `bootstrap`, `cli:<user>`), what,
+ * The audit log of operator writes: who (`operator:<prefix>`, `bootstrap`, `cli:<user>`, and
+ * `token:<sub>` for a tenant a sign-in token created on first sight), what,
  * on which target, when, before and after. Writes of the OperatorPort record their entry in their
  * own transaction; writes made through other ports (API keys, maintenance, a cancel) record it
  * right after with `recordAudit`. Read by the operator API and the CLI.
@@ -11,11 +12,15 @@ import type { AuditEntry, AuditQuery, AuditStamp, OperatorPort } from "../metada
 /** Who acts, as the audit log and the request log spell it; `at` is filled in per write. */
 export type Actor = string;
 
-/** The audit actor of an operator key, of the bootstrap token, and of the CLI run by an OS user. */
+/**
+ * The audit actor of an operator key, of the bootstrap token, of the CLI run by an OS user, and of
+ * a product sign-in token (its `sub`; it writes only the tenant it creates on first sight).
+ */
 export const actors = {
   operatorKey: (prefix: string): Actor => `operator:${prefix}`,
   bootstrap: "bootstrap" as Actor,
   cli: (user: string): Actor => `cli:${user}`,
+  token: (subject: string): Actor => `token:${subject}`,
 };
 
 /** The stamp of a write by `actor` now. */

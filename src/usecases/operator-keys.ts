@@ -90,6 +90,11 @@ export class OperatorAuthenticator {
     return operatorKeyPrefix(token) !== null;
   }
 
+  /** Whether `digest` (a credential's SHA-256, hex) is the bootstrap token's; compared in constant time. */
+  isBootstrap(digest: string): boolean {
+    return this.bootstrapDigest !== null && hashesMatch(digest, this.bootstrapDigest);
+  }
+
   /** The operator this token authenticates, or null (unknown, revoked, or no operator credential). */
   async verify(token: string, now: number): Promise<OperatorCaller | null> {
     const digest = hashKey(token);
@@ -106,7 +111,7 @@ export class OperatorAuthenticator {
           await this.port.touchOperatorKey(found.id, now);
         }
       }
-    } else if (this.bootstrapDigest !== null && hashesMatch(digest, this.bootstrapDigest)) {
+    } else if (this.isBootstrap(digest)) {
       caller = { actor: actors.bootstrap, keyId: "bootstrap", prefix: "bootstrap", scopes: OPERATOR_SCOPES };
     }
     if (caller) this.cache.set(digest, caller, now);

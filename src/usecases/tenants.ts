@@ -1,8 +1,8 @@
 /**
  * A tenant's life cycle for the operator (the operator API and the CLI): create, list, read, change
- * plan and limits, disable (its keys are refused — http/auth.ts reads `disabledAt` through its
- * one-second tenant cache — and its queued and running exports are canceled through the cancel use
- * case), enable, and delete (everything it owns: files first, through the purge use case, then its
+ * plan and limits, disable (its keys, tokens and signed download links are refused — http/auth.ts,
+ * http/token-auth.ts and the /files route read `disabledAt` through one-second tenant caches — and
+ * its queued and running exports are canceled through the cancel use case), enable, and delete (everything it owns: files first, through the purge use case, then its
  * rows in one transaction). Plans are created and changed here too. Every write is audited.
  */
 import type { Logger } from "pino";
@@ -96,8 +96,9 @@ async function cancelActive(deps: TenantAdminDeps, tenant: Tenant): Promise<stri
 }
 
 /**
- * Disables a tenant: every key of it is refused (403 tenant_disabled) within the API's one-second
- * tenant cache, no export of it is created from then on (the create checks the row), and its
+ * Disables a tenant: every key, token and signed /files link of it is refused (403
+ * tenant_disabled) within the API's one-second tenant caches (S3's presigned part links run to
+ * their expiry), no export of it is created from then on (the create checks the row), and its
  * queued and running exports are canceled. Throws AppError `not_found`.
  */
 export async function disableTenant(

@@ -409,6 +409,12 @@ for (const engine of ["sqlite", "postgres"] as const) {
       const tenantFiles = () => filesUnder(path.join(objectsDir, "exports", tenantId));
       assert.equal(tenantFiles().length, 2, "the succeeded and the running export's parts");
 
+      // The succeeded export's signed part link, issued while the tenant is active.
+      const doc = await h.call("GET", `/v1/exports/${succeeded}`, key);
+      const partUrl = new URL(doc.json<{ parts: { url: string }[] }>().parts[0]?.url as string);
+      const link = `${partUrl.pathname}${partUrl.search}`;
+      assert.equal((await rawRequest(h.base, "GET", link, {})).status, 200);
+
       // Disable: keys refused within the tenant cache's second, active exports canceled.
       const disabled = await h.call("POST", "/admin/v1/tenants/doomed/disable", admin, {});
       assert.equal(disabled.status, 200, disabled.body);
@@ -423,6 +429,14 @@ for (const engine of ["sqlite", "postgres"] as const) {
       assertError(await h.call("GET", "/v1/exports", key), 403, "tenant_disabled");
       assertError(await h.call("POST", "/v1/exports", key, JSON.parse(createBody)), 403, "tenant_disabled");
       assert.equal((await h.call("GET", "/v1/exports", other)).status, 200, "other tenants unaffected");
+      // Its signed links too (they were good for 20 minutes more), naming no tenant in the answer.
+      const linkRefused = await waitFor(
+        () => rawRequest(h.base, "GET", link, {}),
+        (r) => r.status === 403,
+        5000,
+      );
+      const refusal = assertError(linkRefused, 403, "tenant_disabled");
+      assert.doesNotMatch(refusal.error.message, /doomed/);
       assert.equal(await status(running), "canceled");
       assert.equal(await status(queued), "canceled");
       assert.equal(await status(succeeded), "succeeded");
@@ -437,6 +451,11 @@ for (const engine of ["sqlite", "postgres"] as const) {
       assert.equal((await h.call("POST", "/admin/v1/tenants/doomed/enable", admin, {})).status, 200);
       await waitFor(
         async () => (await h.call("GET", "/v1/exports", key)).status,
+        (s) => s === 200,
+        5000,
+      );
+      await waitFor(
+        async () => (await rawRequest(h.base, "GET", link, {})).status,
         (s) => s === 200,
         5000,
       );
@@ -468,6 +487,8 @@ for (const engine of ["sqlite", "postgres"] as const) {
         5000,
       );
       assertError(await h.call("GET", `/admin/v1/exports/${succeeded}`, admin), 404, "not_found");
+      // A deleted tenant's link is not found, as a file that no longer exists.
+      assertError(await rawRequest(h.base, "GET", link, {}), 404, "not_found");
       const entry = (await h.call("GET", "/admin/v1/audit?action=tenant.delete", admin)).json<{
         data: { tenant: string; before: { name: string }; after: unknown }[];
       }>().data[0];
@@ -573,7 +594,12 @@ for (const engine of ["sqlite", "postgres"] as const) {
         400,
         "tenant_header_not_allowed",
       );
-      assertError(await h.call("GET", "/v1/exports", actor), 400, "invalid_request");
+      // Without the header, the bootstrap token gets what an operator key gets (it got 401, as if
+      // it were a tenant key that is not valid).
+      const withoutHeader = assertError(await h.call("GET", "/v1/exports", actor), 400, "invalid_request");
+      const bootstrapWithout = assertError(await h.call("GET", "/v1/exports", TOKEN), 400, "invalid_request");
+      assert.deepEqual(bootstrapWithout.error.details, withoutHeader.error.details);
+      assert.equal(bootstrapWithout.error.message, withoutHeader.error.message);
       assert.equal(
         (await h.call("GET", "/v1/exports", TOKEN, undefined, as("acme"))).status,
         200,

@@ -223,6 +223,61 @@ describe("tokens from a JWKS", () => {
     assert.equal((await svc.store.findTenantByName("newcomer"))?.plan, "default");
   });
 
+  test("a tenant created on first sight is audited once as tenant.create by token:<sub>", async () => {
+    const audited = () => svc.store.listAudit({ tenant: "audited-co", action: "tenant.create", limit: 10 });
+    assert.deepEqual(await audited(), []);
+    // Several first requests at once (none finds the tenant): one creates it, one entry.
+    const tokens = await Promise.all(
+      ["first-user", "second-user", "third-user"].map((sub) =>
+        token(rsa, { sub, [TENANT_CLAIM]: "audited-co" }),
+      ),
+    );
+    const answers = await Promise.all(tokens.map((t) => rawRequest(base, "GET", "/v1/exports", bearer(t))));
+    for (const res of answers) assert.equal(res.status, 200, res.body);
+    const tenant = await svc.store.findTenantByName("audited-co");
+    const entries = await audited();
+    assert.equal(entries.length, 1, JSON.stringify(entries));
+    const entry = entries[0];
+    assert.match(String(entry?.actor), /^token:(first|second|third)-user$/);
+    assert.equal(entry?.target, "tenant:audited-co");
+    assert.equal(entry?.before, null);
+    assert.equal((entry?.after as { id?: string } | undefined)?.id, tenant?.id);
+    // A tenant that existed already is not created again, nor audited.
+    now += 2_000;
+    const again = await token(rsa, { sub: "fourth-user", [TENANT_CLAIM]: "audited-co" });
+    assert.equal((await rawRequest(base, "GET", "/v1/exports", bearer(again))).status, 200);
+    assert.equal((await audited()).length, 1);
+  });
+
+  test("a key and a token of their own tenant get the same answers: header, disabled tenant, then scope", async () => {
+    const { issueApiKey } = await import("../../src/usecases/api-keys.js");
+    const readOnlyKey = (await issueApiKey(svc.store, "bound-co", ["exports:read"], now)).key;
+    const readOnlyToken = await token(rsa, { [TENANT_CLAIM]: "bound-co", scope: "exports:read" });
+    const answers = async (credential: string) => {
+      const header = await rawRequest(
+        base,
+        "POST",
+        "/v1/exports",
+        { ...json(credential), "x-exportd-tenant": "bound-co" },
+        createBody,
+      );
+      const scope = await rawRequest(base, "POST", "/v1/exports", json(credential), createBody);
+      return [header, scope].map((r) => `${r.status} ${r.json<{ error: { code: string } }>().error.code}`);
+    };
+    const active = ["400 tenant_header_not_allowed", "403 insufficient_scope"];
+    assert.deepEqual(await answers(readOnlyKey), active);
+    assert.deepEqual(await answers(readOnlyToken), active);
+    assert.ok(await svc.store.setTenantDisabled("bound-co", true, { actor: "test", at: now }));
+    now += 2_000;
+    // A disabled tenant is refused before the scope is looked at, by keys as by tokens.
+    const disabled = ["400 tenant_header_not_allowed", "403 tenant_disabled"];
+    assert.deepEqual(await answers(readOnlyKey), disabled);
+    assert.deepEqual(
+      await answers(await token(rsa, { [TENANT_CLAIM]: "bound-co", scope: "exports:read" })),
+      disabled,
+    );
+  });
+
   test("a token naming another tenant never sees this tenant's export (404)", async () => {
     const mine = await rawRequest(base, "POST", "/v1/exports", json(await token(rsa)), createBody);
     const id = mine.json<{ id: string }>().id;
@@ -618,6 +673,95 @@ describe("CORS", () => {
     const refused = await rawRequest(base, "GET", "/v1/exports", { origin });
     assert.equal(refused.status, 401);
     assert.equal(refused.headers["access-control-allow-origin"], origin);
+  });
+
+  /**
+   * What a browser does with a preflight's answer: the request goes out only when the origin is
+   * allowed and every header it asked for is in Access-Control-Allow-Headers (case-insensitive).
+   */
+  async function browserAllows(method: string, path: string, headers: string[]): Promise<string[]> {
+    const res = await rawRequest(base, "OPTIONS", path, {
+      origin,
+      "access-control-request-method": method,
+      "access-control-request-headers": headers.join(", "),
+    });
+    assert.equal(res.status, 204, res.body);
+    assert.equal(res.headers["access-control-allow-origin"], origin);
+    assert.match(String(res.headers["access-control-allow-methods"]), new RegExp(method));
+    const allowed = new Set(
+      String(res.headers["access-control-allow-headers"] ?? "")
+        .split(",")
+        .map((h) => h.trim().toLowerCase()),
+    );
+    return headers.filter((h) => !allowed.has(h));
+  }
+
+  test("preflights for what the console and the typed client send pass: creates, progress streams, resumed downloads", async () => {
+    // A create (console and client): JSON body, the credential, an Idempotency-Key.
+    assert.deepEqual(
+      await browserAllows("POST", "/v1/exports", ["authorization", "content-type", "idempotency-key"]),
+      [],
+    );
+    // A progress stream reconnecting (console/src/api.ts, client events()): Last-Event-ID.
+    assert.deepEqual(
+      await browserAllows("GET", "/v1/exports/0192f3a0-0000-7000-8000-000000000000/events", [
+        "authorization",
+        "last-event-id",
+      ]),
+      [],
+    );
+    // A download resumed from a page: Range with a validator, so only the same file is resumed;
+    // revalidation; both on a signed link and on the API.
+    const conditional = [
+      "range",
+      "if-range",
+      "if-match",
+      "if-none-match",
+      "if-modified-since",
+      "if-unmodified-since",
+    ];
+    assert.deepEqual(await browserAllows("GET", "/files/exports/a/b/part-000.csv", conditional), []);
+    assert.deepEqual(
+      await browserAllows("GET", "/v1/exports/0192f3a0-0000-7000-8000-000000000000", [
+        "authorization",
+        "if-none-match",
+      ]),
+      [],
+    );
+    // Not everything passes: a header no client sends is not allowed.
+    assert.deepEqual(await browserAllows("GET", "/v1/exports", ["x-exportd-tenant"]), ["x-exportd-tenant"]);
+  });
+
+  test("the headers a page reads are exposed: rate limits, downloads, retries", async () => {
+    const t = await token(ec);
+    const res = await rawRequest(base, "GET", "/v1/exports", { ...bearer(t), origin });
+    assert.equal(res.status, 200);
+    const exposed = new Set(
+      String(res.headers["access-control-expose-headers"])
+        .split(",")
+        .map((h) => h.trim().toLowerCase()),
+    );
+    for (const h of [
+      "retry-after",
+      "location",
+      "etag",
+      "last-modified",
+      "content-range",
+      "accept-ranges",
+      "content-length",
+      "content-disposition",
+      "x-request-id",
+      "ratelimit-limit",
+      "ratelimit-remaining",
+      "ratelimit-reset",
+      "idempotent-replayed",
+    ])
+      assert.ok(exposed.has(h), h);
+    // Every header the answer carries that a page could want is exposed (or CORS-safelisted).
+    const safelisted = new Set(["cache-control", "content-language", "content-type", "expires", "pragma"]);
+    for (const name of Object.keys(res.headers)) {
+      if (/^ratelimit|^x-request-id$/.test(name)) assert.ok(exposed.has(name) || safelisted.has(name), name);
+    }
   });
 
   test("another origin gets no CORS headers; /admin gets no CORS; an OPTIONS that is no preflight is 404", async () => {

@@ -3,7 +3,8 @@
  * export's zip archive whatever the object store (with S3 the archive streams from ranged GETs of
  * the parts; the parts themselves are presigned links to the bucket, so with S3 only archive keys
  * are served here). No Authorization: the HMAC signature (checked in constant time, before the disk
- * or the store is touched) and the expiry are the authorization. Range, ETag and conditional
+ * or the store is touched), the expiry and the link's tenant (neither disabled nor deleted) are the
+ * authorization. Range, ETag and conditional
  * requests of parts come from @fastify/send; the body of a 200 or 206 is written by file-body.ts
  * (pooled buffers, not send's stream). At most
  * EXPORTD_MAX_DOWNLOADS downloads are served at once; past that, 503 too_many_downloads.
@@ -17,10 +18,12 @@ import { AppError, serviceUnavailable } from "../../domain/errors.js";
 import { downloadRefusal } from "../../domain/export.js";
 import { isUuid } from "../../domain/ids.js";
 import { archiveOfKey, exportOfKey, isSafeKey } from "../../domain/naming.js";
-import type { ExportsPort } from "../../metadata/types.js";
+import type { Tenant } from "../../domain/tenant.js";
+import type { ExportsPort, TenancyPort } from "../../metadata/types.js";
 import { contentDisposition } from "../../object-store/content-disposition.js";
 import { contentTypeOf } from "../../object-store/content-type.js";
 import type { LinkSigner } from "../../object-store/signing.js";
+import { TtlCache } from "../../usecases/ttl-cache.js";
 import type { HttpDeps } from "../deps.js";
 import { type BodyPiece, ChunkPool, DownloadSlots, writeBody, writeFileRange } from "../file-body.js";
 import { type ArchiveReader, answerFor, archiveOf, archivePieces, checkArchiveFiles } from "./archive.js";
@@ -45,7 +48,18 @@ function bodyRange(
  * What the file route uses: the ExportsPort (to tell a missing file's export), no other part of the
  * store; the object store for ranged reads of archive parts when it is not the local folder.
  */
-export type FileRouteDeps = Pick<HttpDeps, "config" | "clock" | "storage"> & { exports: ExportsPort };
+export type FileRouteDeps = Pick<HttpDeps, "config" | "clock" | "storage"> & {
+  exports: ExportsPort;
+  /** The tenant of a link's key: a disabled or deleted tenant's links are refused. */
+  tenants: Pick<TenancyPort, "getTenant">;
+};
+
+/**
+ * A link's tenant is read at most this often per process, as the API's authentication reads a
+ * key's: a disable stops its links within this, and the download hot path costs a map lookup, not
+ * a database read per request (one primary-key read per tenant per second and process).
+ */
+const LINK_TENANT_CACHE_MS = 1_000;
 
 /**
  * Opens the first stream piece (an S3 ranged GET) before any header goes out, so a store that is
@@ -94,6 +108,29 @@ export function fileRoutes(
       "The file storage cannot be read right now. Retry after the Retry-After seconds.",
     );
   };
+  const linkTenants = new TtlCache<Tenant | null>(LINK_TENANT_CACHE_MS);
+  /**
+   * Refuses a validly signed link whose tenant may no longer download: disabled (403
+   * `tenant_disabled`, naming no tenant) or deleted (404 `not_found`, as the file it named is gone:
+   * a link tells no one that its tenant existed). Every link exportd signs names a key under its
+   * export's prefix; a key that names no tenant is not found either.
+   */
+  const checkLinkTenant = async (key: string, now: number): Promise<void> => {
+    const owner = exportOfKey(key);
+    if (!owner || !isUuid(owner.tenantId)) throw new AppError("not_found", "The file no longer exists.");
+    let tenant = linkTenants.get(owner.tenantId, now);
+    if (tenant === undefined) {
+      tenant = await deps.tenants.getTenant(owner.tenantId);
+      linkTenants.set(owner.tenantId, tenant, now);
+    }
+    if (!tenant) throw new AppError("not_found", "The file no longer exists.");
+    if (tenant.disabledAt !== null) {
+      throw new AppError(
+        "tenant_disabled",
+        "The account these files belong to is disabled: its download links are refused.",
+      );
+    }
+  };
   const { maxInFlight, bufferBudgetBytes, stallTimeoutMs } = deps.config.downloads;
   const slots = new DownloadSlots(maxInFlight);
   const pool = new ChunkPool(bufferBudgetBytes);
@@ -104,6 +141,7 @@ export function fileRoutes(
         errors: [
           "invalid_signature",
           "link_expired",
+          "tenant_disabled",
           "not_found",
           "export_not_ready",
           "export_expired",
@@ -139,12 +177,15 @@ export function fileRoutes(
       ) {
         throw new AppError("invalid_signature", "This link is not a valid download link.");
       }
-      const verdict = signer.verify({ key, expires: expiresAt, filename }, signature, deps.clock());
+      const now = deps.clock();
+      const verdict = signer.verify({ key, expires: expiresAt, filename }, signature, now);
       if (verdict === "invalid_signature")
         throw new AppError("invalid_signature", "The link's signature does not match.");
       if (verdict === "link_expired") {
         throw new AppError("link_expired", "The link has expired. Ask the API for a fresh one.");
       }
+      // Only after the signature: without a link exportd issued, no one learns a tenant's state.
+      await checkLinkTenant(key, now);
 
       // An export's zip archive: no stored object, assembled from its parts (archive.ts).
       const archiveOwner = archiveOfKey(key);

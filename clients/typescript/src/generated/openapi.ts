@@ -1572,7 +1572,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -1859,7 +1859,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -2239,7 +2239,7 @@ export interface operations {
              *
              *     `plan_required`: The dataset is not part of the tenant's plan. The message names the dataset; an upgrade of the plan is needed.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -2617,7 +2617,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -2906,7 +2906,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -3194,7 +3194,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -3581,7 +3581,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -3909,7 +3909,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -4224,7 +4224,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -4552,7 +4552,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -4834,7 +4834,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -5178,7 +5178,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -5510,7 +5510,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -5842,7 +5842,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -6199,7 +6199,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -6537,7 +6537,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -6905,7 +6905,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -7203,7 +7203,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -7573,7 +7573,7 @@ export interface operations {
             /**
              * @description `insufficient_scope`: The key is valid but lacks the scope this route needs; the message names the scope.
              *
-             *     `tenant_disabled`: The tenant of the key (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key of it is refused until it is enabled again. Its queued and running exports were canceled.
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -7887,6 +7887,8 @@ export interface operations {
              * @description `invalid_signature`: A signed download link was altered or is malformed: a link must be used exactly as issued (`expires` as written, without leading zeros; no query parameter the link does not carry). Ask the API for a fresh link.
              *
              *     `link_expired`: A signed download link is past its expiry. Ask the API for a fresh link (`GET /v1/exports/{id}/download`).
+             *
+             *     `tenant_disabled`: The tenant of the key, token or signed download link (or the tenant named in `X-Exportd-Tenant`) was disabled by the operator: every key and download link of it is refused until it is enabled again (a link still within its expiry works again then). Its queued and running exports were canceled. A link's answer names no tenant; a deleted tenant's links answer `not_found`.
              */
             403: {
                 headers: {
@@ -7898,7 +7900,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
                             /** @enum {unknown} */
-                            code?: "invalid_signature" | "link_expired";
+                            code?: "invalid_signature" | "link_expired" | "tenant_disabled";
                         };
                     };
                 };
