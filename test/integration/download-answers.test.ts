@@ -78,44 +78,44 @@ describe("the signed links of a disabled or deleted tenant", () => {
   after(() => svc.dispose());
 
   test("are refused within the tenant cache's second: 403 tenant_disabled, 200 again once enabled, 404 once deleted", async () => {
-    const api = client(svc, await svc.key("paused-co"));
-    const other = client(svc, await svc.key("active-co"));
+    const api = injectClient(svc, await svc.key("paused-co"));
+    const other = injectClient(svc, await svc.key("active-co"));
     const done = await api.run({ ...oneHour(), archive: "zip" });
     const kept = await other.run(oneHour());
     assert.equal(done.status, "succeeded");
-    const view = (await api.get(done.id)) as View & { archive: { url: string | null } };
-    const links = [view.parts[0]!.url!, view.archive.url!];
+    const view = await api.get(done.id);
+    const links = [view.parts[0]!.url!, view.archive!.url!];
     const otherLink = (await other.get(kept.id)).parts[0]!.url!;
-    for (const url of links) assert.equal((await api.fetchLocal(url)).statusCode, 200, url);
+    for (const url of links) assert.equal((await fetchLink(svc, url)).statusCode, 200, url);
 
     const stamp = () => ({ actor: "test", at: now });
     assert.ok(await svc.store.setTenantDisabled("paused-co", true, stamp()));
     now += 2_000;
     for (const url of links) {
-      const res = await api.fetchLocal(url);
+      const res = await fetchLink(svc, url);
       assert.equal(res.statusCode, 403, res.body);
       assert.equal(res.json().error.code, "tenant_disabled");
       assert.doesNotMatch(res.body, /paused-co/);
       // Without a valid signature the tenant's state is not told: the link is refused as altered.
-      const altered = await api.fetchLocal(url.replace(/signature=[^&]+/, "signature=AAAA"));
+      const altered = await fetchLink(svc, url.replace(/signature=[^&]+/, "signature=AAAA"));
       assert.equal(altered.json().error.code, "invalid_signature");
     }
-    assert.equal((await other.fetchLocal(otherLink)).statusCode, 200, "another tenant's links work");
+    assert.equal((await fetchLink(svc, otherLink)).statusCode, 200, "another tenant's links work");
 
     assert.ok(await svc.store.setTenantDisabled("paused-co", false, stamp()));
     now += 2_000;
-    for (const url of links) assert.equal((await api.fetchLocal(url)).statusCode, 200, url);
+    for (const url of links) assert.equal((await fetchLink(svc, url)).statusCode, 200, url);
 
     // The tenant's rows gone while its files are still on disk (the delete removes the files
     // first; a part a worker was writing can outlive them): not found, never served.
     assert.ok(await svc.store.deleteTenant("paused-co", stamp()));
     now += 2_000;
     for (const url of links) {
-      const res = await api.fetchLocal(url);
+      const res = await fetchLink(svc, url);
       assert.equal(res.statusCode, 404, res.body);
       assert.equal(res.json().error.code, "not_found");
     }
-    assert.equal((await other.fetchLocal(otherLink)).statusCode, 200);
+    assert.equal((await fetchLink(svc, otherLink)).statusCode, 200);
   });
 });
 
