@@ -117,8 +117,9 @@ export interface Service {
   /** The webhook deliverer (worker roles). */
   webhooks: WebhookRunner | null;
   /**
-   * Stops accepting requests and claiming exports; running exports may finish their current part
-   * (EXPORTD_SHUTDOWN_GRACE_SECONDS) and go back to the queue; then connections close.
+   * Stops accepting requests and claiming exports; requests in flight may finish and running exports
+   * may finish their current part (both within EXPORTD_SHUTDOWN_GRACE_SECONDS, then they are cut and
+   * the exports go back to the queue); idle connections close at once; then the stores close.
    */
   close(): Promise<void>;
 }
@@ -238,11 +239,16 @@ export async function createService(
     sweeper,
     webhooks,
     async close() {
-      await app?.close();
-      await adminApp?.close();
-      await worker?.stop(config.worker.shutdownGraceMs);
-      await webhooks?.stop();
-      await sweeper?.stop();
+      // All at once: every listener stops accepting and the worker stops claiming at the same
+      // moment, and one grace period (EXPORTD_SHUTDOWN_GRACE_SECONDS) bounds requests in flight
+      // (http/drain.ts) and running exports alike, instead of one after the other.
+      await Promise.all([
+        app?.close(),
+        adminApp?.close(),
+        worker?.stop(config.worker.shutdownGraceMs),
+        webhooks?.stop(),
+        sweeper?.stop(),
+      ]);
       await datasets.close();
       await store.close();
       await storage.close();

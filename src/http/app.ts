@@ -29,6 +29,7 @@ import { consoleRoutes } from "./console/routes.js";
 import { installCors } from "./cors.js";
 import { datasetRoutes } from "./datasets/routes.js";
 import type { HttpDeps } from "./deps.js";
+import { installConnectionDrain } from "./drain.js";
 import {
   clientError,
   endSocketWithError,
@@ -185,6 +186,10 @@ export async function buildApp(
     requestTimeout: deps.config.requestTimeoutMs,
     // Longer than the idle timeout of common load balancers (60 s), so they close first.
     keepAliveTimeout: 72_000,
+    // A request that reaches a connection still open while the app closes (pipelined behind one in
+    // flight) is answered like any other, with `Connection: close`, within the grace period
+    // (http/drain.ts); Fastify's own 503 would bypass the error envelope.
+    return503OnClosing: false,
     frameworkErrors: (_error, request, reply) =>
       sendError(
         reply,
@@ -210,6 +215,7 @@ export async function buildApp(
   });
 
   installServerEdges(app, deps.config.requestTimeoutMs);
+  installConnectionDrain(app, deps.config.worker.shutdownGraceMs);
 
   // Callback-style hooks: on every request, an async hook would cost a promise for nothing.
   app.addHook("onRequest", (request, reply, done) => {

@@ -8,7 +8,7 @@
  * records version 3 has it; one that records only older versions predates the takeover counters
  * and was never released, so `migrate` refuses it instead of guessing.
  */
-import { QUEUE_CHANNEL, WEBHOOK_CHANNEL } from "./dialect/postgres.js";
+import { EXPORT_CHANGED_CHANNEL, QUEUE_CHANNEL, WEBHOOK_CHANNEL } from "./dialect/postgres.js";
 import { changes, type Dialect, type Plan, rows, STATUS, script } from "./sql.js";
 
 export interface Migration {
@@ -276,6 +276,33 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE export_parts ADD COLUMN crc32 ${d.bigint};
       ALTER TABLE exports ADD COLUMN progress_dataset INTEGER NOT NULL DEFAULT 0;
     `,
+  },
+  {
+    // PostgreSQL tells every API process which export changed what a progress stream shows
+    // (status, progress, estimate, attempts, error), so streams held by another process than the
+    // worker's see it at once rather than at their next poll (http/exports/event-streams.ts). The
+    // WHEN clause keeps lease renewals (every second per running export) from firing it; progress
+    // is written at most every 500 ms per run, and the payload is the id only. SQLite is one process:
+    // nothing to tell.
+    version: 9,
+    sql: (d) =>
+      d.name === "sqlite"
+        ? ""
+        : `
+        CREATE FUNCTION exports_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          PERFORM pg_notify('${EXPORT_CHANGED_CHANNEL}', NEW.id);
+          RETURN NULL;
+        END $$;
+        CREATE TRIGGER exports_changed AFTER UPDATE ON exports FOR EACH ROW
+          WHEN (OLD.status IS DISTINCT FROM NEW.status
+            OR OLD.progress_rows IS DISTINCT FROM NEW.progress_rows
+            OR OLD.progress_percent IS DISTINCT FROM NEW.progress_percent
+            OR OLD.progress_parts IS DISTINCT FROM NEW.progress_parts
+            OR OLD.estimated_rows IS DISTINCT FROM NEW.estimated_rows
+            OR OLD.attempts IS DISTINCT FROM NEW.attempts
+            OR OLD.error_code IS DISTINCT FROM NEW.error_code)
+          EXECUTE FUNCTION exports_changed();`,
   },
 ];
 

@@ -3,7 +3,7 @@
  * are the same store (store.ts) on their driver; only PostgreSQL can tell other processes that an
  * export was queued (LISTEN/NOTIFY), so only it has `subscribeToQueue`.
  */
-import { PostgresDriver, WEBHOOK_CHANNEL } from "./dialect/postgres.js";
+import { EXPORT_CHANGED_CHANNEL, PostgresDriver, WEBHOOK_CHANNEL } from "./dialect/postgres.js";
 import { SqliteDriver } from "./dialect/sqlite.js";
 import { SqlMetadataStore } from "./store.js";
 import type { MetadataStore } from "./types.js";
@@ -27,6 +27,15 @@ export class PostgresStore extends SqlMetadataStore {
     onConnection?: (connected: boolean, err?: unknown) => void,
   ): Promise<void> {
     return (this.driver as PostgresDriver).subscribe(listener, onConnection);
+  }
+
+  /** See ExportsPort.subscribeToExportChanges (migration 9's trigger). */
+  subscribeToExportChanges(listener: (exportId: string | null) => void): Promise<void> {
+    return (this.driver as PostgresDriver).subscribe(
+      (payload) => listener(payload || null),
+      undefined,
+      EXPORT_CHANGED_CHANNEL,
+    );
   }
 
   /** In-process wake-ups, and NOTIFY from any process (migration 7's trigger). */

@@ -244,6 +244,13 @@ export interface OperatorPort {
 export interface ExportsPort {
   insertExport(record: ExportRecord): Promise<void>;
   /**
+   * Calls `listener` with the id of an export whose shown state (status, progress, estimate,
+   * attempts, error) any process changed, where the store can tell (PostgreSQL's LISTEN/NOTIFY);
+   * with null once a lost connection is back (what changed meanwhile was not heard). Absent:
+   * progress streams only poll.
+   */
+  subscribeToExportChanges?(listener: (exportId: string | null) => void): Promise<void>;
+  /**
    * Inserts a queued export unless the tenant's queue is full, atomically with its idempotency key:
    * concurrent creates with one key make one export.
    */

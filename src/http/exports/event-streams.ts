@@ -2,7 +2,11 @@
  * Progress streams (`GET /v1/exports/{id}/events`, Server-Sent Events) of one API process. The hub
  * holds every open stream and, while any is open, reads the store once per tick for all the exports
  * they watch (`ExportsPort.readExports`: one query, not one per stream), so any number of API
- * processes serve streams of exports that workers anywhere move. Per stream it writes:
+ * processes serve streams of exports that workers anywhere move. Where the store announces changes
+ * (PostgreSQL's NOTIFY with the export id, `subscribeToExportChanges`), a change to a watched export
+ * wakes a tick at once — coalesced, and no sooner than a stream's MIN_GAP_MS allows — so the poll
+ * is only the fallback (SQLite, a lost LISTEN connection, queue positions moved by other exports).
+ * Per stream it writes:
  * - `retry: 2000` first, then `event: progress` with the export document (exactly what
  *   `GET /v1/exports/{id}` answers) whenever status, rows, percent, parts, estimate, attempts or
  *   queue position change, at least MIN_GAP_MS apart;
@@ -91,7 +95,7 @@ interface Stream {
 }
 
 export interface EventStreamOptions {
-  exports: Pick<ExportsPort, "readExports" | "readExportStates">;
+  exports: Pick<ExportsPort, "readExports" | "readExportStates" | "subscribeToExportChanges">;
   /** Streams this process holds open at most (EXPORTD_MAX_EVENT_STREAMS). */
   max: number;
   /** How often the store is read for all open streams (ms, EXPORTD_EVENT_POLL_MS). */
@@ -105,8 +109,16 @@ export interface EventStreamOptions {
 export class EventStreamHub {
   private readonly streams = new Set<Stream>();
   private readonly sockets = new Set<Socket>();
+  /** The open streams by export id, for announced changes. */
+  private readonly watched = new Map<string, Set<Stream>>();
   private poller: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** A tick asked for by an announced change, and when it runs. */
+  private wakeTimer: NodeJS.Timeout | null = null;
+  private wakeAt = Number.POSITIVE_INFINITY;
+  /** A change was announced while a tick ran: tick again after it. */
+  private again = false;
+  private subscribed = false;
   private ticking = false;
   private closing = false;
 
@@ -156,6 +168,9 @@ export class EventStreamHub {
     // Counted from the start (the cap holds while first events are built); `send` marks it busy,
     // so a tick in between leaves it alone.
     this.streams.add(stream);
+    const same = this.watched.get(stream.exportId) ?? new Set<Stream>();
+    this.watched.set(stream.exportId, same);
+    same.add(stream);
     this.start();
     res.write(`retry: ${RETRY_MS}\n\n`);
     const state = stateOf(record);
@@ -190,10 +205,14 @@ export class EventStreamHub {
   private drop(stream: Stream): void {
     stream.closed = true;
     this.streams.delete(stream);
+    const same = this.watched.get(stream.exportId);
+    same?.delete(stream);
+    if (same?.size === 0) this.watched.delete(stream.exportId);
     if (this.streams.size === 0) this.stop();
   }
 
   private start(): void {
+    this.subscribe();
     if (this.poller) return;
     this.poller = setInterval(() => void this.tick(), this.options.pollMs);
     this.heartbeat = setInterval(() => this.ping(), this.options.heartbeatMs);
@@ -202,8 +221,49 @@ export class EventStreamHub {
   private stop(): void {
     if (this.poller) clearInterval(this.poller);
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.poller = null;
     this.heartbeat = null;
+    this.wakeTimer = null;
+    this.wakeAt = Number.POSITIVE_INFINITY;
+  }
+
+  /** Listens for announced changes from the first stream on (one LISTEN connection, kept). */
+  private subscribe(): void {
+    const subscribe = this.options.exports.subscribeToExportChanges;
+    if (this.subscribed || !subscribe) return;
+    this.subscribed = true;
+    subscribe
+      .call(this.options.exports, (id) => this.changed(id))
+      .catch((err: unknown) => this.options.log.warn({ err }, "progress streams only poll the store"));
+  }
+
+  /**
+   * An export changed (null: something may have, unheard): a tick as soon as one of its streams
+   * may get an event. Changes to exports no stream here watches cost a map lookup.
+   */
+  private changed(exportId: string | null): void {
+    if (this.closing || this.streams.size === 0) return;
+    const same = exportId === null ? this.streams : this.watched.get(exportId);
+    if (!same) return;
+    const now = this.options.clock();
+    let delay = Number.POSITIVE_INFINITY;
+    for (const stream of same) delay = Math.min(delay, Math.max(0, MIN_GAP_MS - (now - stream.lastSentAt)));
+    this.wake(delay);
+  }
+
+  /** A tick in `delayMs`, unless one is due sooner: many changes in a row make one read. */
+  private wake(delayMs: number): void {
+    if (!Number.isFinite(delayMs) || this.poller === null) return;
+    const at = this.options.clock() + delayMs;
+    if (this.wakeTimer && this.wakeAt <= at) return;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeAt = at;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = null;
+      this.wakeAt = Number.POSITIVE_INFINITY;
+      void this.tick(true);
+    }, delayMs);
   }
 
   private ping(): void {
@@ -216,9 +276,16 @@ export class EventStreamHub {
    * One read of the store for every open stream (their exports' ExportState), then the whole
    * records of the exports whose state moved, in one more read, and an event for each stream of them.
    */
-  private async tick(): Promise<void> {
-    if (this.ticking || this.streams.size === 0) return;
+  private async tick(woken = false): Promise<void> {
+    if (this.ticking) {
+      // The running tick may have read the store before the change: read again after it.
+      if (woken) this.again = true;
+      return;
+    }
+    if (this.streams.size === 0) return;
     this.ticking = true;
+    /** The soonest a stream held back by MIN_GAP_MS may be written (a woken tick comes back then). */
+    let held = Number.POSITIVE_INFINITY;
     try {
       const watched = new Map<string, { tenantId: string; id: string }>();
       for (const s of this.streams)
@@ -239,7 +306,10 @@ export class EventStreamHub {
         }
         if (state.key === stream.lastState) continue;
         // Final statuses are never held back; progress waits for the gap and for a reading client.
-        if (!state.final && now - stream.lastSentAt < MIN_GAP_MS) continue;
+        if (!state.final && now - stream.lastSentAt < MIN_GAP_MS) {
+          held = Math.min(held, MIN_GAP_MS - (now - stream.lastSentAt));
+          continue;
+        }
         if (!state.final && stream.res.writableLength > MAX_BUFFERED) continue;
         due.push(stream);
       }
@@ -264,6 +334,10 @@ export class EventStreamHub {
       this.options.log.warn({ err }, "progress streams could not read the store");
     } finally {
       this.ticking = false;
+      if (this.again) {
+        this.again = false;
+        this.wake(0);
+      } else if (woken) this.wake(held);
     }
   }
 

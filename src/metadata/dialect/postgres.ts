@@ -9,6 +9,8 @@ import type { Dialect, Driver, Mode, Params, Plan, Row } from "../sql.js";
 import { storeError } from "../unavailable.js";
 
 export const QUEUE_CHANNEL = "exportd_export_queued";
+/** NOTIFY channel of exports whose shown state changed, with the export id (migration 9's trigger). */
+export const EXPORT_CHANGED_CHANNEL = "exportd_export_changed";
 /** NOTIFY channel of webhook deliveries that became due (migration 7's trigger). */
 export const WEBHOOK_CHANNEL = "exportd_webhook_due";
 /** Serialise migrations, and claims, across processes (arbitrary constants for pg_advisory_xact_lock). */
@@ -207,11 +209,11 @@ export class PostgresDriver implements Driver {
    * Calls `listener` whenever any process notifies `channel` (by default: queues an export; LISTEN/NOTIFY on a dedicated
    * connection). When that connection drops, it is opened again with back-off (RELISTEN_FIRST_MS
    * doubling to RELISTEN_MAX_MS) until the server answers — also when the first attempt fails;
-   * `listener` is then called once, since notifications sent meanwhile are lost. `onConnection`
+   * `listener` is then called once without a payload, since notifications sent meanwhile are lost. `onConnection`
    * hears each loss and each return.
    */
   async subscribe(
-    listener: () => void,
+    listener: (payload?: string) => void,
     onConnection: (connected: boolean, err?: unknown) => void = () => undefined,
     channel: string = QUEUE_CHANNEL,
   ): Promise<void> {
@@ -221,7 +223,7 @@ export class PostgresDriver implements Driver {
         connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
         keepAlive: true,
       });
-      client.on("notification", () => listener());
+      client.on("notification", (message) => listener(message.payload));
       // Only a subscription that was up reconnects; a failed open is the caller's to retry.
       let live = false;
       const reconnect = (err?: unknown) => {
