@@ -278,8 +278,14 @@ describe("metrics", () => {
         part_max_rows: 1000,
       });
       const done = [await h.finished(a.id), await h.finished(b.id)];
-      const text = (await svc.app!.inject({ method: "GET", url: "/metrics" })).body;
-      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+      // A run is counted once it has returned, after it wrote the final status: wait for the count.
+      const metric = (text: string, name: string) =>
+        Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+      const text = await waitFor(
+        async () => (await svc.app!.inject({ method: "GET", url: "/metrics" })).body,
+        (t) => metric(t, 'exportd_export_run_seconds_count{outcome="succeeded"}') === 2,
+      );
+      const value = (name: string) => metric(text, name);
       assert.equal(value('exportd_exports{status="succeeded"}'), 2);
       assert.equal(value("exportd_queue_depth"), 0);
       const parts = done.flatMap((e) => e.parts);
