@@ -65,13 +65,35 @@ function baseEnv(): NodeJS.ProcessEnv {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** How long a spawned server may take to answer /healthz: a loaded 2-core CI machine is slow to start Node. */
+const START_TIMEOUT_MS = 60_000;
+
 /**
  * Spawns `node dist/cli/main.js serve` and resolves once GET /healthz answers 200 (polled every
- * 50 ms for up to 15 s). Fails at once, with the process's stderr, if it exits first.
+ * 50 ms for up to START_TIMEOUT_MS). Fails at once, with the process's stderr, if it exits first —
+ * except when another process took the free port between freePort() and the bind (EADDRINUSE, on a
+ * machine shared by several test runs): then it starts again on another port.
  */
 export async function startServer(
   options: { dataDir?: string; env?: Record<string, string>; nodeArgs?: string[] } = {},
 ): Promise<ServerProcess> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await startServerOnce(options);
+    } catch (err) {
+      if (!(err instanceof PortTaken) || tries === 3) throw err;
+    }
+  }
+}
+
+/** The port chosen was bound by someone else before the server could bind it. */
+class PortTaken extends Error {}
+
+async function startServerOnce(options: {
+  dataDir?: string;
+  env?: Record<string, string>;
+  nodeArgs?: string[];
+}): Promise<ServerProcess> {
   const dataDir = options.dataDir ?? tempDataDir();
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -124,10 +146,11 @@ export async function startServer(
     },
   };
 
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
     if (spawnError) throw spawnError;
     if (hasExited(child)) {
+      if (/EADDRINUSE/.test(output)) throw new PortTaken(`port ${port} was taken:\n${output}`);
       throw new Error(
         `exportd serve exited (code ${child.exitCode}, signal ${child.signalCode}) before it was healthy:\n${stderr}`,
       );
@@ -141,7 +164,7 @@ export async function startServer(
     }
     if (Date.now() > deadline) {
       await server.kill9();
-      throw new Error(`exportd serve did not answer /healthz within 15 s:\n${stderr}`);
+      throw new Error(`exportd serve did not answer /healthz within ${START_TIMEOUT_MS} ms:\n${stderr}`);
     }
     await sleep(50);
   }
