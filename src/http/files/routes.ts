@@ -45,7 +45,9 @@ function bodyRange(
  * What the file route uses: the ExportsPort (to tell a missing file's export), no other part of the
  * store; the object store for ranged reads of archive parts when it is not the local folder.
  */
-export type FileRouteDeps = Pick<HttpDeps, "config" | "clock" | "storage"> & { exports: ExportsPort };
+export type FileRouteDeps = Pick<HttpDeps, "config" | "clock" | "storage" | "metrics"> & {
+  exports: ExportsPort;
+};
 
 /**
  * Opens the first stream piece (an S3 ranged GET) before any header goes out, so a store that is
@@ -96,6 +98,7 @@ export function fileRoutes(
   };
   const { maxInFlight, bufferBudgetBytes, stallTimeoutMs } = deps.config.downloads;
   const slots = new DownloadSlots(maxInFlight);
+  deps.metrics.followDownloads(() => slots.inFlight);
   const pool = new ChunkPool(bufferBudgetBytes);
   api.get(
     "/files/*",
