@@ -26,10 +26,15 @@ export interface ServerProcess {
   stdout(): string;
   /** stdout and stderr together, in arrival order. */
   output(): string;
-  /** SIGTERM, then wait for the exit. */
+  /** SIGTERM, then wait for the exit and the last of its output. */
   stop(): Promise<void>;
-  /** SIGKILL, then wait for the exit. */
+  /** SIGKILL, then wait for the exit and the last of its output. */
   kill9(): Promise<void>;
+  /**
+   * Resolves once the process has exited and its stdout and stderr are read to the end. Node's
+   * `exit` event may come before the last output is read: wait for this before asserting on it.
+   */
+  closed: Promise<void>;
 }
 
 const running = new Set<ChildProcess>();
@@ -112,6 +117,7 @@ async function startServerOnce(options: {
   });
   running.add(child);
   child.once("exit", () => running.delete(child));
+  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
   let stdout = "";
   let stderr = "";
   let output = "";
@@ -136,13 +142,14 @@ async function startServerOnce(options: {
     stderr: () => stderr,
     stdout: () => stdout,
     output: () => output,
+    closed,
     async stop() {
       if (!hasExited(child)) child.kill("SIGTERM");
-      await exited(child);
+      await closed;
     },
     async kill9() {
       if (!hasExited(child)) child.kill("SIGKILL");
-      await exited(child);
+      await closed;
     },
   };
 
@@ -150,6 +157,7 @@ async function startServerOnce(options: {
   for (;;) {
     if (spawnError) throw spawnError;
     if (hasExited(child)) {
+      await closed; // its last words, which may be read after the exit
       if (/EADDRINUSE/.test(output)) throw new PortTaken(`port ${port} was taken:\n${output}`);
       throw new Error(
         `exportd serve exited (code ${child.exitCode}, signal ${child.signalCode}) before it was healthy:\n${stderr}`,
