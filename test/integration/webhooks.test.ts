@@ -507,8 +507,11 @@ describe("product-wide endpoints from the configuration, and endpoints failing f
       assert.ok(r.received.length >= 3);
       const troubled = await listTroubledEndpoints({ store: ctx.svc.store });
       assert.ok(troubled.some((e) => e.id === ep.id && e.disabledReason === "failing"));
-      const metrics = await (await fetch(`${ctx.base}/metrics`)).text();
-      assert.match(metrics, /exportd_webhook_endpoints_disabled_total\{reason="failing"\} 1/);
+      // Counted after the endpoint was disabled (the write the test waited for): wait for the count.
+      await waitFor(
+        async () => (await fetch(`${ctx.base}/metrics`)).text(),
+        (metrics) => /exportd_webhook_endpoints_disabled_total\{reason="failing"\} 1/.test(metrics),
+      );
       const d = first(await deliveries(ctx, key, ep.id));
       assert.equal(d.state, "abandoned");
     } finally {
