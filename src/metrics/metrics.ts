@@ -68,6 +68,8 @@ export class Metrics {
   });
   /** Only with Redis configured: a constant 0 would page whoever runs without Redis. */
   private redis: Gauge | null = null;
+  /** Reads the download slots in use (followDownloads). */
+  private downloads: (() => number) | null = null;
 
   /**
    * `countByStatus` is read on every scrape; while the store is unavailable, the gauges it feeds
@@ -161,6 +163,26 @@ export class Metrics {
 
   rateLimitFallback(): void {
     this.rateLimitFallbacks.inc();
+  }
+
+  /**
+   * `exportd_downloads_in_flight`: downloads being sent now (`inFlight`, read on every scrape),
+   * against EXPORTD_MAX_DOWNLOADS. A slot is freed once the server sees its client leave.
+   */
+  followDownloads(inFlight: () => number): void {
+    // The latest app built on these metrics is followed; the gauge is registered once.
+    const first = this.downloads === null;
+    this.downloads = inFlight;
+    if (!first) return;
+    const read = () => this.downloads?.() ?? 0;
+    new Gauge({
+      name: "exportd_downloads_in_flight",
+      help: "Downloads this process is sending now; past EXPORTD_MAX_DOWNLOADS, 503 too_many_downloads.",
+      registers: [this.registry],
+      collect() {
+        this.set(read());
+      },
+    });
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

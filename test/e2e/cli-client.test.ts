@@ -181,7 +181,8 @@ describe("exportd export / exports against a real server", () => {
           if (/place \d+ in the queue/.test(stderr)) resolve();
         }),
       );
-      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+      // "close", not "exit": the exit may be seen before the last of stderr is read.
+      const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
       await waiting;
       child.kill("SIGINT");
       assert.equal(await exited, 130, stderr);

@@ -107,11 +107,12 @@ function suite(engine: "sqlite" | "postgres") {
       assert.equal((await call(alpha, "GET", `/v1/webhook_endpoints/${ep.id}`)).status, 404);
 
       await Promise.all([exportOf(alpha), exportOf(beta)]);
+      // At least once each: an answer read after the deliverer's timeout is sent again.
       await waitFor(
-        () => r.ofType("export.succeeded").length,
+        () => r.distinct("export.succeeded").length,
         (n) => n >= 2,
       );
-      const events = r.ofType("export.succeeded");
+      const events = r.distinct("export.succeeded");
       assert.deepEqual(events.map((x) => x.json.tenant?.name).sort(), ["alpha", "beta"]);
       for (const x of events) assertSigned(ep.secret, x);
       const alphaEvent = events.find((x) => x.json.tenant?.name === "alpha")!;
@@ -144,13 +145,14 @@ function suite(engine: "sqlite" | "postgres") {
       assertSigned(ep.secret, testEvent!);
 
       // Redelivery: the same webhook-id again.
+      const sent = r.received.filter((x) => x.id === alphaEvent.id).length;
       assert.equal(
         (await call(TOKEN, "POST", `${W}/${ep.id}/redeliver`, { event_id: alphaEvent.id })).status,
         202,
       );
       await waitFor(
         () => r.received.filter((x) => x.id === alphaEvent.id).length,
-        (n) => n === 2,
+        (n) => n > sent,
       );
 
       const changed = await call(TOKEN, "PATCH", `${W}/${ep.id}`, { description: "product-wide" });

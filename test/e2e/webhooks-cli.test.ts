@@ -62,17 +62,23 @@ test("exportd webhooks: add, deliver every tenant's events, log, rotate, disable
       cli(dataDir, ["webhooks", "deliveries", id], env).match(/export\.succeeded {2}delivered/g)?.length ?? 0,
     (n) => n === 2,
   );
-  assert.equal(receiver.received.length, 2);
-  assert.deepEqual(receiver.received.map((r) => r.json.tenant?.name).sort(), ["one", "two"]);
+  // At least once each: an answer read after the deliverer's timeout is sent again, same id and body.
+  assert.equal(receiver.distinct().length, 2);
+  assert.deepEqual(
+    receiver
+      .distinct()
+      .map((r) => r.json.tenant?.name)
+      .sort(),
+    ["one", "two"],
+  );
   for (const r of receiver.received) assertSigned(secret, r);
 
   const rotated = cli(dataDir, ["webhooks", "rotate", id], env).trim().split("\n").at(-1) ?? "";
   assert.match(cli(dataDir, ["webhooks", "test", id], env), /Queued test event/);
-  await waitFor(
-    () => receiver.received.length,
-    (n) => n === 3,
+  const test_ = await waitFor(
+    () => receiver.ofType("webhook.test")[0],
+    (r) => r !== undefined,
   );
-  const test_ = receiver.received[2];
   assert.ok(test_);
   assertSigned(rotated, test_);
   assertSigned(secret, test_);

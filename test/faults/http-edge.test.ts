@@ -245,12 +245,21 @@ describe("downloads under slow and stalled clients", () => {
     growPart(file, PART_BYTES);
     const baseline = rssMb(pid);
 
+    /** Download slots in use, from /metrics. */
+    const inFlight = async () =>
+      Number(
+        /^exportd_downloads_in_flight (\d+)$/m.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1],
+      );
     /** SLOW_CLIENTS readers for `seconds`, RSS sampled every 200 ms; returns the peak. */
     const wave = async (seconds: number, whileReading: () => Promise<void>): Promise<number> => {
+      // A slot is freed once the server sees its client leave, after the client closed its socket:
+      // a wave sent right after another may otherwise meet slots not yet freed.
+      await waitFor(inFlight, (n) => n === 0);
       const readers = Array.from({ length: SLOW_CLIENTS }, () => reader(server.port, link, 1024));
       try {
         const statuses = await Promise.all(readers.map((r) => r.status));
         assert.deepEqual(new Set(statuses), new Set([200]));
+        assert.equal(await inFlight(), SLOW_CLIENTS);
         await whileReading();
         let peak = 0;
         for (let i = 0; i < seconds * 5; i++) {

@@ -125,7 +125,12 @@ test("Redis down at start, killed and back: requests keep answering, /readyz and
     fallbacksAfter,
     "counted in Redis again",
   );
-  const log = server.output();
+  // The server's log arrives through a pipe, apart from its HTTP answers: wait for the line.
+  const lines = (text: string, what: string) => text.split("\n").filter((l) => l.includes(what)).length;
+  const log = await waitFor(
+    () => server.output(),
+    (text) => lines(text, "Redis reachable again") >= 2,
+  );
   assert.equal(log.split("\n").filter((l) => l.includes("Redis unavailable")).length, 2, "once per outage");
   assert.equal(log.split("\n").filter((l) => l.includes("Redis reachable again")).length, 2);
   assert.equal(server.child.exitCode, null, "still running");

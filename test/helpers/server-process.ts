@@ -26,10 +26,15 @@ export interface ServerProcess {
   stdout(): string;
   /** stdout and stderr together, in arrival order. */
   output(): string;
-  /** SIGTERM, then wait for the exit. */
+  /** SIGTERM, then wait for the exit and the last of its output. */
   stop(): Promise<void>;
-  /** SIGKILL, then wait for the exit. */
+  /** SIGKILL, then wait for the exit and the last of its output. */
   kill9(): Promise<void>;
+  /**
+   * Resolves once the process has exited and its stdout and stderr are read to the end. Node's
+   * `exit` event may come before the last output is read: wait for this before asserting on it.
+   */
+  closed: Promise<void>;
 }
 
 const running = new Set<ChildProcess>();
@@ -65,13 +70,35 @@ function baseEnv(): NodeJS.ProcessEnv {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** How long a spawned server may take to answer /healthz: a loaded 2-core CI machine is slow to start Node. */
+const START_TIMEOUT_MS = 60_000;
+
 /**
  * Spawns `node dist/cli/main.js serve` and resolves once GET /healthz answers 200 (polled every
- * 50 ms for up to 15 s). Fails at once, with the process's stderr, if it exits first.
+ * 50 ms for up to START_TIMEOUT_MS). Fails at once, with the process's stderr, if it exits first —
+ * except when another process took the free port between freePort() and the bind (EADDRINUSE, on a
+ * machine shared by several test runs): then it starts again on another port.
  */
 export async function startServer(
   options: { dataDir?: string; env?: Record<string, string>; nodeArgs?: string[] } = {},
 ): Promise<ServerProcess> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await startServerOnce(options);
+    } catch (err) {
+      if (!(err instanceof PortTaken) || tries === 3) throw err;
+    }
+  }
+}
+
+/** The port chosen was bound by someone else before the server could bind it. */
+class PortTaken extends Error {}
+
+async function startServerOnce(options: {
+  dataDir?: string;
+  env?: Record<string, string>;
+  nodeArgs?: string[];
+}): Promise<ServerProcess> {
   const dataDir = options.dataDir ?? tempDataDir();
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -90,6 +117,7 @@ export async function startServer(
   });
   running.add(child);
   child.once("exit", () => running.delete(child));
+  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
   let stdout = "";
   let stderr = "";
   let output = "";
@@ -114,20 +142,23 @@ export async function startServer(
     stderr: () => stderr,
     stdout: () => stdout,
     output: () => output,
+    closed,
     async stop() {
       if (!hasExited(child)) child.kill("SIGTERM");
-      await exited(child);
+      await closed;
     },
     async kill9() {
       if (!hasExited(child)) child.kill("SIGKILL");
-      await exited(child);
+      await closed;
     },
   };
 
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
     if (spawnError) throw spawnError;
     if (hasExited(child)) {
+      await closed; // its last words, which may be read after the exit
+      if (/EADDRINUSE/.test(output)) throw new PortTaken(`port ${port} was taken:\n${output}`);
       throw new Error(
         `exportd serve exited (code ${child.exitCode}, signal ${child.signalCode}) before it was healthy:\n${stderr}`,
       );
@@ -141,7 +172,7 @@ export async function startServer(
     }
     if (Date.now() > deadline) {
       await server.kill9();
-      throw new Error(`exportd serve did not answer /healthz within 15 s:\n${stderr}`);
+      throw new Error(`exportd serve did not answer /healthz within ${START_TIMEOUT_MS} ms:\n${stderr}`);
     }
     await sleep(50);
   }

@@ -23,6 +23,8 @@ export interface Received {
   };
   at: number;
   headers: http.IncomingHttpHeaders;
+  /** The status the receiver answered with; null when it never answered (a hang). */
+  answer: number | null;
 }
 
 /** What to answer: a status, a redirect, or no answer at all (the request hangs). */
@@ -49,6 +51,7 @@ export class Receiver {
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
         const body = Buffer.concat(chunks).toString("utf8");
+        const answer = this.script.shift() ?? this.fallback;
         this.received.push({
           id: String(req.headers["webhook-id"]),
           timestamp: String(req.headers["webhook-timestamp"]),
@@ -57,8 +60,8 @@ export class Receiver {
           json: JSON.parse(body),
           at: Date.now(),
           headers: req.headers,
+          answer: answer === "hang" ? null : answer.status,
         });
-        const answer = this.script.shift() ?? this.fallback;
         if (answer === "hang") {
           this.hanging.add(res);
           return;
@@ -86,6 +89,22 @@ export class Receiver {
 
   ofType(type: string): Received[] {
     return this.received.filter((r) => r.json.type === type);
+  }
+
+  /**
+   * The first request of each webhook-id, in arrival order (of one type when given). Delivery is at
+   * least once: an answer the deliverer did not read within its timeout — on a loaded machine the
+   * timer can fire before the waiting answer is read — is sent again. A repeat must carry the same
+   * body, asserted here, so only true repeats are folded away.
+   */
+  distinct(type?: string): Received[] {
+    const first = new Map<string, Received>();
+    for (const r of type === undefined ? this.received : this.ofType(type)) {
+      const seen = first.get(r.id);
+      if (seen === undefined) first.set(r.id, r);
+      else assert.equal(r.body, seen.body, `a repeat of ${r.id} carries the same body`);
+    }
+    return [...first.values()];
   }
 }
 

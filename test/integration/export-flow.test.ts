@@ -11,7 +11,7 @@ import { gunzipSync } from "node:zlib";
 import { parse } from "csv-parse/sync";
 import type { Export } from "../../clients/typescript/src/index.js";
 import { fetchLink, type InjectClient, injectClient } from "../helpers/inject-client.js";
-import { pastMidnight, startTestService, type TestService } from "../helpers/service.js";
+import { pastMidnight, startTestService, type TestService, waitFor } from "../helpers/service.js";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -236,8 +236,14 @@ describe("metrics", () => {
         part_max_rows: 1000,
       });
       const done = [await h.settled(a.id), await h.settled(b.id)];
-      const text = (await svc.app!.inject({ method: "GET", url: "/metrics" })).body;
-      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+      // A run is counted once it has returned, after it wrote the final status: wait for the count.
+      const metric = (text: string, name: string) =>
+        Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+      const text = await waitFor(
+        async () => (await svc.app!.inject({ method: "GET", url: "/metrics" })).body,
+        (t) => metric(t, 'exportd_export_run_seconds_count{outcome="succeeded"}') === 2,
+      );
+      const value = (name: string) => metric(text, name);
       assert.equal(value('exportd_exports{status="succeeded"}'), 2);
       assert.equal(value("exportd_queue_depth"), 0);
       const parts = done.flatMap((e) => e.parts);

@@ -110,6 +110,32 @@ function delivered(ctx: Ctx, key: string, id: string, count = 1) {
   );
 }
 
+/**
+ * Asserts a delivered delivery's attempts against the answers its receiver gave. Every request the
+ * receiver saw is an attempt in the log, and the answers the deliverer read appear in the log in the
+ * order given. An attempt whose timeout fired first is logged as timed out and retried: a hanging
+ * receiver's, and on a loaded machine any — the timer can run before an answer that has arrived is
+ * read (the receiver shares this process's event loop). The last attempt is the 2xx that delivered.
+ */
+function assertAttempts(d: DeliveryView, r: Receiver, delivered = 204) {
+  const given = r.received.map((x) => x.answer);
+  assert.ok(d.log.length >= given.length, `an attempt per request: ${d.log.length} < ${given.length}`);
+  let k = 0;
+  for (const a of d.log) {
+    if (a.status === null) {
+      assert.match(a.error, /timed out/);
+      continue;
+    }
+    while (k < given.length && given[k] !== a.status) k++;
+    assert.ok(
+      k < given.length,
+      `logged ${JSON.stringify(d.log.map((x) => x.status))}, answered ${JSON.stringify(given)}`,
+    );
+    k++;
+  }
+  assert.equal(d.log.at(-1)?.status, delivered);
+}
+
 function suite(engine: "sqlite" | "postgres") {
   describe(`webhooks on ${engine}`, () => {
     let db: TestDatabase | null = null;
@@ -139,7 +165,10 @@ function suite(engine: "sqlite" | "postgres") {
       const id = await createExport(ctx, key);
       await delivered(ctx, key, ep.id, 3);
       // Events are delivered concurrently: at least once each, in no guaranteed order.
-      const types = r.received.map((x) => x.json.type).sort();
+      const types = r
+        .distinct()
+        .map((x) => x.json.type)
+        .sort();
       assert.deepEqual(types, ["export.created", "export.started", "export.succeeded"]);
       for (const x of r.received) assertSigned(ep.secret, x);
       const ok = r.ofType("export.succeeded")[0]!;
@@ -164,7 +193,7 @@ function suite(engine: "sqlite" | "postgres") {
       const event = await call(ctx, key, "GET", `/v1/webhook_events/${ok.id}`);
       assert.equal(event.status, 200);
       assert.equal(event.json.deliveries[0].state, "delivered");
-      assert.equal(event.json.deliveries[0].log[0].status, 204);
+      assert.equal(event.json.deliveries[0].log.at(-1)?.status, 204);
       await call(ctx, key, "DELETE", `/v1/webhook_endpoints/${ep.id}`);
     });
 
@@ -175,15 +204,13 @@ function suite(engine: "sqlite" | "postgres") {
       const ep = await endpoint(ctx, key, r.url, ["export.succeeded"]);
       await createExport(ctx, key);
       await delivered(ctx, key, ep.id);
-      assert.equal(r.received.length, 3);
+      assert.ok(r.received.length >= 3);
       assert.equal(new Set(r.received.map((x) => x.id)).size, 1, "one webhook-id for every retry");
       for (const x of r.received) assertSigned(ep.secret, x);
       const d = first(await deliveries(ctx, key, ep.id));
-      assert.deepEqual(
-        d.log.map((a) => a.status),
-        [500, 503, 204],
-      );
-      assert.equal(d.log[0].response, "boom");
+      // [500, 503, 204], unless a timeout fired before an answer was read (see assertAttempts).
+      assertAttempts(d, r);
+      for (const a of d.log) if (a.status === 500) assert.equal(a.response, "boom");
     });
 
     test("a receiver that never answers times out, one that redirects is not followed; both are retried", async () => {
@@ -198,9 +225,13 @@ function suite(engine: "sqlite" | "postgres") {
       assert.equal(d.log[0].status, null);
       assert.match(d.log[0].error, /timed out/);
       assert.ok(d.log[0].duration_ms >= 450);
-      assert.equal(d.log[1].status, 302);
       assert.equal(target.received.length, 0, "the redirect was not followed");
-      assert.equal(d.log[2].status, 204);
+      // [timeout, 302, 204], unless a timeout fired before an answer was read (see assertAttempts).
+      assert.deepEqual(
+        r.received.slice(0, 2).map((x) => x.answer),
+        [null, 302],
+      );
+      assertAttempts(d, r);
     });
 
     test("a receiver down for a while gets the event once it is back", async () => {
@@ -219,7 +250,7 @@ function suite(engine: "sqlite" | "postgres") {
       assert.match(down.log[0].error, /ECONNREFUSED/);
       await r.start(port);
       await delivered(ctx, key, ep.id);
-      assert.equal(r.received.length, 1);
+      assert.equal(r.distinct().length, 1);
       assertSigned(ep.secret, r.received[0]!);
       const ep2 = await call(ctx, key, "GET", `/v1/webhook_endpoints/${ep.id}`);
       assert.equal(ep2.json.failing_since, null, "a success clears failing_since");
@@ -236,7 +267,7 @@ function suite(engine: "sqlite" | "postgres") {
         (x) => x.json.enabled === false,
       );
       assert.equal(got.json.disabled_reason, "gone");
-      assert.equal(r.received.length, 1);
+      assert.equal(r.distinct().length, 1);
       const d = first(await deliveries(ctx, key, ep.id));
       assert.equal(d.state, "abandoned");
       // A disabled endpoint takes no redelivery; enabled again by hand, it goes out with the same webhook-id.
@@ -253,11 +284,12 @@ function suite(engine: "sqlite" | "postgres") {
         event_id: d.event_id,
       });
       assert.equal(again.status, 202);
+      const before = r.received.length;
       await waitFor(
         () => r.received.length,
-        (n) => n === 2,
+        (n) => n > before,
       );
-      assert.equal(r.received[1]!.id, r.received[0]!.id);
+      assert.equal(r.received.at(-1)!.id, r.received[0]!.id);
     });
 
     test("rotating the secret: both the old and the new secret verify for 24 hours", async () => {
@@ -273,7 +305,7 @@ function suite(engine: "sqlite" | "postgres") {
       assert.equal(test_.status, 202);
       await waitFor(
         () => r.received.length,
-        (n) => n === 1,
+        (n) => n >= 1,
       );
       const x = r.received[0]!;
       assert.equal(x.json.type, "webhook.test");
@@ -292,14 +324,13 @@ function suite(engine: "sqlite" | "postgres") {
       const ra = await receiver();
       const rb = await receiver();
       const a = await endpoint(ctx, keyA, ra.url, ["export.succeeded"]);
-      await endpoint(ctx, keyB, rb.url, ["export.succeeded"]);
+      const b = await endpoint(ctx, keyB, rb.url, ["export.succeeded"]);
       const idA = await createExport(ctx, keyA);
-      await waitFor(
-        () => ra.received.length,
-        (n) => n === 1,
-      );
-      await new Promise((res) => setTimeout(res, 500));
-      assert.equal(rb.received.length, 0, "tenant B's endpoint got nothing of tenant A");
+      await delivered(ctx, keyA, a.id);
+      // An event's deliveries are queued in the write of its status change, all at once: had
+      // tenant B's endpoint been chosen, its log would hold a delivery now.
+      assert.deepEqual(await deliveries(ctx, keyB, b.id), [], "tenant B's endpoint got nothing of tenant A");
+      assert.equal(rb.received.length, 0);
       assert.equal((ra.received[0]!.json.data as { export: { id: string } }).export.id, idA);
       assert.equal((await call(ctx, keyB, "GET", `/v1/webhook_endpoints/${a.id}`)).status, 404);
       assert.equal((await call(ctx, keyB, "GET", `/v1/webhook_endpoints/${a.id}/deliveries`)).status, 404);
@@ -414,17 +445,23 @@ describe("product-wide endpoints from the configuration, and endpoints failing f
       const a = await endpoint(ctx, keyA, own.url, ["export.succeeded"]);
       const ids = [await createExport(ctx, keyA), await createExport(ctx, keyB)];
       await waitFor(
-        () => productWide.received.length,
-        (n) => n === 2,
+        () => productWide.distinct().length,
+        (n) => n >= 2,
       );
       await waitFor(
         () => own.received.length,
-        (n) => n === 1,
+        (n) => n >= 1,
       );
       const exportOf = (x: { json: { data: Record<string, unknown> } }) =>
         (x.json.data as { export: { id: string } }).export.id;
-      assert.deepEqual(productWide.received.map(exportOf).sort(), [...ids].sort());
-      assert.deepEqual(productWide.received.map((x) => x.json.tenant?.name).sort(), ["pw-a", "pw-b"]);
+      assert.deepEqual(productWide.distinct().map(exportOf).sort(), [...ids].sort());
+      assert.deepEqual(
+        productWide
+          .distinct()
+          .map((x) => x.json.tenant?.name)
+          .sort(),
+        ["pw-a", "pw-b"],
+      );
       for (const x of productWide.received) assertSigned(secret, x);
       assert.equal(exportOf(own.received[0] as Received), ids[0]);
       assertSigned(a.secret, own.received[0] as Received);
@@ -462,8 +499,11 @@ describe("product-wide endpoints from the configuration, and endpoints failing f
       assert.ok(r.received.length >= 3);
       const troubled = await listTroubledEndpoints({ store: ctx.svc.store });
       assert.ok(troubled.some((e) => e.id === ep.id && e.disabledReason === "failing"));
-      const metrics = await (await fetch(`${ctx.base}/metrics`)).text();
-      assert.match(metrics, /exportd_webhook_endpoints_disabled_total\{reason="failing"\} 1/);
+      // Counted after the endpoint was disabled (the write the test waited for): wait for the count.
+      await waitFor(
+        async () => (await fetch(`${ctx.base}/metrics`)).text(),
+        (metrics) => /exportd_webhook_endpoints_disabled_total\{reason="failing"\} 1/.test(metrics),
+      );
       const d = first(await deliveries(ctx, key, ep.id));
       assert.equal(d.state, "abandoned");
     } finally {

@@ -48,7 +48,7 @@ function bodyRange(
  * What the file route uses: the ExportsPort (to tell a missing file's export), no other part of the
  * store; the object store for ranged reads of archive parts when it is not the local folder.
  */
-export type FileRouteDeps = Pick<HttpDeps, "config" | "clock" | "storage"> & {
+export type FileRouteDeps = Pick<HttpDeps, "config" | "clock" | "storage" | "metrics"> & {
   exports: ExportsPort;
   /** The tenant of a link's key: a disabled or deleted tenant's links are refused. */
   tenants: Pick<TenancyPort, "getTenant">;
@@ -133,6 +133,7 @@ export function fileRoutes(
   };
   const { maxInFlight, bufferBudgetBytes, stallTimeoutMs } = deps.config.downloads;
   const slots = new DownloadSlots(maxInFlight);
+  deps.metrics.followDownloads(() => slots.inFlight);
   const pool = new ChunkPool(bufferBudgetBytes);
   api.get(
     "/files/*",
