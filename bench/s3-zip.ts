@@ -274,13 +274,16 @@ report({
       met: spread(ratios(c.rounds, "one")).median >= 0.7,
     })),
     ...cases.map((c) => {
-      const peak = (side: Side) => Math.max(...c.rounds.map((r) => r.rss[side]));
+      // Per round, the two sides one after the other: RSS also creeps up from round to round on
+      // both sides alike (V8's heap, the pool settling), which a max over all rounds would mix in.
+      const extra = spread(c.rounds.map((r) => (r.rss.zip - r.rss.one) / c.streams));
       return {
         name: `S3 exportd peak RSS during zip vs one-file downloads, ${c.label}`,
-        floor: "no more (issue 16)",
-        measured: `${int(peak("zip"))} MB vs ${int(peak("one"))} MB (idle ${int(idleRss)} MB)`,
-        // A few MB either way is the heap settling between rounds, not the path.
-        met: peak("zip") <= peak("one") + 4 * c.streams,
+        floor: "no more (issue 16), within 1 MB per download (sampling)",
+        measured:
+          `zip − one file ${extra.min.toFixed(1)} to ${extra.max.toFixed(1)} MB per download ` +
+          `(median ${extra.median.toFixed(1)}, ${c.rounds.length} rounds; idle ${int(idleRss)} MB)`,
+        met: extra.median <= 1,
       };
     }),
   ],

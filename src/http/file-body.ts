@@ -31,12 +31,15 @@ const KEEP_FREE_SMALL = 256;
 /**
  * When a stream piece (an S3 ranged GET) has this many bytes or fewer left to take, the next stream
  * piece is opened, so its request's round trip (signing, the store's time to first byte) overlaps
- * the end of this one instead of leaving a gap in the body at every entry of an archive. 8 MiB is
- * ~8 ms at 1 GB/s, more than a GetObject's first byte takes next to the store; and late enough that
- * the stream opened ahead waits idle only briefly, not for a whole part a slow client takes minutes
- * over (an idle stream may be cut by the store's idle timeout: it is then opened again in its turn).
+ * the end of this one instead of leaving a gap in the body at every entry of an archive (next to
+ * s3rver about 3 ms per entry, 25–30 ms per 8-entry download; bench/s3-zip-stalls.ts). Not more:
+ * with 8 MiB the part opened ahead then streamed markedly slower (about 50 instead of 36 ms per
+ * 32 MiB part on s3rver), more than the gap it saved; with 1 MiB no gap was left and parts
+ * streamed as fast as when opened in their turn. Late also means the stream opened ahead waits
+ * idle only briefly, not for a part a slow client takes minutes over (an idle stream may be cut by
+ * the store's idle timeout: it is then opened again in its turn).
  */
-export const OPEN_AHEAD_BYTES = 8 * 1024 * 1024;
+export const OPEN_AHEAD_BYTES = 1024 * 1024;
 
 /**
  * Buffers of two sizes, reused: MIN_CHUNK_BYTES, always granted, and MAX_CHUNK_BYTES, granted while
@@ -157,6 +160,8 @@ export async function writeBody(
   pieces: Iterable<BodyPiece>,
   pool: ChunkPool,
   stallTimeoutMs: number,
+  /** Bytes before a stream piece's end at which the next is opened; -1: in its turn (bench/s3-zip-stalls.ts). */
+  openAheadBytes = OPEN_AHEAD_BYTES,
 ): Promise<void> {
   const list = [...pieces];
   // A response whose socket is gone never calls a write callback: the close event settles instead.
@@ -251,12 +256,12 @@ export async function writeBody(
         try {
           if (gone) return;
           let taken = 0;
-          if (piece.length <= OPEN_AHEAD_BYTES) openAhead(index + 1);
+          if (piece.length <= openAheadBytes) openAhead(index + 1);
           for await (const chunk of stream) {
             const data = chunk as Buffer;
             taken += data.length;
             if (taken > piece.length) throw new Error(`stream gave more than its ${piece.length} bytes`);
-            if (piece.length - taken <= OPEN_AHEAD_BYTES) openAhead(index + 1);
+            if (piece.length - taken <= openAheadBytes) openAhead(index + 1);
             if (!(await settle())) return;
             writtenAt = Date.now();
             pending = write(data, data.length, false);
