@@ -20,6 +20,7 @@ const BENCHES = [
   { name: "pickup", script: "bench/pickup.ts" },
   { name: "workers", script: "bench/workers.ts" },
   { name: "zip", script: "bench/zip.ts" },
+  { name: "zip-s3", script: "bench/s3-zip.ts" },
   { name: "webhooks", script: "bench/webhooks.ts" },
   { name: "sse", script: "bench/sse.ts" },
 ];

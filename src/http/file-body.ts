@@ -28,6 +28,18 @@ const KEEPING_UP_MS = 50;
 const SMALL_CHUNKS_FIRST = 4;
 /** Free small buffers kept for reuse; more are left to the garbage collector. */
 const KEEP_FREE_SMALL = 256;
+/**
+ * When a stream piece (an S3 ranged GET) has this many bytes or fewer left to take, the next stream
+ * piece is opened, so its request's round trip (signing, the store's time to first byte) overlaps
+ * the end of this one instead of leaving a gap in the body at every entry of an archive (next to
+ * s3rver about 3 ms per entry, 25–30 ms per 8-entry download; bench/s3-zip-stalls.ts). Not more:
+ * with 8 MiB the part opened ahead then streamed markedly slower (about 50 instead of 36 ms per
+ * 32 MiB part on s3rver), more than the gap it saved; with 1 MiB no gap was left and parts
+ * streamed as fast as when opened in their turn. Late also means the stream opened ahead waits
+ * idle only briefly, not for a part a slow client takes minutes over (an idle stream may be cut by
+ * the store's idle timeout: it is then opened again in its turn).
+ */
+export const OPEN_AHEAD_BYTES = 1024 * 1024;
 
 /**
  * Buffers of two sizes, reused: MIN_CHUNK_BYTES, always granted, and MAX_CHUNK_BYTES, granted while
@@ -92,9 +104,10 @@ export class DownloadSlots {
 
 /**
  * One run of a response body: bytes in memory (a zip archive's headers), `length` bytes of a file
- * from `position`, or a stream of exactly `length` bytes (a ranged read of an S3 object). A file or
- * stream given as a function is opened when its turn comes and closed after it, so a body of many
- * parts holds one open at a time.
+ * from `position`, or a stream of exactly `length` bytes (a ranged read of an S3 object). A file
+ * given as a function is opened when its turn comes and closed after it, a stream given as a
+ * function shortly before its turn (writeBody's OPEN_AHEAD_BYTES), so a body of many parts holds
+ * one open at a time, two near the end of a stream.
  */
 export type BodyPiece =
   | { kind: "bytes"; data: Buffer }
@@ -105,6 +118,12 @@ export type BodyPiece =
       length: number;
     }
   | { kind: "stream"; stream: Readable | (() => Promise<Readable>); length: number };
+
+/** A stream piece opened before its turn: its index, and the stream (null when the open failed). */
+interface OpenedAhead {
+  index: number;
+  opening: Promise<Readable | null>;
+}
 
 /**
  * Writes `length` bytes from `start` and ends the response. A client that takes no bytes for
@@ -128,19 +147,49 @@ export function writeFileRange(
  * Writes `pieces` one after the other and ends the response, as writeFileRange does for one file:
  * file bytes in pooled chunks (one read while the previous chunk is written), in-memory bytes as they
  * are, a stream's chunks as they come (the next one read while the previous is written, so what is
- * held is the stream's own buffer plus one chunk). A download of many files (a zip archive) costs
- * what a download of one does. The stream being read is destroyed as soon as the client goes away
+ * held is the stream's own buffer plus one chunk). A stream piece given as a function is opened
+ * OPEN_AHEAD_BYTES before the previous stream piece ends (one open ahead at most, holding only its
+ * own small buffer until its turn). A download of many files (a zip archive) costs what a download
+ * of one does. The streams being read or opened ahead are destroyed as soon as the client goes away
  * or stalls, so no connection to the store outlives the download; a stream that ends short of its
- * length, or errors, rejects like a short file.
+ * length, or errors, rejects like a short file (one opened ahead that failed while it waited is
+ * opened again in its turn: none of its bytes were sent yet).
  */
 export async function writeBody(
   res: ServerResponse,
   pieces: Iterable<BodyPiece>,
   pool: ChunkPool,
   stallTimeoutMs: number,
+  /** Bytes before a stream piece's end at which the next is opened; -1: in its turn (bench/s3-zip-stalls.ts). */
+  openAheadBytes = OPEN_AHEAD_BYTES,
 ): Promise<void> {
+  const list = [...pieces];
   // A response whose socket is gone never calls a write callback: the close event settles instead.
   let gone = false;
+  /** The next stream piece, opened ahead (null: its open failed; it is tried again in its turn). */
+  let ahead: OpenedAhead | null = null;
+  /** Destroys the stream opened ahead, now or when its open settles. */
+  const dropAhead = (): void => {
+    void ahead?.opening.then((stream) => stream?.destroy());
+    ahead = null;
+  };
+  /** Opens the first piece from `from` on, past in-memory bytes, when it is a stream to open. */
+  const openAhead = (from: number): void => {
+    if (ahead || gone) return;
+    const index = list.findIndex((p, i) => i >= from && p.kind !== "bytes");
+    const piece = list[index];
+    if (piece?.kind !== "stream" || typeof piece.stream !== "function") return;
+    const opening = piece.stream().then(
+      (stream) => {
+        // Until its turn nobody listens: an error now (the store's idle timeout) must not be
+        // an uncaught 'error' event. The stream is then destroyed, and opened again in its turn.
+        stream.on("error", () => undefined);
+        return stream;
+      },
+      () => null,
+    );
+    ahead = { index, opening };
+  };
   /** The stream piece being read: destroyed when the client goes (its read may be waiting on the store). */
   let reading: Readable | null = null;
   let onGone = (): void => undefined;
@@ -148,6 +197,7 @@ export async function writeBody(
     onGone = () => {
       gone = true;
       reading?.destroy();
+      dropAhead();
       resolve(false);
     };
     res.once("close", onGone);
@@ -181,7 +231,7 @@ export async function writeBody(
     return true;
   };
   try {
-    for (const piece of pieces) {
+    for (const [index, piece] of list.entries()) {
       if (gone) return;
       if (piece.kind === "bytes") {
         if (piece.data.length === 0) continue;
@@ -191,15 +241,27 @@ export async function writeBody(
         continue;
       }
       if (piece.kind === "stream") {
-        const stream = typeof piece.stream === "function" ? await piece.stream() : piece.stream;
+        let stream: Readable | null = null;
+        // Set by openAhead, which TypeScript's narrowing of this loop cannot see.
+        const early = ahead as OpenedAhead | null;
+        if (early?.index === index) {
+          ahead = null;
+          const opened = await early.opening;
+          if (opened && !opened.destroyed && !gone) stream = opened;
+          else opened?.destroy();
+          if (gone) return;
+        }
+        stream ??= typeof piece.stream === "function" ? await piece.stream() : piece.stream;
         reading = stream;
         try {
           if (gone) return;
           let taken = 0;
+          if (piece.length <= openAheadBytes) openAhead(index + 1);
           for await (const chunk of stream) {
             const data = chunk as Buffer;
             taken += data.length;
             if (taken > piece.length) throw new Error(`stream gave more than its ${piece.length} bytes`);
+            if (piece.length - taken <= openAheadBytes) openAhead(index + 1);
             if (!(await settle())) return;
             writtenAt = Date.now();
             pending = write(data, data.length, false);
@@ -241,6 +303,7 @@ export async function writeBody(
     if (!(await settle())) return;
     if (!gone) res.end();
   } finally {
+    dropAhead();
     if (spare) pool.give(spare);
     res.off("close", onGone);
     res.off("timeout", onStall);

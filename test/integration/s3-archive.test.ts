@@ -186,7 +186,8 @@ describe("zip archives with S3 storage", () => {
   test("clients that leave mid-download free their slot and their S3 connection (60 in a row)", async () => {
     const url = new URL(local(done.archive?.url as string));
     // The S3 client holds at most 50 sockets and this server 128 downloads: a leak per download
-    // would leave the last ones, or the whole download after them, waiting.
+    // would leave the last ones, or the whole download after them, waiting. Each download has the
+    // next part's GET made ahead (the parts are small) besides the one it reads: both must go.
     for (let i = 0; i < 60; i++) {
       await new Promise<void>((resolve, reject) => {
         // From the second part on: the body is a ranged GET from its first byte.

@@ -5,8 +5,9 @@
  * a Content-Range giving the size), `If-Range` and `If-None-Match` work as for a part, and a download
  * cut short resumes where it stopped. The body goes through file-body.ts, one part open at a time:
  * with the local object store the parts are read from disk in pooled chunks, with S3 each part a
- * Range touches is one ranged GET streamed through (ArchiveReader), so an archive download costs
- * what a part download does.
+ * Range touches is one ranged GET streamed through (ArchiveReader), the next one opened as the
+ * current one nears its end (so no round trip stalls the body between entries), so an archive
+ * download costs what a part download does.
  */
 import { createHash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
@@ -158,7 +159,8 @@ function unsatisfiable(size: number): AppError {
 
 /**
  * The body pieces of bytes `start` to `start + length` of the archive: only the parts the range
- * touches, each from the position and for the length it needs, opened when its turn comes.
+ * touches, each from the position and for the length it needs, opened when its turn comes (a
+ * ranged read just before it: writeBody opens the next stream piece ahead).
  */
 export function archivePieces(
   archive: Archive,
