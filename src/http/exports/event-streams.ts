@@ -399,6 +399,15 @@ export class EventStreamHub {
       error: { code: err.code, message: err.message, request_id: stream.requestId, details: err.details },
     };
     stream.res.write(`event: error\ndata: ${JSON.stringify(envelope)}\n\n`);
+    this.options.log.info(
+      {
+        export_id: stream.exportId,
+        tenant_id: stream.tenantId,
+        code: err.code,
+        request_id: stream.requestId,
+      },
+      "progress stream ended: its credential is no longer valid",
+    );
     this.end(stream);
   }
 
