@@ -61,12 +61,14 @@ export class TenantActing {
    * The caller acting for the tenant of the header (an array: the request has several header
    * lines), or null when the token is no operator credential (the tenant-key path then answers).
    * Throws AppError: `invalid_request` (operator key without the header, or with several), `insufficient_scope` (no `admin:act`), `unknown_tenant` (also for a name
-   * longer than any tenant's, not echoed), `tenant_disabled`.
+   * longer than any tenant's, not echoed), `tenant_disabled`. `fresh`: the tenant is read from the
+   * store, not the cache.
    */
   async authenticate(
     token: string,
     header: string | string[] | undefined,
     now: number,
+    fresh = false,
   ): Promise<AuthContext | null> {
     const operator = await this.operators.verify(token, now);
     if (!operator) return null;
@@ -94,7 +96,7 @@ export class TenantActing {
     // neither looked up nor echoed back in the answer.
     if (header.length > MAX_ACTED_TENANT_LENGTH)
       throw new AppError("unknown_tenant", "No tenant of that name to act for.");
-    let tenant = this.tenants.get(header, now);
+    let tenant = fresh ? undefined : this.tenants.get(header, now);
     if (!tenant) {
       tenant = (await this.store.findTenantByName(header)) ?? undefined;
       if (!tenant) throw new AppError("unknown_tenant", `No tenant "${header}" to act for.`);

@@ -4,6 +4,7 @@
  * and every handler scopes its queries with it. A bearer JWT, when tokens are configured, is
  * verified by token-auth.ts instead and ends in the same AuthContext.
  */
+import { createHash } from "node:crypto";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import type { TokenSettings } from "../config/tokens.js";
@@ -30,6 +31,37 @@ export interface AuthContext {
    * tenant (http/acting.ts).
    */
   actor: string;
+  /**
+   * When the credential stops being valid by itself (ms): a sign-in token's `exp`. Absent for keys,
+   * which stay valid until revoked.
+   */
+  expiresAt?: number;
+}
+
+/** The credential as a request presents it: what is needed to authenticate it again. */
+interface PresentedCredential {
+  authorization: string | undefined;
+  /** X-Exportd-Tenant (an array: several header lines, refused). */
+  tenant: string | string[] | undefined;
+}
+
+/**
+ * A request's credential, to be checked again while a long-lived response (a progress stream)
+ * runs: every other request authenticates on its own, a stream only when it opens.
+ */
+export interface CredentialCheck {
+  /** The same for the same credential and scope (a digest, never the credential): one check serves every stream of it. */
+  id: string;
+  /** When the credential stops being valid by itself (a token's `exp`, ms), or null. */
+  expiresAt: number | null;
+  /**
+   * Authenticates the credential again as a new request would (the same one-second caches, but no
+   * failed-attempt count, no tenant created, nothing written): the caller now, or the AppError the
+   * request would get (`unauthorized`, `tenant_disabled`, `insufficient_scope`, `unknown_tenant`…).
+   * `fresh`: the key and the tenant are read from the store, not the caches (a stream's last event,
+   * so that a tenant disabled a moment ago ends it with the reason, not with its canceled export).
+   */
+  check(now: number, options?: { fresh?: boolean }): Promise<AuthContext>;
 }
 
 /** A registered route and the scope it needs (null: public). */
@@ -46,6 +78,8 @@ declare module "fastify" {
   interface FastifyInstance {
     /** Every route registered after installAuth, with its scope: what the scope tests walk. */
     routeScopes: readonly RouteScope[];
+    /** The credential of an authenticated request, to check again later (routes with a scope only). */
+    credentialCheck(request: FastifyRequest): CredentialCheck;
   }
   interface FastifyContextConfig {
     /** The scope a key needs for this route; absent → no authentication. */
@@ -140,8 +174,8 @@ export function installAuth(
   const lastTouched = new Map<string, number>();
   const keys = new TtlCache<ApiKeyRecord>(KEY_CACHE_MS);
   const tenants = new TtlCache<Tenant>(TENANT_CACHE_MS);
-  const tenantOf = async (id: string, now: number): Promise<Tenant | null> => {
-    const cached = tenants.get(id, now);
+  const tenantOf = async (id: string, now: number, fresh: boolean): Promise<Tenant | null> => {
+    const cached = fresh ? undefined : tenants.get(id, now);
     if (cached) return cached;
     const tenant = await store.getTenant(id);
     if (tenant) tenants.set(id, tenant, now);
@@ -160,29 +194,38 @@ export function installAuth(
     }
     for (const method of [route.method].flat()) routeScopes.push({ method, url: route.url, scope });
   });
-  app.addHook("onRequest", async (request: FastifyRequest) => {
-    const scope = request.routeOptions.config.scope;
-    if (!scope) return;
-    if (authorizationLines(request.raw.rawHeaders) > 1) {
-      throw invalidRequest(
-        [{ field: "authorization", code: "invalid", message: "Send one Authorization header." }],
-        "The request carries several Authorization headers: which key is meant is ambiguous.",
-      );
-    }
-    const now = clock();
-    const header = request.headers.authorization;
+  /**
+   * Authenticates `credential` for a route needing `scope`. `request`: the request that presents it
+   * (failed attempts count against its address, its log gets the caller, tokens may create their
+   * tenant, the key's last use is recorded); null when a long-lived response checks its credential
+   * again (credentialCheck): then nothing is counted, written or created, only read — through the
+   * same one-second caches a request reads.
+   */
+  const authenticate = async (
+    credential: PresentedCredential,
+    scope: Scope,
+    now: number,
+    request: FastifyRequest | null,
+    fresh = false,
+  ): Promise<AuthContext> => {
+    const header = credential.authorization;
     const match = header ? /^Bearer[ ]+(\S+)\s*$/i.exec(header) : null;
     const key = match?.[1];
+    const headers = { [TENANT_HEADER]: credential.tenant };
     if (key !== undefined && tokens?.handles(key)) {
-      request.auth = await tokens.authenticate(key, request, now, scope);
-      return;
+      return tokens.authenticate(
+        key,
+        request ?? { ip: "", log: app.log, params: {}, headers, recheck: fresh ? "fresh" : "cached" },
+        now,
+        scope,
+      );
     }
     const digest = key === undefined ? null : hashKey(key);
-    let record = digest === null ? undefined : keys.get(digest, now);
+    let record = digest === null || fresh ? undefined : keys.get(digest, now);
     if (!record) {
       // Only a key verified within the last second passes an address that is over its budget.
-      const retryAfter = failedAuth.retryAfterSeconds(request.ip, now);
-      if (retryAfter !== null) {
+      const retryAfter = request && failedAuth.retryAfterSeconds(request.ip, now);
+      if (retryAfter) {
         throw new AppError(
           "rate_limited",
           "Too many requests with a missing or invalid API key from this address. Retry later.",
@@ -190,26 +233,22 @@ export function installAuth(
           { "retry-after": String(retryAfter) },
         );
       }
-      // Several lines of the header reach acting as a list (refused there), not joined as "a, b".
-      const tenantLines = headerValues(request.raw.rawHeaders, TENANT_HEADER);
-      const actingFor = tenantLines.length > 1 ? tenantLines : request.headers[TENANT_HEADER];
-      if (key !== undefined && acting.applies(key, digest as string, actingFor)) {
-        const operator = await acting.authenticate(key, actingFor, now);
+      if (key !== undefined && acting.applies(key, digest as string, credential.tenant)) {
+        const operator = await acting.authenticate(key, credential.tenant, now, fresh);
         if (operator) {
-          request.auth = operator;
-          const id = (request.params as { id?: unknown } | undefined)?.id;
-          (request.log as Logger).setBindings({
+          const id = (request?.params as { id?: unknown } | undefined)?.id;
+          (request?.log as Logger | undefined)?.setBindings({
             tenant_id: operator.tenantId,
             actor: operator.actor,
             ...(typeof id === "string" ? { export_id: id } : {}),
           });
-          return;
+          return operator;
         }
       }
       const prefix = key === undefined ? null : keyPrefix(key);
       const found = prefix ? await store.findApiKeyByPrefix(prefix) : null;
       if (!found || !hashesMatch(digest as string, found.hash) || found.revokedAt !== null) {
-        failedAuth.fail(request.ip, now);
+        if (request) failedAuth.fail(request.ip, now);
         throw unauthorized(
           key === undefined
             ? "Send an API key as `Authorization: Bearer <key>`."
@@ -219,10 +258,10 @@ export function installAuth(
       record = found;
       keys.set(digest as string, found, now);
     }
-    const tenant = await tenantOf(record.tenantId, now);
+    const tenant = await tenantOf(record.tenantId, now, fresh);
     if (!tenant) throw unauthorized("The API key is not valid.");
     // The tenant is read through TENANT_CACHE_MS's cache: a disable shows within it.
-    const own = boundToOwnTenant(request.headers, tenant);
+    const own = boundToOwnTenant(headers, tenant);
     if (!record.scopes.includes(scope)) {
       throw new AppError(
         "insufficient_scope",
@@ -230,25 +269,59 @@ export function installAuth(
         [{ field: "authorization", code: "missing_scope", message: scope }],
       );
     }
-    request.auth = {
+    const auth: AuthContext = {
       ...own,
       keyId: record.id,
       scopes: record.scopes,
       actor: `key:${record.prefix}`,
     };
+    if (!request) return auth;
     const exportId = (request.params as { id?: unknown } | undefined)?.id;
     // Fastify makes each request's logger a pino child of its own: binding in place spares a
     // second child per request.
     (request.log as Logger).setBindings({
       tenant_id: record.tenantId,
       key_prefix: record.prefix,
-      actor: request.auth.actor,
+      actor: auth.actor,
       ...(typeof exportId === "string" ? { export_id: exportId } : {}),
     });
     if (now - (lastTouched.get(record.id) ?? 0) >= TOUCH_EVERY_MS) {
       lastTouched.set(record.id, now);
       await store.touchApiKey(record.id, now);
     }
+    return auth;
+  };
+  const presented = (request: FastifyRequest): PresentedCredential => {
+    // Several lines of the header reach acting as a list (refused there), not joined as "a, b".
+    const tenantLines = headerValues(request.raw.rawHeaders, TENANT_HEADER);
+    return {
+      authorization: request.headers.authorization,
+      tenant: tenantLines.length > 1 ? tenantLines : request.headers[TENANT_HEADER],
+    };
+  };
+  app.decorate("credentialCheck", (request: FastifyRequest): CredentialCheck => {
+    const scope = request.routeOptions.config.scope;
+    const auth = request.auth;
+    if (!scope || !auth) throw new Error("route has no scope but checks the caller's credential");
+    const credential = presented(request);
+    return {
+      id: createHash("sha256")
+        .update(JSON.stringify([scope, credential.authorization ?? null, credential.tenant ?? null]))
+        .digest("hex"),
+      expiresAt: auth.expiresAt ?? null,
+      check: (now, options) => authenticate(credential, scope, now, null, options?.fresh === true),
+    };
+  });
+  app.addHook("onRequest", async (request: FastifyRequest) => {
+    const scope = request.routeOptions.config.scope;
+    if (!scope) return;
+    if (authorizationLines(request.raw.rawHeaders) > 1) {
+      throw invalidRequest(
+        [{ field: "authorization", code: "invalid", message: "Send one Authorization header." }],
+        "The request carries several Authorization headers: which key is meant is ambiguous.",
+      );
+    }
+    request.auth = await authenticate(presented(request), scope, clock(), request);
   });
 }
 

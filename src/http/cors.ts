@@ -54,14 +54,29 @@ const PREFLIGHT_MAX_AGE_SECONDS = 600;
 /** Routes under this prefix never answer CORS: the operator API is for servers, not pages. */
 const NO_CORS_PREFIX = "/admin";
 
+function isAdminPath(path: string): boolean {
+  return path === NO_CORS_PREFIX || path.startsWith(`${NO_CORS_PREFIX}/`);
+}
+
 /**
  * Registers CORS for `origins` (["*"]: any origin). Register before authentication, so preflights
- * and the CORS headers of refusals (401, 429) come first.
+ * and the CORS headers of refusals (401, 429) come first, and before the routes: the methods a
+ * preflight allows are those the public routes registered after it use (GET, HEAD, POST, and PATCH
+ * and DELETE for webhook endpoints today), so a new route's method cannot be forgotten here.
  */
 export async function installCors(app: FastifyInstance, origins: readonly string[]): Promise<void> {
+  const methods = new Set<string>();
+  app.addHook("onRoute", (route) => {
+    if (isAdminPath(route.url)) return;
+    // OPTIONS is the preflight itself (the plugin's own route), never a method asked for.
+    for (const method of [route.method].flat()) if (method !== "OPTIONS") methods.add(method);
+  });
   const options: FastifyCorsOptions = {
     origin: origins.includes("*") ? "*" : [...origins],
-    methods: ["GET", "HEAD", "POST"],
+    // Read at each preflight (the set is complete once the server is ready), sorted for a stable answer.
+    get methods() {
+      return [...methods].sort();
+    },
     allowedHeaders: ALLOWED_HEADERS,
     exposedHeaders: EXPOSED_HEADERS,
     maxAge: PREFLIGHT_MAX_AGE_SECONDS,
@@ -71,8 +86,7 @@ export async function installCors(app: FastifyInstance, origins: readonly string
   const off: FastifyCorsOptions = { origin: false };
   await app.register(cors, {
     delegator: (request: FastifyRequest, done: (err: Error | null, options: FastifyCorsOptions) => void) => {
-      const path = request.url.split("?")[0] ?? "";
-      const admin = path === NO_CORS_PREFIX || path.startsWith(`${NO_CORS_PREFIX}/`);
+      const admin = isAdminPath(request.url.split("?")[0] ?? "");
       // An OPTIONS that is no preflight gets no CORS answer: it ends in the envelope's 404, not in
       // the plugin's plain-text 400.
       const notPreflight =

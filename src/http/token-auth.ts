@@ -33,6 +33,12 @@ export interface TokenRequest {
   log: FastifyBaseLogger;
   params: unknown;
   headers: Readonly<Record<string, string | string[] | undefined>>;
+  /**
+   * A long-lived response checks its credential again (auth.ts's credentialCheck): no failed
+   * attempt is counted, no tenant created, nothing logged; `fresh`: the tenant is read from the
+   * store, not the cache.
+   */
+  recheck?: "cached" | "fresh";
 }
 
 /** Turns bearer JWTs into AuthContexts; one per process. */
@@ -73,8 +79,9 @@ export class TokenAuthenticator {
   async authenticate(token: string, request: TokenRequest, now: number, scope: Scope): Promise<AuthContext> {
     const digest = createHash("sha256").update(token).digest("hex");
     let verified = this.verified.get(digest, now);
+    const recheck = request.recheck !== undefined;
     if (!verified) {
-      const retryAfter = this.failedAuth.retryAfterSeconds(request.ip, now);
+      const retryAfter = recheck ? null : this.failedAuth.retryAfterSeconds(request.ip, now);
       if (retryAfter !== null) {
         throw new AppError(
           "rate_limited",
@@ -88,17 +95,23 @@ export class TokenAuthenticator {
         request.log.info({ reason: verdict.reason }, "bearer token refused");
         if (verdict.unavailable)
           throw serviceUnavailable("The keys that verify sign-in tokens cannot be fetched right now.");
-        this.failedAuth.fail(request.ip, now);
+        if (!recheck) this.failedAuth.fail(request.ip, now);
         throw tokenRefused(verdict.expired ? "The token has expired." : "The bearer token is not valid.");
       }
       verified = verdict.token;
       const ttl = Math.min(this.settings.cacheMs, verified.expiresAt - now);
       if (ttl > 0) this.verified.set(digest, verified, now, ttl);
     }
-    const tenant = await this.tenantNamed(verified.tenant, verified.subject, now);
+    const tenant = await this.tenantNamed(
+      verified.tenant,
+      verified.subject,
+      now,
+      !recheck,
+      request.recheck === "fresh",
+    );
     if (!tenant) {
       request.log.info({ tenant: verified.tenant }, "bearer token refused: no such tenant");
-      this.failedAuth.fail(request.ip, now);
+      if (!recheck) this.failedAuth.fail(request.ip, now);
       throw tokenRefused("The bearer token is not valid.");
     }
     // A token acts for the tenant its claim names, as a key does; a disable shows within the
@@ -112,32 +125,43 @@ export class TokenAuthenticator {
       );
     }
     const actor = actors.token(verified.subject);
-    const exportId = (request.params as { id?: unknown } | undefined)?.id;
-    (request.log as Logger).setBindings({
-      tenant_id: tenant.id,
-      actor,
-      ...(typeof exportId === "string" ? { export_id: exportId } : {}),
-    });
+    if (!recheck) {
+      const exportId = (request.params as { id?: unknown } | undefined)?.id;
+      (request.log as Logger).setBindings({
+        tenant_id: tenant.id,
+        actor,
+        ...(typeof exportId === "string" ? { export_id: exportId } : {}),
+      });
+    }
     return {
       ...own,
       // The rate limit counts per subject of a tenant, as it counts per key.
       keyId: `token:${tenant.id}:${verified.subject}`,
       scopes: verified.scopes,
       actor,
+      expiresAt: verified.expiresAt,
     };
   }
 
   /**
    * The tenant of this name; created with the default plan on first sight when the settings say
-   * so, audited as `tenant.create` by `token:<subject>` in the same transaction (as an operator's
+   * so and `mayCreate` (not when a stream checks its token again: a tenant deleted meanwhile ends it;
+   * `fresh`: read from the store, not the cache),
+   * audited as `tenant.create` by `token:<subject>` in the same transaction (as an operator's
    * create is).
    */
-  private async tenantNamed(name: string, subject: string, now: number): Promise<Tenant | null> {
-    const cached = this.tenants.get(name, now);
+  private async tenantNamed(
+    name: string,
+    subject: string,
+    now: number,
+    mayCreate: boolean,
+    fresh: boolean,
+  ): Promise<Tenant | null> {
+    const cached = fresh ? undefined : this.tenants.get(name, now);
     if (cached) return cached;
     // Read first: creating is a write, and only the first sight of a tenant needs it.
     let tenant = await this.store.findTenantByName(name);
-    if (!tenant && this.settings.createTenants) {
+    if (!tenant && mayCreate && this.settings.createTenants) {
       tenant =
         (await this.store.createTenant(name, {}, stampOf(actors.token(subject), now))) ??
         // Another request (or process) created it first, and audited it.

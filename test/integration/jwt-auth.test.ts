@@ -732,6 +732,21 @@ describe("CORS", () => {
     assert.deepEqual(await browserAllows("GET", "/v1/exports", ["x-exportd-tenant"]), ["x-exportd-tenant"]);
   });
 
+  test("preflights allow the methods the public routes use: a page may change and delete its webhook endpoints", async () => {
+    const endpoint = "/v1/webhook_endpoints/0192f3a0-0000-7000-8000-000000000000";
+    for (const method of ["PATCH", "DELETE"])
+      assert.deepEqual(await browserAllows(method, endpoint, ["authorization", "content-type"]), [], method);
+    const res = await rawRequest(base, "OPTIONS", endpoint, {
+      origin,
+      "access-control-request-method": "PATCH",
+    });
+    // Exactly the methods of the registered routes outside /admin (no route answers PUT).
+    const allowed = String(res.headers["access-control-allow-methods"])
+      .split(",")
+      .map((m) => m.trim());
+    assert.deepEqual(allowed, ["DELETE", "GET", "HEAD", "PATCH", "POST"]);
+  });
+
   test("the headers a page reads are exposed: rate limits, downloads, retries", async () => {
     const t = await token(ec);
     const res = await rawRequest(base, "GET", "/v1/exports", { ...bearer(t), origin });

@@ -11,7 +11,20 @@
  *   `GET /v1/exports/{id}` answers) whenever status, rows, percent, parts, estimate, attempts or
  *   queue position change, at least MIN_GAP_MS apart;
  * - `event: status` with the final document once the export is final, then it ends the response;
- * - a comment `: ping` every heartbeat, so proxies and clients see a live connection.
+ * - a comment `: ping` every heartbeat, so proxies and clients see a live connection;
+ * - `event: error` with the error envelope a new request would get (`unauthorized`,
+ *   `tenant_disabled`, `insufficient_scope`, `unknown_tenant`) once the stream's credential stops
+ *   being valid, then it ends the response (credentials below).
+ *
+ * Credentials: a stream is authorized when it opens, but may last hours, while every other request
+ * authenticates on its own. So the hub checks each distinct credential of its open streams again
+ * every CREDENTIAL_CHECK_MS (one check per credential, however many streams it holds, through the
+ * same one-second key and tenant caches requests read), and a token's stream ends at its `exp`
+ * by a timer of its own. A revoked or rotated-out key, a disabled or deleted tenant, an operator
+ * key acting for a tenant that is revoked: the stream ends within CREDENTIAL_CHECK_MS plus the
+ * caches' second. A stream's final `status` event goes only to a credential still valid, checked
+ * reading the store (no cache): disabling a tenant cancels its exports, and their streams are to
+ * end with `tenant_disabled`. A check the store cannot answer leaves the streams open (as a tick does).
  *
  * Event ids are numbers, increasing per export: the emission's millisecond (since ID_EPOCH_MS)
  * times 2^13 plus 13 bits of a digest of the state the document shows. A reconnect with
@@ -23,8 +36,11 @@ import { createHash } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import { Socket } from "node:net";
 import type { FastifyBaseLogger } from "fastify";
+import { AppError } from "../../domain/errors.js";
 import { isFinal } from "../../domain/export.js";
 import type { ExportState, ExportsPort, ExportWithPosition } from "../../metadata/types.js";
+import type { AuthContext, CredentialCheck } from "../auth.js";
+import type { ErrorEnvelope } from "../errors.js";
 
 /** What the client is told to wait before reconnecting (the SSE `retry` field), in ms. */
 export const RETRY_MS = 2_000;
@@ -35,6 +51,17 @@ const ID_EPOCH_MS = 1_704_067_200_000;
 const STATE_BITS = 8_192;
 /** A stream whose client does not read is not written more than this ahead (bytes); progress waits. */
 const MAX_BUFFERED = 256 * 1024;
+/**
+ * How often the credentials of open streams are checked again (ms). With the caches' second, a
+ * revoked key or a disabled tenant ends its streams within about 6 s (a new request sees it within
+ * 1 s). Each distinct credential costs one key (or operator key) and one tenant lookup per period
+ * at most — 1/5 of what one client polling its export once a second costs, and nothing per stream.
+ */
+export const CREDENTIAL_CHECK_MS = 5_000;
+/** Checks run at most this many at once, so thousands of distinct credentials do not flood the store's pool. */
+const CHECKS_AT_ONCE = 8;
+/** setTimeout's longest delay; a token expiring later is still ended by the periodic check. */
+const MAX_TIMER_MS = 2_147_483_647;
 
 /** The state a progress event reports (what changes while an export runs, never its signed links), as a key. */
 function stateKey(s: ExportState): string {
@@ -79,6 +106,15 @@ export function parseEventId(header: string | string[] | undefined): number | nu
   return Number.isSafeInteger(id) ? id : null;
 }
 
+/** Runs `work` on every item, at most `limit` at a time. */
+async function eachAtMost<T>(limit: number, items: T[], work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await work(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
 /** One open stream: its export, the caller's document for a record, where it stands. */
 interface Stream {
   tenantId: string;
@@ -92,6 +128,12 @@ interface Stream {
   /** An event is being built (links signed): the next tick leaves the stream alone. */
   busy: boolean;
   closed: boolean;
+  /** The stream's credential, checked again every CREDENTIAL_CHECK_MS. */
+  credential: CredentialCheck;
+  /** The request's id, for the envelope of the `error` event. */
+  requestId: string;
+  /** Ends the stream at the token's `exp`. */
+  expiry: NodeJS.Timeout | null;
 }
 
 export interface EventStreamOptions {
@@ -102,6 +144,8 @@ export interface EventStreamOptions {
   pollMs: number;
   /** How often each stream gets a `: ping` comment (ms). */
   heartbeatMs: number;
+  /** How often each open stream's credential is checked again (ms); CREDENTIAL_CHECK_MS by default. */
+  credentialCheckMs?: number;
   clock: () => number;
   log: FastifyBaseLogger;
 }
@@ -113,6 +157,8 @@ export class EventStreamHub {
   private readonly watched = new Map<string, Set<Stream>>();
   private poller: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
+  private checker: NodeJS.Timeout | null = null;
+  private checking = false;
   /** A tick asked for by an announced change, and when it runs. */
   private wakeTimer: NodeJS.Timeout | null = null;
   private wakeAt = Number.POSITIVE_INFINITY;
@@ -143,6 +189,8 @@ export class EventStreamHub {
     record: ExportWithPosition;
     present: (record: ExportWithPosition) => Promise<string>;
     lastEventId: number | null;
+    credential: CredentialCheck;
+    requestId: string;
   }): Promise<void> {
     const { res, record } = init;
     const stream: Stream = {
@@ -155,8 +203,23 @@ export class EventStreamHub {
       lastSentAt: 0,
       busy: false,
       closed: false,
+      credential: init.credential,
+      requestId: init.requestId,
+      expiry: null,
     };
     res.on("close", () => this.drop(stream));
+    const expiresAt = init.credential.expiresAt;
+    if (expiresAt !== null) {
+      // At `exp`, not `exp` plus the verifier's clock tolerance: the token is no longer valid then.
+      const left = expiresAt - this.options.clock();
+      if (left <= MAX_TIMER_MS) {
+        stream.expiry = setTimeout(
+          () => this.refuse(stream, new AppError("unauthorized", "The token has expired.")),
+          Math.max(0, left),
+        );
+        stream.expiry.unref();
+      }
+    }
     // Stream connections are never reused (`Connection: close`): the hub keeps each until it closes,
     // so closing the server can end those a vanished client left open.
     const socket = res.socket;
@@ -204,6 +267,7 @@ export class EventStreamHub {
 
   private drop(stream: Stream): void {
     stream.closed = true;
+    if (stream.expiry) clearTimeout(stream.expiry);
     this.streams.delete(stream);
     const same = this.watched.get(stream.exportId);
     same?.delete(stream);
@@ -216,14 +280,20 @@ export class EventStreamHub {
     if (this.poller) return;
     this.poller = setInterval(() => void this.tick(), this.options.pollMs);
     this.heartbeat = setInterval(() => this.ping(), this.options.heartbeatMs);
+    this.checker = setInterval(
+      () => void this.checkCredentials(),
+      this.options.credentialCheckMs ?? CREDENTIAL_CHECK_MS,
+    );
   }
 
   private stop(): void {
     if (this.poller) clearInterval(this.poller);
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.checker) clearInterval(this.checker);
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.poller = null;
     this.heartbeat = null;
+    this.checker = null;
     this.wakeTimer = null;
     this.wakeAt = Number.POSITIVE_INFINITY;
   }
@@ -266,6 +336,81 @@ export class EventStreamHub {
     }, delayMs);
   }
 
+  /**
+   * Checks every distinct credential of the open streams again, once each, at most CHECKS_AT_ONCE
+   * at a time, and ends the streams of those no longer valid — or no longer acting for the
+   * stream's tenant — with the reason.
+   */
+  private async checkCredentials(): Promise<void> {
+    if (this.checking || this.streams.size === 0) return;
+    this.checking = true;
+    try {
+      const byCredential = new Map<string, Stream[]>();
+      for (const stream of this.streams) {
+        const same = byCredential.get(stream.credential.id);
+        if (same) same.push(stream);
+        else byCredential.set(stream.credential.id, [stream]);
+      }
+      await eachAtMost(CHECKS_AT_ONCE, [...byCredential.values()], async (same) => {
+        const verdict = await this.verdict(same[0] as Stream);
+        for (const stream of same) this.judge(stream, verdict);
+      });
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  /**
+   * The credential of `stream` checked again: the caller it is now, the AppError a new request with
+   * it would get, or null when the check could not be made (the store or the JWKS is away, 503):
+   * streams then stay open, as a tick leaves them, and the next period checks again.
+   */
+  private async verdict(stream: Stream, fresh = false): Promise<AuthContext | AppError | null> {
+    try {
+      return await stream.credential.check(this.options.clock(), { fresh });
+    } catch (err) {
+      // A refusal of the credential; not an outage (503) nor a rate limit (429).
+      if (err instanceof AppError && err.status < 429) return err;
+      this.options.log.warn({ err }, "progress streams could not check a credential");
+      return null;
+    }
+  }
+
+  /** Ends `stream` when `verdict` refuses its credential; true when it did. */
+  private judge(stream: Stream, verdict: AuthContext | AppError | null): boolean {
+    if (verdict === null) return false;
+    if (verdict instanceof AppError) {
+      this.refuse(stream, verdict);
+      return true;
+    }
+    if (verdict.tenantId === stream.tenantId) return false;
+    // Deleted and created again under the same name: not the tenant of the stream's export.
+    this.refuse(
+      stream,
+      new AppError("unauthorized", "The credential no longer acts for this export's tenant."),
+    );
+    return true;
+  }
+
+  /** Ends the stream with `event: error` and the error envelope saying why (always written). */
+  private refuse(stream: Stream, err: AppError): void {
+    if (stream.closed) return;
+    const envelope: ErrorEnvelope = {
+      error: { code: err.code, message: err.message, request_id: stream.requestId, details: err.details },
+    };
+    stream.res.write(`event: error\ndata: ${JSON.stringify(envelope)}\n\n`);
+    this.options.log.info(
+      {
+        export_id: stream.exportId,
+        tenant_id: stream.tenantId,
+        code: err.code,
+        request_id: stream.requestId,
+      },
+      "progress stream ended: its credential is no longer valid",
+    );
+    this.end(stream);
+  }
+
   private ping(): void {
     for (const stream of this.streams) {
       if (!stream.res.writableNeedDrain) stream.res.write(": ping\n\n");
@@ -294,7 +439,7 @@ export class EventStreamHub {
       for (const state of await this.options.exports.readExportStates([...watched.values()]))
         states.set(`${state.tenantId}/${state.id}`, { key: stateKey(state), final: isFinal(state.status) });
       const now = this.options.clock();
-      const due: Stream[] = [];
+      let due: Stream[] = [];
       for (const stream of this.streams) {
         if (stream.busy) continue;
         const key = `${stream.tenantId}/${stream.exportId}`;
@@ -313,6 +458,23 @@ export class EventStreamHub {
         if (!state.final && stream.res.writableLength > MAX_BUFFERED) continue;
         due.push(stream);
       }
+      if (due.length === 0) return;
+      // A stream's last event goes only to a credential still valid, read from the store: disabling
+      // a tenant cancels its exports, and its streams are to end with `tenant_disabled`, not with
+      // the canceled document a tenant cache a second behind would let through.
+      const finals = new Map<string, Stream[]>();
+      for (const stream of due) {
+        if (!states.get(`${stream.tenantId}/${stream.exportId}`)?.final) continue;
+        const same = finals.get(stream.credential.id);
+        if (same) same.push(stream);
+        else finals.set(stream.credential.id, [stream]);
+      }
+      const refused = new Set<Stream>();
+      await eachAtMost(CHECKS_AT_ONCE, [...finals.values()], async (same) => {
+        const verdict = await this.verdict(same[0] as Stream, true);
+        for (const stream of same) if (this.judge(stream, verdict)) refused.add(stream);
+      });
+      if (refused.size > 0) due = due.filter((s) => !refused.has(s));
       if (due.length === 0) return;
       const wanted = new Map(
         due.map((s) => [`${s.tenantId}/${s.exportId}`, { tenantId: s.tenantId, id: s.exportId }]),

@@ -214,7 +214,7 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
         tags: TAGS,
         summary: "Stream progress events",
         description:
-          "Server-Sent Events: the export document whenever it changes, then the final one, then the stream ends. Read it with a streaming fetch (it needs the Authorization header). Streams are capped per server process (`EXPORTD_MAX_EVENT_STREAMS`, then 503 `too_many_event_streams`): poll `GET /v1/exports/{id}` meanwhile.",
+          "Server-Sent Events: the export document whenever it changes, then the final one, then the stream ends. Read it with a streaming fetch (it needs the Authorization header). Streams are capped per server process (`EXPORTD_MAX_EVENT_STREAMS`, then 503 `too_many_event_streams`): poll `GET /v1/exports/{id}` meanwhile.\n\nA stream lasts only as long as its credential: a sign-in token's stream ends at the token's `exp`, and every stream's credential is checked again every 5 seconds (a revoked key, a revoked operator key acting for the tenant, a disabled or deleted tenant). Such a stream ends with one `event: error` whose data is the error envelope a new request would get (`unauthorized`, `tenant_disabled`, `unknown_tenant`), then the connection closes; reconnecting with the same credential gets that code as the HTTP answer.",
         params: ExportIdParams,
         headers: EventsHeaders,
         response: EventsResponses,
@@ -234,6 +234,8 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
       // A final export may be the reader's cached object: never changed here.
       const record = "queuePosition" in found ? found : { ...found, queuePosition: null };
       const callerLinks = linksFor(caller);
+      // Authorized now; the hub checks the credential again while the stream runs.
+      const credential = app.credentialCheck(request);
       reply.hijack();
       const res = reply.raw;
       // The headers hooks set (X-Request-Id, RateLimit-*) go out with the stream's own.
@@ -254,6 +256,8 @@ export function exportRoutes(app: FastifyInstance, deps: ExportRouteDeps): void 
         res,
         record,
         lastEventId: parseEventId(request.headers["last-event-id"]),
+        credential,
+        requestId: String(request.id),
         present: async (r) => JSON.stringify(await presentExport(r, callerLinks, r.queuePosition)),
       });
     },

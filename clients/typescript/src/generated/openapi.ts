@@ -128,6 +128,8 @@ export interface paths {
         /**
          * Stream progress events
          * @description Server-Sent Events: the export document whenever it changes, then the final one, then the stream ends. Read it with a streaming fetch (it needs the Authorization header). Streams are capped per server process (`EXPORTD_MAX_EVENT_STREAMS`, then 503 `too_many_event_streams`): poll `GET /v1/exports/{id}` meanwhile.
+         *
+         *     A stream lasts only as long as its credential: a sign-in token's stream ends at the token's `exp`, and every stream's credential is checked again every 5 seconds (a revoked key, a revoked operator key acting for the tenant, a disabled or deleted tenant). Such a stream ends with one `event: error` whose data is the error envelope a new request would get (`unauthorized`, `tenant_disabled`, `unknown_tenant`), then the connection closes; reconnecting with the same credential gets that code as the HTTP answer.
          */
         get: operations["streamProgressEvents"];
         put?: never;
