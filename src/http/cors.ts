@@ -54,8 +54,24 @@ const PREFLIGHT_MAX_AGE_SECONDS = 600;
 /** Routes under this prefix never answer CORS: the operator API is for servers, not pages. */
 const NO_CORS_PREFIX = "/admin";
 
+/** True for the operator prefix and what lies under it. */
 function isAdminPath(path: string): boolean {
   return path === NO_CORS_PREFIX || path.startsWith(`${NO_CORS_PREFIX}/`);
+}
+
+/**
+ * The path as the router matches it: percent-decoded (`/%61dmin/v1/tenants` is routed to
+ * `/admin/v1/tenants`), so an encoded spelling cannot get operator answers CORS headers. A preflight
+ * matches no route of its own, so the route's pattern alone cannot tell. Decoding `%2F` too only
+ * refuses CORS to paths no route matches.
+ */
+function routedPath(url: string): string {
+  const path = url.split("?")[0] ?? "";
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
 }
 
 /**
@@ -86,7 +102,7 @@ export async function installCors(app: FastifyInstance, origins: readonly string
   const off: FastifyCorsOptions = { origin: false };
   await app.register(cors, {
     delegator: (request: FastifyRequest, done: (err: Error | null, options: FastifyCorsOptions) => void) => {
-      const admin = isAdminPath(request.url.split("?")[0] ?? "");
+      const admin = isAdminPath(routedPath(request.url)) || isAdminPath(request.routeOptions.url ?? "");
       // An OPTIONS that is no preflight gets no CORS answer: it ends in the envelope's 404, not in
       // the plugin's plain-text 400.
       const notPreflight =

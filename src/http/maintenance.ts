@@ -24,7 +24,10 @@ export function installMaintenance(
   const maintenance = new MaintenanceSwitch(tenancy, forced, clock);
   // Callback style: reads, the most requests by far, pass without a promise of their own.
   app.addHook("onRequest", (request, _reply, done) => {
-    if (!pausedByMaintenance(request.method, request.url)) return done();
+    // The matched route's pattern, not the URL: `/%761/exports` is routed to `/v1/exports` too.
+    // No route matched: the 404 follows whatever the path says.
+    const route = request.routeOptions.url;
+    if (route === undefined || !pausedByMaintenance(request.method, route)) return done();
     maintenance.current().then((state) => {
       if (!state.enabled) return done();
       done(

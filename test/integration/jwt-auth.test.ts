@@ -796,6 +796,19 @@ describe("CORS", () => {
     assertError(await rawRequest(base, "OPTIONS", "/v1/exports", {}), 404, "not_found");
   });
 
+  test("/admin percent-encoded (routed to the operator API all the same) gets no CORS either", async () => {
+    for (const path of ["/%61dmin/v1/tenants", "/%61%64min/v1/tenants", "/admin/v1/%74enants"]) {
+      const pre = await rawRequest(base, "OPTIONS", path, { origin, "access-control-request-method": "GET" });
+      assert.equal(pre.headers["access-control-allow-origin"], undefined, `preflight ${path}: ${pre.status}`);
+      const get = await rawRequest(base, "GET", path, { origin });
+      assert.equal(
+        get.headers["access-control-allow-origin"],
+        undefined,
+        `GET ${path}: ${get.status} ${get.body}`,
+      );
+    }
+  });
+
   test("without EXPORTD_CORS_ORIGINS there is no CORS", async () => {
     const plain = await startTestService({}, clock);
     try {

@@ -312,6 +312,21 @@ describe("maintenance", () => {
     assert.equal((await rawRequest(base, "POST", "/v1/exports", headers(key), body())).status, 202);
   });
 
+  test("forced: a write whose path is percent-encoded (routed to the same route) is paused too", async () => {
+    const forced = await startTestService({ EXPORTD_ROLE: "api", EXPORTD_MAINTENANCE: "true" });
+    try {
+      const key = await forced.key("m");
+      for (const url of ["/%761/exports", "/v1/%65xports", "/v1%2Fexports"]) {
+        const res = await forced.app!.inject({ method: "POST", url, headers: headers(key), payload: body() });
+        assert.notEqual(res.statusCode, 202, `${url} created an export in maintenance`);
+        if (res.statusCode !== 404)
+          assert.equal(res.json<{ error: { code: string } }>().error.code, "maintenance", url);
+      }
+    } finally {
+      await forced.dispose();
+    }
+  });
+
   test("forced by configuration", async () => {
     const forced = await startTestService({ EXPORTD_ROLE: "api", EXPORTD_MAINTENANCE: "true" });
     try {
