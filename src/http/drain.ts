@@ -56,8 +56,10 @@ export function installConnectionDrain(app: FastifyInstance, graceMs: number): v
         socket.destroy();
         continue;
       }
-      // The client learns not to send another request on it (a pipelined one already sent is
-      // answered, with `Connection: close` too: Fastify adds it while closing).
+      // The client learns not to send another request on it. Requests it pipelined behind the one
+      // in flight are not answered: the connection closes after that answer, and RFC 9112 §9.3.2
+      // has the client retry unanswered requests on a new connection (browsers and fetch do not
+      // pipeline).
       for (const res of owed) if (!res.headersSent) res.setHeader("connection", "close");
     }
     const destroyAll = () => {
