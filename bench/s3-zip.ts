@@ -13,7 +13,7 @@
  * resident memory is sampled during each side's downloads.
  * Run: npm run bench:zip:s3   (BENCH_ROUNDS=5, BENCH_STREAMS=4, BENCH_PART_MB=32)
  */
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash, randomFillSync } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
@@ -25,6 +25,7 @@ import { startTestS3 } from "../test/helpers/s3.js";
 import { client } from "../test/helpers/server-process.js";
 import { pastMidnight, waitFor } from "../test/helpers/service.js";
 import { startCluster } from "./cluster.js";
+import { curlMbsSampled, curlSha256, rssMb } from "./lib-download.js";
 import { int, ratioText, report, spread } from "./report.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -49,44 +50,6 @@ async function putRandom(store: S3ObjectStore, key: string, size: number) {
   upload.stream.end();
   await upload.commit();
   return { sha256: hash.digest("hex"), crc32: crc };
-}
-
-function rssMb(pid: number): number {
-  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]) / 1024;
-}
-
-async function download(url: string, size: number, streams: number, pid: number) {
-  let peak = rssMb(pid);
-  const sampler = setInterval(() => {
-    peak = Math.max(peak, rssMb(pid));
-  }, 20);
-  try {
-    const results = await Promise.all(
-      Array.from({ length: streams }, () =>
-        run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}", url]),
-      ),
-    );
-    let bytes = 0;
-    let seconds = 0;
-    for (const { stdout } of results) {
-      const [status, got, time] = stdout.trim().split(" ").map(Number) as [number, number, number];
-      if (status !== 200 || got !== size)
-        throw new Error(`${url}: status ${status}, ${got} of ${size} bytes`);
-      bytes += got;
-      seconds = Math.max(seconds, time);
-    }
-    return { mbs: bytes / seconds / 1e6, peakRss: peak };
-  } finally {
-    clearInterval(sampler);
-  }
-}
-
-async function sha256Of(url: string): Promise<string> {
-  const curl = spawn("curl", ["-sf", url], { stdio: ["ignore", "pipe", "inherit"] });
-  const hash = createHash("sha256");
-  for await (const chunk of curl.stdout) hash.update(chunk as Buffer);
-  return hash.digest("hex");
 }
 
 const s3 = await startTestS3("exportd-bench");
@@ -155,7 +118,7 @@ try {
     process.stdout.write(`uploading ${int(fileSize)} random bytes to the single part\n`);
     const written = await putRandom(store, one.object_key, fileSize);
     update.run(fileSize, written.sha256, written.crc32, single.body.id, one.idx);
-    if ((await sha256Of(urls.bucket)) !== written.sha256)
+    if ((await curlSha256(urls.bucket)) !== written.sha256)
       throw new Error("the single file came back different");
     // The export record may be cached for a moment: wait until the archive has the new length.
     sizes.one = await waitFor(
@@ -177,7 +140,7 @@ try {
         const order = SIDES.map((_, i) => SIDES[(i + round) % SIDES.length] as Side);
         const r: Round = { mbs: { bucket: 0, one: 0, zip: 0 }, rss: { bucket: 0, one: 0, zip: 0 } };
         for (const side of order) {
-          const got = await download(urls[side], sizes[side], c.streams, pid);
+          const got = await curlMbsSampled(urls[side], sizes[side], c.streams, pid);
           r.mbs[side] = got.mbs;
           r.rss[side] = got.peakRss;
         }
