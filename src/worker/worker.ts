@@ -47,6 +47,8 @@ export class ExportWorker {
   readonly owner = `${os.hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
   private readonly runs = new Map<string, { controller: AbortController; done: Promise<void> }>();
   private stopping = false;
+  /** Set once the shutdown's grace is over: a run started from then on is handed back at once. */
+  private handingBack = false;
   private loopDone: Promise<void> | null = null;
   private wakeUp: (() => void) | null = null;
   private readonly clock: () => number;
@@ -122,13 +124,16 @@ export class ExportWorker {
     this.stopping = true;
     this.wake();
     const abortAll = () => {
+      this.handingBack = true;
       for (const run of this.runs.values()) run.controller.abort(new RunAborted("shutdown"));
     };
     const deadline = graceMs > 0 ? setTimeout(abortAll, graceMs) : null;
     if (!deadline) abortAll();
+    // A claim already in flight when the stop began still starts its run: the loop ends first, so
+    // that run is among those waited for (and handed back at once if the deadline has passed).
+    await this.loopDone;
     await Promise.all([...this.runs.values()].map((r) => r.done));
     if (deadline) clearTimeout(deadline);
-    await this.loopDone;
   }
 
   private lease(): Lease {
@@ -167,6 +172,7 @@ export class ExportWorker {
 
   private startRun(record: ClaimedExport): void {
     const controller = new AbortController();
+    if (this.handingBack) controller.abort(new RunAborted("shutdown"));
     const started = this.clock();
     if (record.takenOver) this.deps.metrics.leaseTakenOver();
     const done = this.run(record, controller)

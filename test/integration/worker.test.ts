@@ -257,6 +257,48 @@ describe("worker", () => {
     );
   });
 
+  test("a claim in flight when the shutdown begins: its run is handed back before stop() returns", async () => {
+    // The worker's own store on the same file, its claims held at a gate: the stop begins while a
+    // claim is on its way, as when an export is created just before a shutdown.
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    let waiting: () => void = () => undefined;
+    const claimWaiting = new Promise<void>((resolve) => {
+      waiting = resolve;
+    });
+    class GatedStore extends SqliteStore {
+      override async claimExport(lease: Parameters<SqliteStore["claimExport"]>[0]) {
+        waiting();
+        await gate;
+        return super.claimExport(lease);
+      }
+    }
+    const gated = new GatedStore(path.join(dir, "meta.sqlite"));
+    const ds = new CountingDataset(descriptor("late"), 100_000, 0, 5);
+    const w = new ExportWorker({
+      store: gated,
+      storage,
+      metrics: new Metrics(() => gated.countExportsByStatus()),
+      datasets: new DatasetRegistry([ds]),
+      config: { gzipLevel: 1, retentionDays: 7, worker: WORKER },
+      logger,
+    });
+    const id = await queue(request("late", 1000));
+    w.start();
+    await claimWaiting;
+    const stopped = w.stop();
+    open();
+    await stopped;
+    await gated.close();
+    assert.equal(w.activeRuns, 0, "no run goes on after stop() returned");
+    const after = await store.getExport(tenantId, id);
+    assert.equal(after?.status, "queued", "handed back to the queue, not left running under a lease");
+    assert.equal(after?.attempts, 0);
+    assert.deepEqual(await storage.list(`exports/${tenantId}/${id}/`), [], "nothing written after the stop");
+  });
+
   test("a shutdown hands the export back; another worker resumes after the last published part", async () => {
     const ds = new CountingDataset(descriptor("resumable"), 4321, 0, 2);
     const first = worker([ds]);
