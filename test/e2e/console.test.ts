@@ -59,6 +59,20 @@ async function until<T>(probe: () => Promise<T>, done: (v: T) => boolean, timeou
   }
 }
 
+/**
+ * Waits until the focused element's `property` is `value`. The page moves focus in an effect after
+ * it renders, so reading it right after the element appears races the move; this fails (with the
+ * last value seen) only if the focus never gets there.
+ */
+async function focusMovesTo(page: Page, property: "id" | "name" | "className", value: string, what: string) {
+  await until(
+    () => page.evaluate(`document.activeElement?.${property} ?? null`),
+    (v) => v === value,
+    10_000,
+    what,
+  );
+}
+
 /** Clicks a download link and returns the SHA-256 (hex) of the file the browser saved. */
 async function downloadSha256(page: Page, link: Locator): Promise<{ sha256: string; name: string }> {
   const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
@@ -162,11 +176,7 @@ test("the console: sign in, limits, an over-limit error, create, progress, cance
   const createError = page.locator("form > .notice.error");
   await createError.waitFor();
   assert.equal(await createError.locator(".error-code").textContent(), "invalid_date_range");
-  assert.equal(
-    await page.evaluate("document.activeElement.className"),
-    "notice error",
-    "focus moves to the error",
-  );
+  await focusMovesTo(page, "className", "notice error", "focus moves to the error");
   await screenshot(page, "error");
 
   // 31 days (about 1.34 million rows): the estimate first, then the export.
@@ -178,11 +188,7 @@ test("the console: sign in, limits, an over-limit error, create, progress, cance
   const panel = page.locator("section.export-progress");
   await panel.waitFor();
   const exportId = (await panel.getAttribute("data-export-id"))!;
-  assert.equal(
-    await page.evaluate("document.activeElement.id"),
-    `export-${exportId}`,
-    "focus moves to the export",
-  );
+  await focusMovesTo(page, "id", `export-${exportId}`, "focus moves to the export");
   assert.equal(await panel.locator("[aria-live=polite]").count(), 1, "progress is announced politely");
   // The page follows the event stream where the server has it (issue 15's SSE route), else polls.
   const events = await fetch(`${server.url}/v1/exports/${exportId}/events`, {
@@ -307,7 +313,7 @@ test("a token handed over in the URL fragment signs in once, leaves the address 
   // Signing out forgets it and puts the cursor back in the sign-in field.
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("API key or token").waitFor();
-  assert.equal(await page.evaluate("document.activeElement.name"), "credential");
+  await focusMovesTo(page, "name", "credential", "the cursor is back in the sign-in field");
   assert.equal(await page.evaluate("sessionStorage.getItem('exportd.credential')"), null);
   await page.close();
 });
