@@ -261,7 +261,12 @@ export function installAuth(
     const tenant = await tenantOf(record.tenantId, now, fresh);
     if (!tenant) throw unauthorized("The API key is not valid.");
     // The tenant is read through TENANT_CACHE_MS's cache: a disable shows within it.
-    const own = boundToOwnTenant(headers, tenant);
+    const auth = boundToOwnTenant(headers, tenant, {
+      keyId: record.id,
+      scopes: record.scopes,
+      actor: `key:${record.prefix}`,
+      expiresAt: undefined,
+    });
     if (!record.scopes.includes(scope)) {
       throw new AppError(
         "insufficient_scope",
@@ -269,12 +274,6 @@ export function installAuth(
         [{ field: "authorization", code: "missing_scope", message: scope }],
       );
     }
-    const auth: AuthContext = {
-      ...own,
-      keyId: record.id,
-      scopes: record.scopes,
-      actor: `key:${record.prefix}`,
-    };
     if (!request) return auth;
     const exportId = (request.params as { id?: unknown } | undefined)?.id;
     // Fastify makes each request's logger a pino child of its own: binding in place spares a

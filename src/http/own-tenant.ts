@@ -9,20 +9,33 @@ import type { Tenant } from "../domain/tenant.js";
 import { TENANT_HEADER, tenantHeaderNotAllowed } from "./acting.js";
 import type { AuthContext } from "./auth.js";
 
-/** The part of an AuthContext that comes from the credential's tenant. */
-export type OwnTenantContext = Pick<AuthContext, "tenantId" | "tenantName" | "plan" | "limits">;
+/** What the credential itself says of the caller; the rest of the AuthContext is its tenant's. */
+export type CredentialFields = Pick<AuthContext, "keyId" | "scopes" | "actor" | "expiresAt">;
 
 /**
- * The caller's tenant for a credential bound to `tenant`. Throws AppError
- * `tenant_header_not_allowed` (the request carries X-Exportd-Tenant, even naming its own tenant:
- * acting for a tenant is an operator's act) and `tenant_disabled` (seen through the caller's
- * tenant cache, so within its second of a disable).
+ * The caller for a credential bound to `tenant`. Throws AppError `tenant_header_not_allowed` (the
+ * request carries X-Exportd-Tenant, even naming its own tenant: acting for a tenant is an
+ * operator's act) and `tenant_disabled` (seen through the caller's tenant cache, so within its
+ * second of a disable).
  */
 export function boundToOwnTenant(
   headers: Readonly<Record<string, string | string[] | undefined>>,
   tenant: Tenant,
-): OwnTenantContext {
+  credential: CredentialFields,
+): AuthContext {
   if (headers[TENANT_HEADER] !== undefined) throw tenantHeaderNotAllowed();
   if (tenant.disabledAt !== null) throw tenantDisabled();
-  return { tenantId: tenant.id, tenantName: tenant.name, plan: tenant.plan, limits: tenant.limits };
+  // One literal of one shape for keys and tokens, on every authenticated request: building it by
+  // spreading a partial context cost a quarter of a status read's CPU (V8 clones a spread source
+  // through a slow path, then adds the rest one property at a time).
+  return {
+    tenantId: tenant.id,
+    tenantName: tenant.name,
+    plan: tenant.plan,
+    limits: tenant.limits,
+    keyId: credential.keyId,
+    scopes: credential.scopes,
+    actor: credential.actor,
+    expiresAt: credential.expiresAt,
+  };
 }

@@ -116,7 +116,14 @@ export class TokenAuthenticator {
     }
     // A token acts for the tenant its claim names, as a key does; a disable shows within the
     // tenant cache's second.
-    const own = boundToOwnTenant(request.headers, tenant);
+    const actor = actors.token(verified.subject);
+    const auth = boundToOwnTenant(request.headers, tenant, {
+      // The rate limit counts per subject of a tenant, as it counts per key.
+      keyId: `token:${tenant.id}:${verified.subject}`,
+      scopes: verified.scopes,
+      actor,
+      expiresAt: verified.expiresAt,
+    });
     if (!verified.scopes.includes(scope)) {
       throw new AppError(
         "insufficient_scope",
@@ -124,7 +131,6 @@ export class TokenAuthenticator {
         [{ field: "authorization", code: "missing_scope", message: scope }],
       );
     }
-    const actor = actors.token(verified.subject);
     if (!recheck) {
       const exportId = (request.params as { id?: unknown } | undefined)?.id;
       (request.log as Logger).setBindings({
@@ -133,14 +139,7 @@ export class TokenAuthenticator {
         ...(typeof exportId === "string" ? { export_id: exportId } : {}),
       });
     }
-    return {
-      ...own,
-      // The rate limit counts per subject of a tenant, as it counts per key.
-      keyId: `token:${tenant.id}:${verified.subject}`,
-      scopes: verified.scopes,
-      actor,
-      expiresAt: verified.expiresAt,
-    };
+    return auth;
   }
 
   /**
