@@ -48,6 +48,7 @@ import { installMaintenance } from "./maintenance.js";
 import { documentHeaders, documentRoute } from "./openapi.js";
 import { ErrorEnvelopeSchema } from "./schemas.js";
 import { redisWithFallback, watchRedis } from "./shared-rate-limits.js";
+import { TenantsById } from "./tenants-by-id.js";
 import { webhookRoutes } from "./webhooks/routes.js";
 
 /** reg-name, IPv4 or [IPv6], then an optional port (RFC 9110 §7.2, RFC 3986 §3.2.2). */
@@ -243,9 +244,12 @@ export async function buildApp(
   // Only the public surface: the operator API is never called from a browser page.
   if (deps.config.corsOrigins && surface !== "admin") await installCors(app, deps.config.corsOrigins);
   const operators = new OperatorAuthenticator(deps.store, deps.config.admin.token);
+  // One tenant cache for authentication and the /files route (a disable shows on both at once).
+  const tenantsById = new TenantsById(deps.store);
   installAuth(
     app,
     deps.store,
+    tenantsById,
     deps.clock,
     deps.config.unauthenticatedPerMinute,
     new TenantActing(operators, deps.store),
@@ -347,7 +351,7 @@ export async function buildApp(
     exportRoutes(app, { ...deps, exports: deps.store });
     if (deps.webhooks) webhookRoutes(app, deps.webhooks);
     if (deps.signer)
-      fileRoutes(app, { ...deps, exports: deps.store, tenants: deps.store }, deps.signer, deps.filesRoot);
+      fileRoutes(app, { ...deps, exports: deps.store, tenants: tenantsById }, deps.signer, deps.filesRoot);
     consoleRoutes(app);
   }
   if (surface !== "public") {

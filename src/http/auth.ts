@@ -11,11 +11,12 @@ import type { TokenSettings } from "../config/tokens.js";
 import { hashesMatch, hashKey, keyPrefix } from "../domain/api-keys.js";
 import { AppError, invalidRequest } from "../domain/errors.js";
 import type { Scope } from "../domain/scopes.js";
-import type { Tenant, TenantLimits } from "../domain/tenant.js";
+import type { TenantLimits } from "../domain/tenant.js";
 import type { ApiKeyRecord, OperatorPort, TenancyPort } from "../metadata/types.js";
 import { TtlCache } from "../usecases/ttl-cache.js";
 import { TENANT_HEADER, type TenantActing } from "./acting.js";
 import { boundToOwnTenant } from "./own-tenant.js";
+import type { TenantsById } from "./tenants-by-id.js";
 import { TokenAuthenticator } from "./token-auth.js";
 
 export interface AuthContext {
@@ -89,8 +90,6 @@ declare module "fastify" {
 
 /** last_used_at is written at most this often per key, so reads stay reads. */
 const TOUCH_EVERY_MS = 60_000;
-/** A tenant's plan and limits are read at most this often per process: a plan change takes effect within this. */
-const TENANT_CACHE_MS = 1_000;
 /**
  * A verified key is trusted this long per process without reading it again: a revoked or
  * rotated-out key stops working within this on every API process. Only valid keys are kept, by
@@ -158,12 +157,14 @@ function unauthorized(message: string): AppError {
 /**
  * Adds the authentication hook. `unauthenticatedPerMinute`: requests with a missing or invalid key
  * one client address may send per minute before it gets 429 rate_limited without a key lookup.
+ * `tenants`: a key's tenant, read through the cache the /files route shares (tenants-by-id.ts).
  * `acting`: operators acting for a tenant (X-Exportd-Tenant), tried before the tenant-key path.
  * `tokenSettings`: the product's sign-in tokens (JWT) accepted beside keys; null: keys only.
  */
 export function installAuth(
   app: FastifyInstance,
   store: TenancyPort & Pick<OperatorPort, "createTenant">,
+  tenants: TenantsById,
   clock: () => number,
   unauthenticatedPerMinute: number,
   acting: TenantActing,
@@ -173,14 +174,6 @@ export function installAuth(
   const tokens = tokenSettings && new TokenAuthenticator(tokenSettings, store, failedAuth, app.log);
   const lastTouched = new Map<string, number>();
   const keys = new TtlCache<ApiKeyRecord>(KEY_CACHE_MS);
-  const tenants = new TtlCache<Tenant>(TENANT_CACHE_MS);
-  const tenantOf = async (id: string, now: number, fresh: boolean): Promise<Tenant | null> => {
-    const cached = fresh ? undefined : tenants.get(id, now);
-    if (cached) return cached;
-    const tenant = await store.getTenant(id);
-    if (tenant) tenants.set(id, tenant, now);
-    return tenant;
-  };
   app.decorateRequest("auth", null);
   const routeScopes: RouteScope[] = [];
   app.decorate("routeScopes", routeScopes);
@@ -258,9 +251,9 @@ export function installAuth(
       record = found;
       keys.set(digest as string, found, now);
     }
-    const tenant = await tenantOf(record.tenantId, now, fresh);
+    const tenant = await tenants.get(record.tenantId, now, fresh);
     if (!tenant) throw unauthorized("The API key is not valid.");
-    // The tenant is read through TENANT_CACHE_MS's cache: a disable shows within it.
+    // The tenant is read through TenantsById's second: a disable shows within it.
     const auth = boundToOwnTenant(headers, tenant, {
       keyId: record.id,
       scopes: record.scopes,

@@ -18,14 +18,13 @@ import { AppError, serviceUnavailable } from "../../domain/errors.js";
 import { downloadRefusal } from "../../domain/export.js";
 import { isUuid } from "../../domain/ids.js";
 import { archiveOfKey, exportOfKey, isSafeKey } from "../../domain/naming.js";
-import type { Tenant } from "../../domain/tenant.js";
-import type { ExportsPort, TenancyPort } from "../../metadata/types.js";
+import type { ExportsPort } from "../../metadata/types.js";
 import { contentDisposition } from "../../object-store/content-disposition.js";
 import { contentTypeOf } from "../../object-store/content-type.js";
 import type { LinkSigner } from "../../object-store/signing.js";
-import { TtlCache } from "../../usecases/ttl-cache.js";
 import type { HttpDeps } from "../deps.js";
 import { type BodyPiece, ChunkPool, DownloadSlots, writeBody, writeFileRange } from "../file-body.js";
+import type { TenantsById } from "../tenants-by-id.js";
 import { type ArchiveReader, answerFor, archiveOf, archivePieces, checkArchiveFiles } from "./archive.js";
 import { FileParams, FileQuery, FileResponses } from "./schemas.js";
 
@@ -50,16 +49,13 @@ function bodyRange(
  */
 export type FileRouteDeps = Pick<HttpDeps, "config" | "clock" | "storage" | "metrics"> & {
   exports: ExportsPort;
-  /** The tenant of a link's key: a disabled or deleted tenant's links are refused. */
-  tenants: Pick<TenancyPort, "getTenant">;
+  /**
+   * The tenant of a link's key, through the cache authentication reads too (a map lookup on the
+   * download hot path; a disable stops links within its second): a disabled or deleted tenant's
+   * links are refused.
+   */
+  tenants: TenantsById;
 };
-
-/**
- * A link's tenant is read at most this often per process, as the API's authentication reads a
- * key's: a disable stops its links within this, and the download hot path costs a map lookup, not
- * a database read per request (one primary-key read per tenant per second and process).
- */
-const LINK_TENANT_CACHE_MS = 1_000;
 
 /**
  * Opens the first stream piece (an S3 ranged GET) before any header goes out, so a store that is
@@ -108,7 +104,6 @@ export function fileRoutes(
       "The file storage cannot be read right now. Retry after the Retry-After seconds.",
     );
   };
-  const linkTenants = new TtlCache<Tenant | null>(LINK_TENANT_CACHE_MS);
   /**
    * Refuses a validly signed link whose tenant may no longer download: disabled (403
    * `tenant_disabled`, naming no tenant) or deleted (404 `not_found`, as the file it named is gone:
@@ -118,11 +113,7 @@ export function fileRoutes(
   const checkLinkTenant = async (key: string, now: number): Promise<void> => {
     const owner = exportOfKey(key);
     if (!owner || !isUuid(owner.tenantId)) throw new AppError("not_found", "The file no longer exists.");
-    let tenant = linkTenants.get(owner.tenantId, now);
-    if (tenant === undefined) {
-      tenant = await deps.tenants.getTenant(owner.tenantId);
-      linkTenants.set(owner.tenantId, tenant, now);
-    }
+    const tenant = await deps.tenants.get(owner.tenantId, now);
     if (!tenant) throw new AppError("not_found", "The file no longer exists.");
     if (tenant.disabledAt !== null) {
       throw new AppError(
